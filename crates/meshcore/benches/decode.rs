@@ -1,0 +1,2 @@
+//! Placeholder; the criterion benchmark lands next.
+fn main() {}
