@@ -1,1 +1,29 @@
-fn main() {}
+//! `meshlens`: the one binary. This file is CLI wiring only; each subcommand lives in its own
+//! module and the real work in the library crates (see ARCHITECTURE.md).
+
+mod decode_cmd;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// A self-hosted analyzer for MeshCore LoRa mesh networks.
+#[derive(Debug, Parser)]
+#[command(name = "meshlens", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Decode MeshCore frames given as hex (arguments, or one per line on stdin) into JSON lines.
+    Decode(decode_cmd::DecodeArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Decode(args) => decode_cmd::run(args),
+    }
+}
