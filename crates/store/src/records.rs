@@ -1,0 +1,150 @@
+//! What the writer stores: records built by the ingest layer from decoded input.
+
+/// The observer a packet or status came from, keyed by the pubkey in its topic.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Observer {
+    /// Observer public key, lowercase hex.
+    pub id: String,
+    /// `origin` from the message, if any.
+    pub name: Option<String>,
+    /// IATA region from the topic (or payload / source).
+    pub iata: Option<String>,
+}
+
+/// A node role as meshlens names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// Chat node (advert type 1).
+    Companion,
+    /// Repeater (type 2).
+    Repeater,
+    /// Room server (type 3).
+    Room,
+    /// Sensor (type 4).
+    Sensor,
+    /// Any other advert type; never guessed as a known role.
+    Other(u8),
+}
+
+impl Role {
+    /// From the advert's node type nibble.
+    pub fn from_node_type(t: u8) -> Role {
+        match t {
+            1 => Role::Companion,
+            2 => Role::Repeater,
+            3 => Role::Room,
+            4 => Role::Sensor,
+            n => Role::Other(n & 0x0F),
+        }
+    }
+
+    /// Stored and served name: `repeater`, `room`, `companion`, `sensor` or `type-N`.
+    pub fn as_str(self) -> std::borrow::Cow<'static, str> {
+        match self {
+            Role::Companion => "companion".into(),
+            Role::Repeater => "repeater".into(),
+            Role::Room => "room".into(),
+            Role::Sensor => "sensor".into(),
+            Role::Other(n) => format!("type-{n}").into(),
+        }
+    }
+}
+
+/// A verified advert's content, to create or update a node.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Advert {
+    /// Public key, lowercase hex.
+    pub public_key: String,
+    /// Sanitised name.
+    pub name: Option<String>,
+    /// Role.
+    pub role: Role,
+    /// Location in degrees, only when on Earth and not 0/0.
+    pub location: Option<(f64, f64)>,
+    /// The node's own clock (Unix seconds) from the advert.
+    pub advert_time: u32,
+}
+
+/// One received packet, framed and decoded by the ingest layer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PacketRecord {
+    /// Who heard it.
+    pub observer: Observer,
+    /// Ingest time, Unix ms.
+    pub received_at: i64,
+    /// The frame as heard.
+    pub raw: Vec<u8>,
+    /// Bytes of `raw` before the payload.
+    pub head_len: usize,
+    /// Packet hash as a big-endian integer (`PacketHash::to_u64`); stored as 16 hex digits.
+    pub hash: u64,
+    /// Header fields.
+    pub route_type: u8,
+    /// Payload type.
+    pub payload_type: u8,
+    /// Payload version.
+    pub payload_version: u8,
+    /// The path-length byte.
+    pub path_len: u8,
+    /// RF data, when the observer sent it.
+    pub snr: Option<f64>,
+    /// RSSI, dBm.
+    pub rssi: Option<f64>,
+    /// Score.
+    pub score: Option<i64>,
+    /// Advert originator, for ADVERT (even when its signature fails).
+    pub from_pubkey: Option<String>,
+    /// Decrypted channel name, for GRP_TXT/GRP_DATA.
+    pub channel: Option<String>,
+    /// Region of a scoped flood, when known.
+    pub scope: Option<String>,
+    /// The node update, for adverts whose signature verified.
+    pub advert: Option<Advert>,
+    /// Why this packet must not change nodes (e.g. `invalid_signature`), recorded once per
+    /// transmission in `rejected_packets`.
+    pub reject_reason: Option<&'static str>,
+}
+
+/// An observer status message.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Status {
+    /// Observer public key (lowercase hex), name and IATA.
+    pub observer: Option<Observer>,
+    /// Ingest time, Unix ms.
+    pub received_at: i64,
+    /// `status` (online/offline…).
+    pub status: Option<String>,
+    /// Hardware model.
+    pub model: Option<String>,
+    /// Firmware version.
+    pub firmware: Option<String>,
+    /// Uploader version.
+    pub client_version: Option<String>,
+    /// Radio parameters string.
+    pub radio: Option<String>,
+    /// Battery, mV.
+    pub battery_mv: Option<i64>,
+    /// Uptime, s.
+    pub uptime_secs: Option<i64>,
+    /// Noise floor, dBm.
+    pub noise_floor: Option<f64>,
+    /// Airtime transmitting, s.
+    pub tx_air_secs: Option<i64>,
+    /// Airtime receiving, s.
+    pub rx_air_secs: Option<i64>,
+    /// Receive errors.
+    pub recv_errors: Option<i64>,
+}
+
+/// Input refused before it became a packet (an invalid frame), kept for inspection.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rejected {
+    /// Observer id, when known.
+    pub observer_id: Option<String>,
+    /// Ingest time, Unix ms.
+    pub received_at: i64,
+    /// Stable reason code.
+    pub reason: &'static str,
+    /// The bytes, capped by the caller.
+    pub raw: Option<Vec<u8>>,
+}

@@ -1,0 +1,466 @@
+//! The single writer: owns the read-write connection, migrates on open, and commits ingest
+//! in batches (one transaction per batch, so a burst pays for one fsync, not one per packet).
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::records::{PacketRecord, Rejected, Status};
+use crate::{Error, Result, schema};
+
+/// One unit of work for the writer.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Item {
+    /// A received packet.
+    Packet(PacketRecord),
+    /// An observer status message.
+    Status(Status),
+    /// Refused input kept for inspection.
+    Rejected(Rejected),
+}
+
+/// What one batch changed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BatchOutcome {
+    /// Packets seen for the first time.
+    pub new_transmissions: u64,
+    /// Packets already stored (heard again).
+    pub known_transmissions: u64,
+    /// Observation rows added.
+    pub new_observations: u64,
+    /// Same observer, same packet, same path again: not stored twice.
+    pub duplicate_observations: u64,
+    /// Node rows created or updated from verified adverts.
+    pub node_updates: u64,
+    /// Status messages applied.
+    pub statuses: u64,
+    /// Rows added to `rejected_packets`.
+    pub rejected: u64,
+}
+
+/// Transmission ids by packet hash, for the packets heard in the last moments (a packet is
+/// typically heard by many observers within seconds). Bounded: cleared when full.
+struct RecentTransmissions {
+    ids: HashMap<u64, i64>,
+    capacity: usize,
+}
+
+impl RecentTransmissions {
+    fn get(&self, hash: u64) -> Option<i64> {
+        self.ids.get(&hash).copied()
+    }
+
+    fn insert(&mut self, hash: u64, id: i64) {
+        if self.ids.len() >= self.capacity {
+            self.ids.clear();
+        }
+        self.ids.insert(hash, id);
+    }
+}
+
+/// Column list shared by `nodes` and `inactive_nodes`, for moving rows between them.
+const NODE_COLUMN_NAMES: &str = "public_key, name, role, lat, lon, first_seen, last_seen, \
+     advert_count, last_advert_time, last_advert_path_len, multibyte_sup, multibyte_evidence";
+
+/// The read-write handle. Exactly one should exist per database.
+pub struct Writer {
+    conn: Connection,
+    recent: RecentTransmissions,
+}
+
+impl Writer {
+    /// Opens (creating if needed) the database at `path`, sets WAL mode and migrates it.
+    pub fn open(path: &Path, now_ms: i64) -> Result<Writer> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| Error::DataDir {
+                path: dir.to_path_buf(),
+                source,
+            })?;
+        }
+        let mut conn = Connection::open(path)?;
+        // auto_vacuum must be chosen before the first table exists; on an existing file it
+        // is a no-op. Incremental lets retention give space back in small steps.
+        conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        // WAL + NORMAL: a crash of the process loses nothing committed; only power loss can
+        // lose the last commits, and never corrupts the file.
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "foreign_keys", false)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.set_prepared_statement_cache_capacity(64);
+        schema::migrate(&mut conn, now_ms)?;
+        Ok(Writer {
+            conn,
+            recent: RecentTransmissions {
+                ids: HashMap::new(),
+                capacity: 65_536,
+            },
+        })
+    }
+
+    /// The connection (for maintenance jobs and tests).
+    pub fn conn(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// Writes `items` in one transaction.
+    pub fn write_batch(&mut self, items: &[Item]) -> Result<BatchOutcome> {
+        let mut out = BatchOutcome::default();
+        let tx = self.conn.transaction()?;
+        // Per-batch aggregates, written once at the end of the batch.
+        let mut observers: HashMap<&str, (i64, u64, i64)> = HashMap::new(); // idx, packets, last
+        let mut touched: HashMap<i64, (i64, i64, u64)> = HashMap::new(); // first, last, new obs
+        for item in items {
+            match item {
+                Item::Packet(p) => {
+                    let idx = match observers.get_mut(p.observer.id.as_str()) {
+                        Some(o) => {
+                            o.1 += 1;
+                            o.2 = o.2.max(p.received_at);
+                            o.0
+                        }
+                        None => {
+                            let idx = upsert_observer(&tx, p)?;
+                            observers.insert(&p.observer.id, (idx, 1, p.received_at));
+                            idx
+                        }
+                    };
+                    let (tx_id, new) = match self.recent.get(p.hash) {
+                        Some(id) => (id, false),
+                        None => {
+                            let r = insert_transmission(&tx, p)?;
+                            self.recent.insert(p.hash, r.0);
+                            r
+                        }
+                    };
+                    if new {
+                        out.new_transmissions += 1;
+                    } else {
+                        out.known_transmissions += 1;
+                    }
+                    let t = touched
+                        .entry(tx_id)
+                        .or_insert((p.received_at, p.received_at, 0));
+                    t.0 = t.0.min(p.received_at);
+                    t.1 = t.1.max(p.received_at);
+                    let head = p.raw.get(..p.head_len).unwrap_or(&p.raw);
+                    let added = tx
+                        .prepare_cached(
+                            "INSERT OR IGNORE INTO observations
+                             (transmission_id, observer_idx, received_at, path_len, head, snr, rssi, score)
+                             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                        )?
+                        .execute(params![
+                            tx_id,
+                            idx,
+                            p.received_at,
+                            p.path_len,
+                            head,
+                            p.snr,
+                            p.rssi,
+                            p.score
+                        ])?;
+                    if added == 1 {
+                        out.new_observations += 1;
+                        t.2 += 1;
+                    } else {
+                        out.duplicate_observations += 1;
+                    }
+                    if let Some(reason) = p.reject_reason.filter(|_| new) {
+                        tx.prepare_cached(
+                            "INSERT INTO rejected_packets (received_at, observer_id, reason, hash, raw)
+                             VALUES (?1, ?2, ?3, ?4, ?5)",
+                        )?
+                        .execute(params![
+                            p.received_at,
+                            p.observer.id,
+                            reason,
+                            hash_hex(p.hash),
+                            p.raw
+                        ])?;
+                        out.rejected += 1;
+                    }
+                    if p.advert.is_some() {
+                        upsert_node(&tx, p, new)?;
+                        out.node_updates += 1;
+                    }
+                }
+                Item::Status(s) => {
+                    apply_status(&tx, s)?;
+                    out.statuses += 1;
+                }
+                Item::Rejected(r) => {
+                    tx.prepare_cached(
+                        "INSERT INTO rejected_packets (received_at, observer_id, reason, raw)
+                         VALUES (?1, ?2, ?3, ?4)",
+                    )?
+                    .execute(params![
+                        r.received_at,
+                        r.observer_id,
+                        r.reason,
+                        r.raw
+                    ])?;
+                    out.rejected += 1;
+                }
+            }
+        }
+        for (idx, packets, last) in observers.values() {
+            tx.prepare_cached(
+                "UPDATE observers SET packet_count = packet_count + ?2,
+                    last_seen = max(last_seen, ?3),
+                    last_packet_at = max(coalesce(last_packet_at, 0), ?3)
+                 WHERE idx = ?1",
+            )?
+            .execute(params![idx, *packets as i64, last])?;
+        }
+        for (id, (first, last, new_obs)) in &touched {
+            tx.prepare_cached(
+                "UPDATE transmissions SET first_seen = min(first_seen, ?2),
+                    last_seen = max(last_seen, ?3),
+                    observation_count = observation_count + ?4
+                 WHERE id = ?1",
+            )?
+            .execute(params![id, first, last, *new_obs as i64])?;
+        }
+        tx.commit()?;
+        Ok(out)
+    }
+
+    /// Deletes up to `max` transmissions last heard before `cutoff_ms`, with their
+    /// observations, and rejected input older than the cutoff. Returns the number of
+    /// transmissions deleted; call again until it returns 0.
+    pub fn expire_packets(&mut self, cutoff_ms: i64, max: usize) -> Result<usize> {
+        let tx = self.conn.transaction()?;
+        tx.execute(
+            "CREATE TEMP TABLE IF NOT EXISTS expiring (id INTEGER PRIMARY KEY)",
+            [],
+        )?;
+        tx.execute("DELETE FROM temp.expiring", [])?;
+        let n = tx.execute(
+            "INSERT INTO temp.expiring (id)
+             SELECT id FROM transmissions WHERE last_seen < ?1 ORDER BY last_seen LIMIT ?2",
+            params![cutoff_ms, max as i64],
+        )?;
+        tx.execute(
+            "DELETE FROM observations WHERE transmission_id IN (SELECT id FROM temp.expiring)",
+            [],
+        )?;
+        tx.execute(
+            "DELETE FROM transmissions WHERE id IN (SELECT id FROM temp.expiring)",
+            [],
+        )?;
+        tx.execute(
+            "DELETE FROM rejected_packets WHERE id IN
+               (SELECT id FROM rejected_packets WHERE received_at < ?1 LIMIT ?2)",
+            params![cutoff_ms, max as i64],
+        )?;
+        tx.commit()?;
+        if n > 0 {
+            // Cached ids may now point at deleted rows.
+            self.recent.ids.clear();
+        }
+        Ok(n)
+    }
+
+    /// Moves nodes silent since before `cutoff_ms` to `inactive_nodes`. Returns how many.
+    pub fn deactivate_nodes(&mut self, cutoff_ms: i64) -> Result<usize> {
+        let tx = self.conn.transaction()?;
+        tx.execute(
+            &format!(
+                "INSERT OR REPLACE INTO inactive_nodes ({NODE_COLUMN_NAMES})
+                 SELECT {NODE_COLUMN_NAMES} FROM nodes WHERE last_seen < ?1"
+            ),
+            [cutoff_ms],
+        )?;
+        let n = tx.execute("DELETE FROM nodes WHERE last_seen < ?1", [cutoff_ms])?;
+        tx.commit()?;
+        Ok(n)
+    }
+
+    /// Returns up to `pages` free pages to the file system.
+    pub fn incremental_vacuum(&mut self, pages: u32) -> Result<()> {
+        self.conn
+            .execute_batch(&format!("PRAGMA incremental_vacuum({pages})"))?;
+        Ok(())
+    }
+
+    /// Checkpoints the WAL into the main file and truncates it.
+    pub fn checkpoint(&mut self) -> Result<()> {
+        self.conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+        Ok(())
+    }
+}
+
+/// The stored form of a packet hash: 16 lowercase hex digits.
+pub fn hash_hex(hash: u64) -> String {
+    format!("{hash:016x}")
+}
+
+fn upsert_observer(tx: &Connection, p: &PacketRecord) -> Result<i64> {
+    let idx = tx
+        .prepare_cached(
+            "INSERT INTO observers (id, name, iata, first_seen, last_seen)
+             VALUES (?1, ?2, ?3, ?4, ?4)
+             ON CONFLICT(id) DO UPDATE SET
+                name = coalesce(excluded.name, name),
+                iata = coalesce(excluded.iata, iata)
+             RETURNING idx",
+        )?
+        .query_row(
+            params![
+                p.observer.id,
+                p.observer.name,
+                p.observer.iata,
+                p.received_at
+            ],
+            |r| r.get(0),
+        )?;
+    Ok(idx)
+}
+
+/// Inserts the transmission if new. Returns its id and whether it was new.
+fn insert_transmission(tx: &Connection, p: &PacketRecord) -> Result<(i64, bool)> {
+    let added = tx
+        .prepare_cached(
+            "INSERT OR IGNORE INTO transmissions
+             (hash, raw, first_seen, last_seen, route_type, payload_type, payload_version,
+              from_pubkey, channel, scope)
+             VALUES (?1, ?2, ?3, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        )?
+        .execute(params![
+            hash_hex(p.hash),
+            p.raw,
+            p.received_at,
+            p.route_type,
+            p.payload_type,
+            p.payload_version,
+            p.from_pubkey,
+            p.channel,
+            p.scope
+        ])?;
+    if added == 1 {
+        return Ok((tx.last_insert_rowid(), true));
+    }
+    let id = tx
+        .prepare_cached("SELECT id FROM transmissions WHERE hash = ?1")?
+        .query_row([hash_hex(p.hash)], |r| r.get(0))?;
+    Ok((id, false))
+}
+
+fn upsert_node(tx: &Connection, p: &PacketRecord, new_transmission: bool) -> Result<()> {
+    let Some(a) = &p.advert else { return Ok(()) };
+    // A node heard again comes back from inactive_nodes with its history.
+    let revived = tx
+        .prepare_cached(&format!(
+            "INSERT OR IGNORE INTO nodes ({NODE_COLUMN_NAMES})
+             SELECT {NODE_COLUMN_NAMES} FROM inactive_nodes WHERE public_key = ?1"
+        ))?
+        .execute([&a.public_key])?;
+    if revived > 0 {
+        tx.prepare_cached("DELETE FROM inactive_nodes WHERE public_key = ?1")?
+            .execute([&a.public_key])?;
+    }
+    let (lat, lon) = a.location.unzip();
+    // Name, role and location follow the newest advert by the node's own clock, so a late
+    // copy of an old advert cannot roll them back.
+    tx.prepare_cached(
+        "INSERT INTO nodes (public_key, name, role, lat, lon, first_seen, last_seen,
+                            advert_count, last_advert_time, last_advert_path_len)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7, ?8, ?9)
+         ON CONFLICT(public_key) DO UPDATE SET
+            name = CASE WHEN excluded.last_advert_time >= coalesce(last_advert_time, 0)
+                        THEN excluded.name ELSE name END,
+            role = CASE WHEN excluded.last_advert_time >= coalesce(last_advert_time, 0)
+                        THEN excluded.role ELSE role END,
+            lat = CASE WHEN excluded.last_advert_time >= coalesce(last_advert_time, 0)
+                       THEN coalesce(excluded.lat, lat) ELSE lat END,
+            lon = CASE WHEN excluded.last_advert_time >= coalesce(last_advert_time, 0)
+                       THEN coalesce(excluded.lon, lon) ELSE lon END,
+            last_seen = max(last_seen, excluded.last_seen),
+            first_seen = min(first_seen, excluded.first_seen),
+            advert_count = advert_count + excluded.advert_count,
+            last_advert_path_len = excluded.last_advert_path_len,
+            last_advert_time = max(coalesce(last_advert_time, 0), excluded.last_advert_time)",
+    )?
+    .execute(params![
+        a.public_key,
+        a.name,
+        a.role.as_str(),
+        lat,
+        lon,
+        p.received_at,
+        i64::from(new_transmission),
+        a.advert_time,
+        p.path_len
+    ])?;
+    Ok(())
+}
+
+fn apply_status(tx: &Connection, s: &Status) -> Result<()> {
+    let Some(o) = &s.observer else { return Ok(()) };
+    tx.prepare_cached(
+        "INSERT INTO observers (id, name, iata, first_seen, last_seen, last_status_at, status, model,
+            firmware, client_version, radio, battery_mv, uptime_secs, noise_floor, tx_air_secs,
+            rx_air_secs, recv_errors)
+         VALUES (?1, ?2, ?3, ?4, ?4, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
+         ON CONFLICT(id) DO UPDATE SET
+            name = coalesce(excluded.name, name),
+            iata = coalesce(excluded.iata, iata),
+            last_seen = max(last_seen, excluded.last_seen),
+            last_status_at = excluded.last_status_at,
+            status = coalesce(excluded.status, status),
+            model = coalesce(excluded.model, model),
+            firmware = coalesce(excluded.firmware, firmware),
+            client_version = coalesce(excluded.client_version, client_version),
+            radio = coalesce(excluded.radio, radio),
+            battery_mv = coalesce(excluded.battery_mv, battery_mv),
+            uptime_secs = coalesce(excluded.uptime_secs, uptime_secs),
+            noise_floor = coalesce(excluded.noise_floor, noise_floor),
+            tx_air_secs = coalesce(excluded.tx_air_secs, tx_air_secs),
+            rx_air_secs = coalesce(excluded.rx_air_secs, rx_air_secs),
+            recv_errors = coalesce(excluded.recv_errors, recv_errors)",
+    )?
+    .execute(params![
+        o.id,
+        o.name,
+        o.iata,
+        s.received_at,
+        s.status,
+        s.model,
+        s.firmware,
+        s.client_version,
+        s.radio,
+        s.battery_mv,
+        s.uptime_secs,
+        s.noise_floor,
+        s.tx_air_secs,
+        s.rx_air_secs,
+        s.recv_errors
+    ])?;
+    Ok(())
+}
+
+/// Whether a node is currently in `nodes` (true) or `inactive_nodes` (false), or unknown.
+pub fn node_is_active(conn: &Connection, public_key: &str) -> Result<Option<bool>> {
+    if conn
+        .query_row(
+            "SELECT 1 FROM nodes WHERE public_key = ?1",
+            [public_key],
+            |_| Ok(()),
+        )
+        .optional()?
+        .is_some()
+    {
+        return Ok(Some(true));
+    }
+    Ok(conn
+        .query_row(
+            "SELECT 1 FROM inactive_nodes WHERE public_key = ?1",
+            [public_key],
+            |_| Ok(()),
+        )
+        .optional()?
+        .map(|()| false))
+}

@@ -1,0 +1,303 @@
+//! The writer and reader handles against a real SQLite file: migrations, dedup, nodes,
+//! retention, and the read-only guarantee.
+
+use store::{
+    Advert, Item, Observer, PacketRecord, Reader, Rejected, Role, SCHEMA_VERSION, Status, Writer,
+    node_is_active,
+};
+
+fn observer(id: &str) -> Observer {
+    Observer {
+        id: id.repeat(64 / id.len()),
+        name: Some(format!("obs-{id}")),
+        iata: Some("SEA".into()),
+    }
+}
+
+/// A packet with `hash`, heard by `obs` at `t` with path-length byte `path_len` and `path`.
+fn packet(hash: u64, obs: &str, t: i64, path: &[u8]) -> PacketRecord {
+    let mut raw = vec![0x15, path.len() as u8];
+    raw.extend_from_slice(path);
+    let head_len = raw.len();
+    raw.extend_from_slice(&hash.to_be_bytes());
+    PacketRecord {
+        observer: observer(obs),
+        received_at: t,
+        raw,
+        head_len,
+        hash,
+        route_type: 1,
+        payload_type: 5,
+        payload_version: 0,
+        path_len: path.len() as u8,
+        snr: Some(7.5),
+        rssi: Some(-90.0),
+        score: None,
+        from_pubkey: None,
+        channel: None,
+        scope: None,
+        advert: None,
+        reject_reason: None,
+    }
+}
+
+fn advert_packet(hash: u64, key: &str, name: &str, advert_time: u32, t: i64) -> PacketRecord {
+    let mut p = packet(hash, "a", t, &[]);
+    p.payload_type = 4;
+    p.from_pubkey = Some(key.into());
+    p.advert = Some(Advert {
+        public_key: key.into(),
+        name: Some(name.into()),
+        role: Role::Repeater,
+        location: Some((47.5, -122.1)),
+        advert_time,
+    });
+    p
+}
+
+fn open() -> (tempfile::TempDir, Writer) {
+    let dir = tempfile::tempdir().unwrap();
+    let w = Writer::open(&dir.path().join("data/meshlens.db"), 1).unwrap();
+    (dir, w)
+}
+
+fn count(w: &Writer, sql: &str) -> i64 {
+    w.conn().query_row(sql, [], |r| r.get(0)).unwrap()
+}
+
+#[test]
+fn migrations_run_once_and_add_the_capability_columns() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("meshlens.db");
+    drop(Writer::open(&path, 1).unwrap());
+    let w = Writer::open(&path, 2).unwrap();
+    assert_eq!(count(&w, "PRAGMA user_version"), SCHEMA_VERSION);
+    assert_eq!(
+        count(&w, "SELECT count(*) FROM schema_migrations"),
+        SCHEMA_VERSION
+    );
+    for table in ["nodes", "inactive_nodes"] {
+        let n = count(
+            &w,
+            &format!(
+                "SELECT count(*) FROM pragma_table_info('{table}')
+                 WHERE name IN ('multibyte_sup', 'multibyte_evidence')"
+            ),
+        );
+        assert_eq!(n, 2, "{table}");
+    }
+    let mode: String = w
+        .conn()
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, "wal");
+}
+
+#[test]
+fn dedup_by_hash_and_one_observation_per_observer_and_path() {
+    let (_d, mut w) = open();
+    let out = w
+        .write_batch(&[
+            Item::Packet(packet(1, "a", 10, &[0x11])),
+            Item::Packet(packet(1, "b", 11, &[0x11])),
+            Item::Packet(packet(1, "a", 12, &[0x11])), // same observer, same path
+            Item::Packet(packet(1, "a", 13, &[0x11, 0x22])), // same observer, new path
+        ])
+        .unwrap();
+    assert_eq!(out.new_transmissions, 1);
+    assert_eq!(out.known_transmissions, 3);
+    assert_eq!(out.new_observations, 3);
+    assert_eq!(out.duplicate_observations, 1);
+    assert_eq!(count(&w, "SELECT count(*) FROM transmissions"), 1);
+    assert_eq!(count(&w, "SELECT observation_count FROM transmissions"), 3);
+    assert_eq!(count(&w, "SELECT first_seen FROM transmissions"), 10);
+    assert_eq!(count(&w, "SELECT last_seen FROM transmissions"), 13);
+    assert_eq!(count(&w, "SELECT count(*) FROM observers"), 2);
+    let a = observer("a").id;
+    let n: i64 = w
+        .conn()
+        .query_row(
+            "SELECT packet_count FROM observers WHERE id = ?1",
+            [&a],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(n, 3);
+    // In a later batch the same packet is still known (through the cache or the table).
+    let out = w
+        .write_batch(&[Item::Packet(packet(1, "c", 20, &[]))])
+        .unwrap();
+    assert_eq!((out.new_transmissions, out.new_observations), (0, 1));
+    // The stored head is the frame up to the payload.
+    let head: Vec<u8> = w
+        .conn()
+        .query_row(
+            "SELECT head FROM observations ORDER BY id LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(head, [0x15, 1, 0x11]);
+}
+
+#[test]
+fn adverts_make_nodes_and_old_copies_do_not_roll_back() {
+    let (_d, mut w) = open();
+    let key = "ab".repeat(32);
+    w.write_batch(&[Item::Packet(advert_packet(1, &key, "new", 200, 10))])
+        .unwrap();
+    // An older advert (node clock 100) arriving later must not revert the name.
+    w.write_batch(&[Item::Packet(advert_packet(2, &key, "old", 100, 20))])
+        .unwrap();
+    let (name, count_, last): (String, i64, i64) = w
+        .conn()
+        .query_row(
+            "SELECT name, advert_count, last_seen FROM nodes WHERE public_key = ?1",
+            [&key],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    assert_eq!((name.as_str(), count_, last), ("new", 2, 20));
+    // The same advert heard again does not count twice.
+    w.write_batch(&[Item::Packet(advert_packet(2, &key, "old", 100, 30))])
+        .unwrap();
+    assert_eq!(count(&w, "SELECT advert_count FROM nodes"), 2);
+}
+
+#[test]
+fn rejected_adverts_never_touch_nodes() {
+    let (_d, mut w) = open();
+    let mut p = packet(9, "a", 10, &[]);
+    p.payload_type = 4;
+    p.reject_reason = Some("invalid_signature");
+    w.write_batch(&[Item::Packet(p.clone()), Item::Packet(p)])
+        .unwrap();
+    assert_eq!(count(&w, "SELECT count(*) FROM nodes"), 0);
+    // Recorded once per transmission, and the packet itself is kept.
+    assert_eq!(
+        count(
+            &w,
+            "SELECT count(*) FROM rejected_packets WHERE reason = 'invalid_signature'"
+        ),
+        1
+    );
+    assert_eq!(count(&w, "SELECT count(*) FROM transmissions"), 1);
+    w.write_batch(&[Item::Rejected(Rejected {
+        observer_id: None,
+        received_at: 11,
+        reason: "path_too_long",
+        raw: Some(vec![1, 2]),
+    })])
+    .unwrap();
+    assert_eq!(count(&w, "SELECT count(*) FROM rejected_packets"), 2);
+}
+
+#[test]
+fn silent_nodes_go_inactive_and_come_back() {
+    let (_d, mut w) = open();
+    let key = "cd".repeat(32);
+    w.write_batch(&[Item::Packet(advert_packet(1, &key, "n", 1, 1_000))])
+        .unwrap();
+    w.conn()
+        .execute("UPDATE nodes SET multibyte_sup = 2", [])
+        .unwrap();
+    assert_eq!(w.deactivate_nodes(500).unwrap(), 0);
+    assert_eq!(w.deactivate_nodes(2_000).unwrap(), 1);
+    assert_eq!(node_is_active(w.conn(), &key).unwrap(), Some(false));
+    w.write_batch(&[Item::Packet(advert_packet(2, &key, "n", 2, 3_000))])
+        .unwrap();
+    assert_eq!(node_is_active(w.conn(), &key).unwrap(), Some(true));
+    assert_eq!(count(&w, "SELECT count(*) FROM inactive_nodes"), 0);
+    // History and capability survive the round trip.
+    assert_eq!(count(&w, "SELECT advert_count FROM nodes"), 2);
+    assert_eq!(count(&w, "SELECT multibyte_sup FROM nodes"), 2);
+}
+
+#[test]
+fn retention_deletes_old_packets_in_chunks() {
+    let (_d, mut w) = open();
+    let items: Vec<Item> = (0..25)
+        .map(|i| Item::Packet(packet(i, "a", i as i64 * 10, &[0x01])))
+        .collect();
+    w.write_batch(&items).unwrap();
+    let mut deleted = 0;
+    loop {
+        let n = w.expire_packets(100, 4).unwrap();
+        assert!(n <= 4);
+        if n == 0 {
+            break;
+        }
+        deleted += n;
+    }
+    assert_eq!(deleted, 10); // received at 0..90
+    assert_eq!(count(&w, "SELECT count(*) FROM transmissions"), 15);
+    assert_eq!(count(&w, "SELECT count(*) FROM observations"), 15);
+    assert_eq!(count(&w, "SELECT min(received_at) FROM observations"), 100);
+    // A deleted packet heard again is a new transmission, not a dangling cached id.
+    let out = w
+        .write_batch(&[Item::Packet(packet(0, "a", 500, &[]))])
+        .unwrap();
+    assert_eq!(out.new_transmissions, 1);
+    w.incremental_vacuum(100).unwrap();
+    w.checkpoint().unwrap();
+}
+
+#[test]
+fn status_updates_observer_fields() {
+    let (_d, mut w) = open();
+    let s = Status {
+        observer: Some(observer("e")),
+        received_at: 5,
+        status: Some("online".into()),
+        model: Some("Heltec V3".into()),
+        battery_mv: Some(4100),
+        noise_floor: Some(-112.5),
+        ..Status::default()
+    };
+    w.write_batch(&[Item::Status(s)]).unwrap();
+    // A later status without a model keeps the known model.
+    let s2 = Status {
+        observer: Some(observer("e")),
+        received_at: 6,
+        battery_mv: Some(4000),
+        ..Status::default()
+    };
+    w.write_batch(&[Item::Status(s2)]).unwrap();
+    let (model, batt, nf): (String, i64, f64) = w
+        .conn()
+        .query_row(
+            "SELECT model, battery_mv, noise_floor FROM observers",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    assert_eq!((model.as_str(), batt, nf), ("Heltec V3", 4000, -112.5));
+}
+
+#[test]
+fn reader_is_read_only_and_checks_the_schema_version() {
+    let (d, mut w) = open();
+    let path = d.path().join("data/meshlens.db");
+    w.write_batch(&[Item::Packet(packet(1, "a", 1, &[]))])
+        .unwrap();
+    let r = Reader::open(&path).unwrap();
+    let n: i64 = r
+        .conn()
+        .query_row("SELECT count(*) FROM transmissions", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(n, 1);
+    for sql in [
+        "INSERT INTO observers (id, first_seen, last_seen) VALUES ('x', 1, 1)",
+        "DELETE FROM transmissions",
+        "CREATE TABLE t (x)",
+    ] {
+        assert!(r.conn().execute(sql, []).is_err(), "{sql} must fail");
+    }
+    drop(r);
+    // A database the writer has not migrated yet is refused with a clear message.
+    w.conn()
+        .pragma_update(None, "user_version", SCHEMA_VERSION - 1)
+        .unwrap();
+    let err = Reader::open(&path).err().unwrap().to_string();
+    assert!(err.contains("start the writer"), "{err}");
+}
