@@ -7,9 +7,10 @@ use std::io::{BufRead, IsTerminal, Read, Write};
 use std::process::ExitCode;
 
 use clap::Args;
-use meshcore::crypto::{Channel, ChannelKey};
 use meshcore::report::{DecodeOptions, decode_to_json, parse_hex};
 use serde_json::json;
+
+use crate::keys::KeyArgs;
 
 /// Longest input line accepted from stdin. A legal frame is at most 254 bytes (508 hex
 /// digits); the margin allows for whitespace. Longer lines are reported and skipped, so a
@@ -19,15 +20,8 @@ const MAX_LINE: u64 = 16 * 1024;
 /// Options of `meshlens decode`.
 #[derive(Debug, Args)]
 pub struct DecodeArgs {
-    /// Hashtag channel to decrypt (`test` or `#test`; key = SHA-256("#test")[..16]). Repeatable.
-    #[arg(long = "hashtag", value_name = "NAME")]
-    hashtags: Vec<String>,
-    /// Channel key as 32 or 64 hex digits, optionally named: `[NAME=]HEX`. Repeatable.
-    #[arg(long = "channel-key", value_name = "HEX", value_parser = parse_channel_key)]
-    channel_keys: Vec<Channel>,
-    /// Region (`ottawa` or `#ottawa`) to attribute transport-scoped floods to. Repeatable.
-    #[arg(long = "region", value_name = "NAME")]
-    regions: Vec<String>,
+    #[command(flatten)]
+    keys: KeyArgs,
     /// Skip Ed25519 verification of adverts (`signature_valid` is then omitted).
     #[arg(long)]
     no_verify: bool,
@@ -36,32 +30,12 @@ pub struct DecodeArgs {
     frames: Vec<String>,
 }
 
-fn parse_channel_key(s: &str) -> Result<Channel, String> {
-    let (name, hex) = match s.split_once('=') {
-        Some((n, h)) if !n.trim().is_empty() => (Some(n.trim()), h),
-        _ => (None, s),
-    };
-    let key = ChannelKey::from_hex(hex)
-        .ok_or_else(|| "expected 32 or 64 hex digits (a 16- or 32-byte key)".to_string())?;
-    let name = name.map_or_else(|| format!("key-{:02x}", key.channel_hash()), str::to_owned);
-    Ok(Channel::new(name, key))
-}
-
 fn options(args: &DecodeArgs) -> DecodeOptions {
-    let mut opts = DecodeOptions {
+    DecodeOptions {
+        keyring: args.keys.keyring(),
+        regions: args.keys.regions(),
         verify_signatures: !args.no_verify,
-        ..DecodeOptions::default()
-    };
-    for tag in &args.hashtags {
-        opts.keyring.add_hashtag(tag);
     }
-    for ch in &args.channel_keys {
-        opts.keyring.add(ch.clone());
-    }
-    for r in &args.regions {
-        opts.regions.add(r);
-    }
-    opts
 }
 
 /// Decodes one line of input into its JSON output.
@@ -179,15 +153,5 @@ mod tests {
         assert_eq!(out.len(), 2);
         assert_eq!(out[0]["error"], "bad_hex");
         assert_eq!(out[1]["valid"], true);
-    }
-
-    #[test]
-    fn channel_key_argument_forms() {
-        let c = parse_channel_key("ops=8b3387e9c5cdea6ac9e5edbaa115cd72").unwrap();
-        assert_eq!(c.name(), "ops");
-        let c = parse_channel_key("8b3387e9c5cdea6ac9e5edbaa115cd72").unwrap();
-        assert_eq!(c.name(), "key-11");
-        assert!(parse_channel_key("abc").is_err());
-        assert!(parse_channel_key(&"ab".repeat(24)).is_err());
     }
 }

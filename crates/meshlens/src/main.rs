@@ -2,6 +2,8 @@
 //! module and the real work in the library crates (see ARCHITECTURE.md).
 
 mod decode_cmd;
+mod ingest_cmd;
+mod keys;
 
 use std::process::ExitCode;
 
@@ -17,6 +19,10 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run meshlens with its embedded MQTT broker: observers publish to it, packets are stored.
+    Run(ingest_cmd::RunArgs),
+    /// The writer role: subscribe to MQTT brokers and store what observers hear.
+    Ingest(ingest_cmd::IngestArgs),
     /// Decode MeshCore frames given as hex (arguments, or one per line on stdin) into JSON lines.
     Decode(decode_cmd::DecodeArgs),
 }
@@ -24,6 +30,8 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Run(args) => ingest_cmd::run(args),
+        Command::Ingest(args) => ingest_cmd::ingest(args),
         Command::Decode(args) => decode_cmd::run(args),
     }
 }

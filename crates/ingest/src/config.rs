@@ -1,0 +1,367 @@
+//! Ingest configuration: broker URLs, durations, and CoreScope's `config.json` keys
+//! (`mqtt`, `mqttSources`, `channelKeys`, `hashChannels`, `hashRegions`) so operators can switch
+//! without rewriting their configuration.
+
+use std::time::Duration;
+
+use base64::Engine;
+use meshcore::crypto::{Channel, ChannelKey};
+use serde_json::Value;
+
+/// The topic subscribed when none is configured.
+pub const DEFAULT_TOPIC: &str = "meshcore/#";
+
+/// How a source reaches its broker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    /// `mqtt://`, plain TCP (default port 1883).
+    Mqtt,
+    /// `mqtts://`, TLS (8883).
+    Mqtts,
+    /// `ws://`, MQTT over WebSocket (80).
+    Ws,
+    /// `wss://`, MQTT over TLS WebSocket (443).
+    Wss,
+}
+
+/// A parsed broker URL. Credentials in the URL are taken out and kept apart, so the URL can
+/// be logged and shown.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerUrl {
+    /// Transport.
+    pub scheme: Scheme,
+    /// Host name or address.
+    pub host: String,
+    /// Port.
+    pub port: u16,
+    /// Path, for WebSocket brokers (e.g. `/mqtt`).
+    pub path: String,
+    /// `user` from `user:pass@`.
+    pub username: Option<String>,
+    /// `pass` from `user:pass@`.
+    pub password: Option<String>,
+}
+
+impl BrokerUrl {
+    /// Parses `scheme://[user[:pass]@]host[:port][/path]`; `tcp://` and `ssl://` are aliases.
+    pub fn parse(s: &str) -> Result<BrokerUrl, String> {
+        let s = s.trim();
+        let (scheme, rest) = s
+            .split_once("://")
+            .ok_or_else(|| format!("{s:?}: missing scheme://"))?;
+        let (scheme, default_port) = match scheme.to_ascii_lowercase().as_str() {
+            "mqtt" | "tcp" => (Scheme::Mqtt, 1883),
+            "mqtts" | "ssl" | "tls" => (Scheme::Mqtts, 8883),
+            "ws" => (Scheme::Ws, 80),
+            "wss" => (Scheme::Wss, 443),
+            other => {
+                return Err(format!(
+                    "unsupported scheme {other:?} (mqtt, mqtts, ws, wss)"
+                ));
+            }
+        };
+        let (authority, path) = match rest.find('/') {
+            Some(i) => rest.split_at(i),
+            None => (rest, ""),
+        };
+        let (userinfo, hostport) = match authority.rsplit_once('@') {
+            Some((u, h)) => (Some(u), h),
+            None => (None, authority),
+        };
+        let (username, password) = match userinfo {
+            Some(u) => match u.split_once(':') {
+                Some((a, b)) => (Some(a.to_owned()), Some(b.to_owned())),
+                None => (Some(u.to_owned()), None),
+            },
+            None => (None, None),
+        };
+        let (host, port) = if let Some(h) = hostport.strip_prefix('[') {
+            // [IPv6]:port
+            let (h, after) = h.split_once(']').ok_or("unclosed [ in host")?;
+            let port = match after.strip_prefix(':') {
+                Some(p) => p.parse().map_err(|_| format!("bad port {p:?}"))?,
+                None => default_port,
+            };
+            (h.to_owned(), port)
+        } else {
+            match hostport.rsplit_once(':') {
+                Some((h, p)) => (
+                    h.to_owned(),
+                    p.parse().map_err(|_| format!("bad port {p:?}"))?,
+                ),
+                None => (hostport.to_owned(), default_port),
+            }
+        };
+        if host.is_empty() {
+            return Err(format!("{s:?}: missing host"));
+        }
+        Ok(BrokerUrl {
+            scheme,
+            host,
+            port,
+            path: if matches!(scheme, Scheme::Ws | Scheme::Wss) && path.is_empty() {
+                "/mqtt".into()
+            } else {
+                path.to_owned()
+            },
+            username,
+            password,
+        })
+    }
+
+    /// The URL without credentials, for logs and the health output.
+    pub fn display(&self) -> String {
+        let scheme = match self.scheme {
+            Scheme::Mqtt => "mqtt",
+            Scheme::Mqtts => "mqtts",
+            Scheme::Ws => "ws",
+            Scheme::Wss => "wss",
+        };
+        let host = if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
+        format!("{scheme}://{host}:{}{}", self.port, self.path)
+    }
+}
+
+/// One MQTT source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceConfig {
+    /// Name in logs and health output.
+    pub name: String,
+    /// Where.
+    pub broker: BrokerUrl,
+    /// Topic filters (default `meshcore/#`).
+    pub topics: Vec<String>,
+    /// When non-empty, only packets from these IATA codes are ingested (status is always).
+    pub iata_filter: Vec<String>,
+}
+
+impl SourceConfig {
+    /// A source from a URL with the default topic.
+    pub fn from_url(name: &str, url: &str) -> Result<SourceConfig, String> {
+        Ok(SourceConfig {
+            name: name.to_owned(),
+            broker: BrokerUrl::parse(url)?,
+            topics: vec![DEFAULT_TOPIC.to_owned()],
+            iata_filter: Vec::new(),
+        })
+    }
+
+    /// Whether a packet from `iata` passes this source's filter.
+    pub fn accepts_iata(&self, iata: &str) -> bool {
+        self.iata_filter.is_empty()
+            || self
+                .iata_filter
+                .iter()
+                .any(|f| f.eq_ignore_ascii_case(iata))
+    }
+}
+
+/// Parses durations such as `500ms`, `30s`, `5m`, `12h`, `30d` or a plain number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("bad duration {s:?} (e.g. 30s, 5m, 7d)"))?;
+    let secs = match unit.trim() {
+        "ms" => n / 1000.0,
+        "" | "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        "d" => n * 86_400.0,
+        "w" => n * 7.0 * 86_400.0,
+        u => {
+            return Err(format!(
+                "bad duration unit {u:?} in {s:?} (ms, s, m, h, d, w)"
+            ));
+        }
+    };
+    if !(0.0..=1e10).contains(&secs) {
+        return Err(format!("duration {s:?} out of range"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// What a CoreScope-style `config.json` contributes.
+#[derive(Debug, Default)]
+pub struct FileConfig {
+    /// From `mqtt` and `mqttSources`.
+    pub sources: Vec<SourceConfig>,
+    /// From `channelKeys` (name → hex or base64 key).
+    pub channels: Vec<Channel>,
+    /// From `hashChannels`.
+    pub hashtags: Vec<String>,
+    /// From `hashRegions`.
+    pub regions: Vec<String>,
+}
+
+/// Reads a CoreScope-compatible configuration document. Unknown keys are ignored; a key with
+/// the wrong shape is an error that names it.
+pub fn parse_config_file(text: &str) -> Result<FileConfig, String> {
+    let v: Value = serde_json::from_str(text).map_err(|e| format!("config is not JSON: {e}"))?;
+    let obj = v.as_object().ok_or("config must be a JSON object")?;
+    let mut out = FileConfig::default();
+    if let Some(m) = obj.get("mqtt") {
+        let broker = m
+            .get("broker")
+            .and_then(Value::as_str)
+            .ok_or("mqtt.broker must be a string")?;
+        let mut src =
+            SourceConfig::from_url("mqtt", broker).map_err(|e| format!("mqtt.broker: {e}"))?;
+        if let Some(t) = m.get("topic").and_then(Value::as_str) {
+            src.topics = vec![t.to_owned()];
+        }
+        apply_credentials(&mut src, m);
+        out.sources.push(src);
+    }
+    if let Some(list) = obj.get("mqttSources") {
+        let list = list.as_array().ok_or("mqttSources must be an array")?;
+        for (i, s) in list.iter().enumerate() {
+            let broker = s
+                .get("broker")
+                .and_then(Value::as_str)
+                .ok_or_else(|| format!("mqttSources[{i}].broker must be a string"))?;
+            let name = s
+                .get("name")
+                .and_then(Value::as_str)
+                .map_or_else(|| format!("source-{i}"), str::to_owned);
+            let mut src = SourceConfig::from_url(&name, broker)
+                .map_err(|e| format!("mqttSources[{i}].broker: {e}"))?;
+            if let Some(t) = s.get("topics") {
+                src.topics =
+                    strings(t).ok_or_else(|| format!("mqttSources[{i}].topics must be strings"))?;
+            }
+            if let Some(t) = s.get("iataFilter") {
+                src.iata_filter = strings(t)
+                    .ok_or_else(|| format!("mqttSources[{i}].iataFilter must be strings"))?;
+            }
+            apply_credentials(&mut src, s);
+            out.sources.push(src);
+        }
+    }
+    if let Some(keys) = obj.get("channelKeys") {
+        let keys = keys
+            .as_object()
+            .ok_or("channelKeys must be an object of name: key")?;
+        for (name, key) in keys {
+            let key = key.as_str().and_then(parse_key).ok_or_else(|| {
+                format!("channelKeys.{name}: expected a 16- or 32-byte key in hex or base64")
+            })?;
+            out.channels.push(Channel::new(name.as_str(), key));
+        }
+    }
+    if let Some(t) = obj.get("hashChannels") {
+        out.hashtags = strings(t).ok_or("hashChannels must be an array of strings")?;
+    }
+    if let Some(t) = obj.get("hashRegions") {
+        out.regions = strings(t).ok_or("hashRegions must be an array of strings")?;
+    }
+    Ok(out)
+}
+
+/// A channel key in hex (32/64 digits) or base64 (as the MeshCore apps show it).
+pub fn parse_key(s: &str) -> Option<ChannelKey> {
+    ChannelKey::from_hex(s).or_else(|| {
+        let b = base64::engine::general_purpose::STANDARD
+            .decode(s.trim())
+            .ok()?;
+        ChannelKey::from_bytes(&b)
+    })
+}
+
+fn apply_credentials(src: &mut SourceConfig, v: &Value) {
+    if let Some(u) = v.get("username").and_then(Value::as_str) {
+        src.broker.username = Some(u.to_owned());
+    }
+    if let Some(p) = v.get("password").and_then(Value::as_str) {
+        src.broker.password = Some(p.to_owned());
+    }
+}
+
+fn strings(v: &Value) -> Option<Vec<String>> {
+    v.as_array()?
+        .iter()
+        .map(|x| x.as_str().map(str::to_owned))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn broker_urls() {
+        let u = BrokerUrl::parse("mqtt://localhost").unwrap();
+        assert_eq!(
+            (u.scheme, u.host.as_str(), u.port),
+            (Scheme::Mqtt, "localhost", 1883)
+        );
+        let u = BrokerUrl::parse("mqtts://me:s3cr:t@broker.example:8884").unwrap();
+        assert_eq!(u.username.as_deref(), Some("me"));
+        assert_eq!(u.password.as_deref(), Some("s3cr:t"));
+        assert_eq!(u.display(), "mqtts://broker.example:8884");
+        let u = BrokerUrl::parse("wss://mqtt.example/ws").unwrap();
+        assert_eq!((u.port, u.path.as_str()), (443, "/ws"));
+        assert_eq!(BrokerUrl::parse("ws://h:9001").unwrap().path, "/mqtt");
+        let u = BrokerUrl::parse("tcp://[::1]:1884").unwrap();
+        assert_eq!((u.host.as_str(), u.port), ("::1", 1884));
+        assert!(BrokerUrl::parse("http://x").is_err());
+        assert!(BrokerUrl::parse("localhost:1883").is_err());
+        assert!(BrokerUrl::parse("mqtt://:1883").is_err());
+        assert!(BrokerUrl::parse("mqtt://h:99999").is_err());
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("1s").unwrap(), Duration::from_secs(1));
+        assert_eq!(parse_duration("5m").unwrap(), Duration::from_secs(300));
+        assert_eq!(
+            parse_duration("30d").unwrap(),
+            Duration::from_secs(30 * 86_400)
+        );
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("0").unwrap(), Duration::ZERO);
+        for bad in ["", "x", "5y", "-1s", "1e400s"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn corescope_config_keys() {
+        let c = parse_config_file(
+            r##"{"mqtt":{"broker":"mqtt://localhost:1883","topic":"meshcore/+/+/packets"},
+                "mqttSources":[{"name":"letsmesh","broker":"wss://mqtt.example:443/mqtt",
+                    "username":"u","password":"p","topics":["meshcore/SEA/#"],"iataFilter":["SEA"]}],
+                "channelKeys":{"ops":"izOH6cXN6mrJ5e26oRXNcg==","hex":"9cd8fcf22a47333b591d96a2b848b73f"},
+                "hashChannels":["#test","wardriving"],"hashRegions":["#ottawa"],"port":3000}"##,
+        )
+        .unwrap();
+        assert_eq!(c.sources.len(), 2);
+        assert_eq!(c.sources[0].topics, ["meshcore/+/+/packets"]);
+        assert_eq!(c.sources[1].name, "letsmesh");
+        assert_eq!(c.sources[1].broker.password.as_deref(), Some("p"));
+        assert!(c.sources[1].accepts_iata("sea") && !c.sources[1].accepts_iata("YOW"));
+        assert_eq!(c.channels.len(), 2);
+        assert_eq!(c.channels[0].hash(), 0x11); // the Public key, given in base64
+        assert_eq!(c.hashtags, ["#test", "wardriving"]);
+        assert_eq!(c.regions, ["#ottawa"]);
+        assert!(
+            parse_config_file(r#"{"mqttSources":{}}"#)
+                .unwrap_err()
+                .contains("mqttSources")
+        );
+        assert!(
+            parse_config_file(r#"{"channelKeys":{"x":"zz"}}"#)
+                .unwrap_err()
+                .contains("channelKeys.x")
+        );
+        assert!(parse_config_file("[]").is_err());
+    }
+}

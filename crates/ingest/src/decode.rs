@@ -1,0 +1,231 @@
+//! From a parsed packet message to what the writer stores: framing, packet hash, advert
+//! verification (a forged or corrupted advert never becomes a node), channel and region.
+
+use meshcore::crypto::Keyring;
+use meshcore::region::Regions;
+use meshcore::{Packet, Payload};
+use store::{Advert, Item, Observer, PacketRecord, Rejected, Role};
+
+use crate::message::PacketMessage;
+
+/// Raw bytes kept for a refused frame (a legal frame is at most 254 bytes).
+const MAX_REJECTED_RAW: usize = 512;
+
+/// Longest node name stored, in bytes (firmware never sends more than 31).
+const MAX_NAME_BYTES: usize = 32;
+
+/// What became of a packet message, for the counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// A framed packet.
+    Packet,
+    /// A framed advert whose node update was refused (reason code).
+    RefusedAdvert(&'static str),
+    /// A frame that failed framing (error code).
+    InvalidFrame(&'static str),
+}
+
+/// Decoding context: the keys and regions the operator configured.
+#[derive(Debug, Clone, Default)]
+pub struct Decoder {
+    /// Channels to try.
+    pub keyring: Keyring,
+    /// Regions for transport codes.
+    pub regions: Regions,
+}
+
+impl Decoder {
+    /// Turns a packet message received at `received_at` (Unix ms) into a writer item.
+    pub fn item(&self, msg: PacketMessage, received_at: i64) -> (Item, Outcome) {
+        let observer = Observer {
+            id: msg.observer.id,
+            name: msg.origin,
+            // A `region` in the payload wins over the topic.
+            iata: Some(msg.region.unwrap_or(msg.observer.iata)),
+        };
+        let packet = match Packet::decode(&msg.raw) {
+            Ok(p) => p,
+            Err(e) => {
+                let code = e.kind.code();
+                let mut raw = msg.raw;
+                raw.truncate(MAX_REJECTED_RAW);
+                let item = Item::Rejected(Rejected {
+                    observer_id: Some(observer.id),
+                    received_at,
+                    reason: code,
+                    raw: Some(raw),
+                });
+                return (item, Outcome::InvalidFrame(code));
+            }
+        };
+        let mut record = PacketRecord {
+            observer,
+            received_at,
+            raw: Vec::new(),
+            head_len: msg.raw.len() - packet.payload_bytes().len(),
+            hash: packet.hash().to_u64(),
+            route_type: packet.route_type().value(),
+            payload_type: packet.payload_type().value(),
+            payload_version: packet.version().value(),
+            path_len: packet.path_len().to_byte(),
+            snr: msg.snr,
+            rssi: msg.rssi,
+            score: msg.score,
+            from_pubkey: None,
+            channel: None,
+            scope: self.regions.match_scope(&packet).map(str::to_owned),
+            advert: None,
+            reject_reason: None,
+        };
+        let mut outcome = Outcome::Packet;
+        match packet.payload() {
+            Ok(Payload::Advert(a)) => {
+                record.from_pubkey = Some(hex::encode(a.public_key));
+                match advert(&a) {
+                    Ok(adv) => record.advert = Some(adv),
+                    Err(reason) => {
+                        record.reject_reason = Some(reason);
+                        outcome = Outcome::RefusedAdvert(reason);
+                    }
+                }
+            }
+            Ok(Payload::GrpTxt(g)) | Ok(Payload::GrpData(g)) => {
+                record.channel = self
+                    .keyring
+                    .decrypt(packet.payload_type(), &g)
+                    .and_then(|d| self.keyring.get(d.channel))
+                    .map(|c| c.name().to_owned());
+            }
+            _ => {}
+        }
+        record.raw = msg.raw;
+        (Item::Packet(record), outcome)
+    }
+}
+
+/// Validates an advert for a node update, or says why not.
+fn advert(a: &meshcore::payload::Advert<'_>) -> Result<Advert, &'static str> {
+    if a.public_key.iter().all(|&b| b == 0) {
+        return Err("zero_pubkey");
+    }
+    if !a.verify_signature() {
+        return Err("invalid_signature");
+    }
+    let data = a.app_data();
+    let name = data
+        .and_then(|d| d.name)
+        .map(sanitize_name)
+        .filter(|n| !n.is_empty());
+    let location = data
+        .and_then(|d| d.location)
+        // 0/0 means "no fix"; anything off the globe is corruption that happened to verify.
+        .filter(|l| l.in_range() && (l.lat_raw, l.lon_raw) != (0, 0))
+        .map(|l| (l.lat(), l.lon()));
+    Ok(Advert {
+        public_key: hex::encode(a.public_key),
+        name,
+        role: Role::from_node_type(data.map_or(0, |d| d.node_type().value())),
+        location,
+        advert_time: a.timestamp,
+    })
+}
+
+/// Lossy UTF-8, control characters dropped, cut at a character boundary within
+/// [`MAX_NAME_BYTES`]. Still attacker-controlled text: escape it wherever it is shown.
+fn sanitize_name(raw: &[u8]) -> String {
+    let mut out = String::new();
+    for c in String::from_utf8_lossy(raw)
+        .chars()
+        .filter(|c| !c.is_control())
+    {
+        if out.len() + c.len_utf8() > MAX_NAME_BYTES {
+            break;
+        }
+        out.push(c);
+    }
+    out.trim().to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::TopicObserver;
+
+    fn msg(hex: &str) -> PacketMessage {
+        PacketMessage {
+            observer: TopicObserver {
+                id: "ab".repeat(32),
+                iata: "SEA".into(),
+            },
+            origin: Some("obs".into()),
+            region: None,
+            raw: meshcore::report::parse_hex(hex).unwrap(),
+            snr: Some(5.0),
+            rssi: None,
+            score: None,
+        }
+    }
+
+    // Real captures from shared/vectors/packets.jsonl.
+    const ADVERT: &str = "110020AAA863297B2A97372C8EF877D35EE46AA6B5FF4A68EA8BDEC3A0DC77CFA54B4CEDA96692572EE9B8B68B936E7C3F880F5ABBBFFB9CA27CB1BD8C68818AC4A0FE321A50CAFB3A93BC2043370E5D7217417ABDD6208D077506544D53D0840F367225500F92E4A73702DCEDB9F84D524F2D5250543034";
+    const PUBLIC_MSG: &str =
+        "150011C3C1354D619BAE9590E4D177DB7EEAF982F5BDCF78005D75157D9535FA90178F785D";
+
+    #[test]
+    fn verified_advert_becomes_a_node_update() {
+        let (item, outcome) = Decoder::default().item(msg(ADVERT), 7);
+        assert_eq!(outcome, Outcome::Packet);
+        let Item::Packet(p) = item else { panic!() };
+        let a = p.advert.unwrap();
+        assert_eq!(a.name.as_deref(), Some("MRO-RPT04"));
+        assert_eq!(a.role, Role::Repeater);
+        assert_eq!(a.location, Some((37.201892, -122.032676)));
+        assert_eq!(p.hash, 0x708848b1e867703a);
+        assert_eq!(p.head_len, 2);
+        assert_eq!(p.observer.iata.as_deref(), Some("SEA"));
+    }
+
+    #[test]
+    fn corrupted_advert_is_refused_but_kept_as_a_packet() {
+        let mut hex = ADVERT.to_string();
+        hex.replace_range(hex.len() - 2.., "35"); // last name byte changed
+        let (item, outcome) = Decoder::default().item(msg(&hex), 7);
+        assert_eq!(outcome, Outcome::RefusedAdvert("invalid_signature"));
+        let Item::Packet(p) = item else { panic!() };
+        assert!(p.advert.is_none());
+        assert_eq!(p.reject_reason, Some("invalid_signature"));
+        assert!(p.from_pubkey.is_some());
+    }
+
+    #[test]
+    fn invalid_frames_are_rejected_with_their_code() {
+        let (item, outcome) = Decoder::default().item(msg("0AC0D69F"), 7);
+        assert_eq!(outcome, Outcome::InvalidFrame("reserved_hash_size"));
+        assert!(matches!(
+            item,
+            Item::Rejected(Rejected {
+                reason: "reserved_hash_size",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn channel_is_named_when_a_key_decrypts() {
+        let d = Decoder {
+            keyring: Keyring::with_public(),
+            ..Decoder::default()
+        };
+        let (Item::Packet(p), _) = d.item(msg(PUBLIC_MSG), 7) else {
+            panic!()
+        };
+        assert_eq!(p.channel.as_deref(), Some("Public"));
+    }
+
+    #[test]
+    fn names_are_sanitized_and_bounded() {
+        assert_eq!(sanitize_name(b"a\x00b\x1bc"), "abc");
+        assert_eq!(sanitize_name("é".repeat(40).as_bytes()).len(), 32);
+        assert_eq!(sanitize_name(b"\xff"), "\u{fffd}");
+    }
+}

@@ -1,0 +1,177 @@
+//! meshlens' writer role: MQTT sources → decode → the single SQLite writer, plus the
+//! maintenance jobs (retention, node deactivation) that run whether or not a broker is
+//! reachable.
+//!
+//! ```text
+//! source task (per broker) ──┐  bounded channel   ┌──────────────┐
+//! source task ───────────────┼──────────────────▶ │ writer thread │──▶ SQLite (WAL)
+//! maintenance ticker ────────┘   (backpressure)   └──────────────┘
+//! ```
+//!
+//! - [`message`]: topic and JSON parsing, lenient as observers require.
+//! - [`decode`]: framing, hashing, advert verification, channel and region.
+//! - [`mqtt`]: one task per broker, with backoff and a watchdog.
+//! - [`writer_thread`]: group commit, retention.
+//! - [`stats`]: counters and per-source state for the health output.
+
+#[cfg(feature = "embedded-broker")]
+pub mod broker;
+pub mod config;
+pub mod decode;
+pub mod message;
+pub mod mqtt;
+pub mod stats;
+pub mod writer_thread;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use store::{Item, Observer, Status, Writer};
+use tokio::sync::{mpsc, watch};
+
+use crate::config::SourceConfig;
+use crate::decode::Decoder;
+use crate::message::StatusMessage;
+use crate::mqtt::SourceSettings;
+use crate::stats::Stats;
+use crate::writer_thread::{Maintenance, WriterMsg, now_ms};
+
+/// Everything the writer role needs.
+#[derive(Debug, Clone)]
+pub struct IngestConfig {
+    /// `<data-dir>/meshlens.db`.
+    pub db_path: PathBuf,
+    /// Brokers to subscribe to.
+    pub sources: Vec<SourceConfig>,
+    /// Channel keys and regions.
+    pub decoder: Decoder,
+    /// Retention.
+    pub maintenance: Maintenance,
+    /// How often a maintenance step runs.
+    pub maintenance_interval: Duration,
+    /// Watchdog.
+    pub source_settings: SourceSettings,
+}
+
+/// A running writer role.
+pub struct Ingest {
+    stats: Arc<Stats>,
+    shutdown: watch::Sender<bool>,
+    writer_tx: mpsc::Sender<WriterMsg>,
+    writer: std::thread::JoinHandle<()>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Ingest {
+    /// Opens (and migrates) the database, starts the writer thread, the maintenance ticker and
+    /// one task per source. Must be called inside a Tokio runtime.
+    pub fn start(cfg: IngestConfig) -> Result<Ingest, store::Error> {
+        let writer = Writer::open(&cfg.db_path, now_ms())?;
+        let stats = Arc::new(Stats::default());
+        let (writer_tx, writer_rx) = mpsc::channel(writer_thread::QUEUE_CAPACITY);
+        let writer = {
+            let stats = stats.clone();
+            let maint = cfg.maintenance;
+            std::thread::Builder::new()
+                .name("meshlens-writer".into())
+                .spawn(move || writer_thread::run(writer, writer_rx, stats, maint))
+                .map_err(|source| store::Error::DataDir {
+                    path: cfg.db_path.clone(),
+                    source,
+                })?
+        };
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let mut tasks = Vec::new();
+        {
+            // Maintenance runs on its own clock, independent of any broker.
+            let tx = writer_tx.clone();
+            let mut stop = shutdown_rx.clone();
+            let every = cfg.maintenance_interval.max(Duration::from_millis(10));
+            tasks.push(tokio::spawn(async move {
+                let mut tick = tokio::time::interval(every);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tokio::select! {
+                        _ = tick.tick() => {
+                            if tx.send(WriterMsg::Maintain).await.is_err() {
+                                return;
+                            }
+                        }
+                        _ = stop.changed() => return,
+                    }
+                }
+            }));
+        }
+        let decoder = Arc::new(cfg.decoder);
+        for src in cfg.sources {
+            tasks.push(tokio::spawn(mqtt::run(
+                src,
+                cfg.source_settings.clone(),
+                decoder.clone(),
+                writer_tx.clone(),
+                stats.clone(),
+                shutdown_rx.clone(),
+            )));
+        }
+        Ok(Ingest {
+            stats,
+            shutdown,
+            writer_tx,
+            writer,
+            tasks,
+        })
+    }
+
+    /// Counters and source states.
+    pub fn stats(&self) -> Arc<Stats> {
+        self.stats.clone()
+    }
+
+    /// A sender into the writer (for in-process producers such as an embedded broker link).
+    pub fn sender(&self) -> mpsc::Sender<WriterMsg> {
+        self.writer_tx.clone()
+    }
+
+    /// Waits until everything queued so far is committed.
+    pub async fn flush(&self) {
+        let (tx, rx) = std::sync::mpsc::channel();
+        if self.writer_tx.send(WriterMsg::Flush(tx)).await.is_ok() {
+            let _ = tokio::task::spawn_blocking(move || rx.recv()).await;
+        }
+    }
+
+    /// Stops the sources, lets the writer commit everything received, and waits for it.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        drop(self.writer_tx);
+        let writer = self.writer;
+        let _ = tokio::task::spawn_blocking(move || writer.join()).await;
+    }
+}
+
+/// A writer item from a status message.
+pub fn status_item(s: StatusMessage, received_at: i64) -> Item {
+    Item::Status(Status {
+        observer: s.observer.map(|o| Observer {
+            id: o.id,
+            name: s.origin.clone(),
+            iata: Some(o.iata),
+        }),
+        received_at,
+        status: s.status,
+        model: s.model,
+        firmware: s.firmware,
+        client_version: s.client_version,
+        radio: s.radio,
+        battery_mv: s.battery_mv,
+        uptime_secs: s.uptime_secs,
+        noise_floor: s.noise_floor,
+        tx_air_secs: s.tx_air_secs,
+        rx_air_secs: s.rx_air_secs,
+        recv_errors: s.recv_errors,
+    })
+}

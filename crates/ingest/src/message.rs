@@ -1,0 +1,366 @@
+//! MQTT messages from observers, as meshcoretomqtt and its relatives publish them
+//! (wire-format.md §7), parsed leniently: any key case, numbers as JSON numbers or strings with
+//! units, every RF field optional. Pure functions; every rejection has a stable reason code.
+
+use serde_json::{Map, Value};
+
+/// Largest payload accepted; a real packet message is under 1 KiB.
+pub const MAX_PAYLOAD_BYTES: usize = 64 * 1024;
+
+/// Why a message was not taken. `code()` names the counter it increments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
+pub enum Refusal {
+    /// Payload over [`MAX_PAYLOAD_BYTES`].
+    #[error("payload too large")]
+    TooLarge,
+    /// Not `meshcore/<IATA>/<observer>/<kind>`, or an id that is not an id.
+    #[error("unexpected topic")]
+    BadTopic,
+    /// A topic meshlens does not ingest (debug, client, companion bridge…).
+    #[error("topic ignored")]
+    IgnoredTopic,
+    /// Not UTF-8 JSON, or nested too deeply.
+    #[error("not JSON")]
+    NotJson,
+    /// JSON, but not an object.
+    #[error("not a JSON object")]
+    NotObject,
+    /// A packet message without a `raw` string.
+    #[error("no raw field")]
+    NoRaw,
+    /// `raw` is not hex.
+    #[error("raw is not hex")]
+    BadHex,
+    /// A `direction: tx` record: it repeats the last *received* frame (§7), so it is not a
+    /// new observation.
+    #[error("tx record")]
+    TxRecord,
+}
+
+impl Refusal {
+    /// Stable counter name.
+    pub const fn code(self) -> &'static str {
+        match self {
+            Refusal::TooLarge => "too_large",
+            Refusal::BadTopic => "bad_topic",
+            Refusal::IgnoredTopic => "ignored_topic",
+            Refusal::NotJson => "not_json",
+            Refusal::NotObject => "not_object",
+            Refusal::NoRaw => "no_raw",
+            Refusal::BadHex => "bad_hex",
+            Refusal::TxRecord => "tx_record",
+        }
+    }
+
+    /// All refusals, for counters.
+    pub const ALL: [Refusal; 8] = [
+        Refusal::TooLarge,
+        Refusal::BadTopic,
+        Refusal::IgnoredTopic,
+        Refusal::NotJson,
+        Refusal::NotObject,
+        Refusal::NoRaw,
+        Refusal::BadHex,
+        Refusal::TxRecord,
+    ];
+}
+
+/// An observer as named by its topic: lowercase id, uppercase IATA.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicObserver {
+    /// The id segment, lowercased (normally a 64-hex public key).
+    pub id: String,
+    /// The IATA segment, uppercased.
+    pub iata: String,
+}
+
+/// A parsed message.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Message {
+    /// One received frame.
+    Packet(PacketMessage),
+    /// Observer status.
+    Status(StatusMessage),
+}
+
+/// A `/packets` message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PacketMessage {
+    /// From the topic.
+    pub observer: TopicObserver,
+    /// `origin`: the observer's name.
+    pub origin: Option<String>,
+    /// `region`, which wins over the topic's IATA.
+    pub region: Option<String>,
+    /// The frame.
+    pub raw: Vec<u8>,
+    /// dB.
+    pub snr: Option<f64>,
+    /// dBm.
+    pub rssi: Option<f64>,
+    /// Reception score.
+    pub score: Option<i64>,
+}
+
+/// A `/status` message.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct StatusMessage {
+    /// From the topic (None only in tests).
+    pub observer: Option<TopicObserver>,
+    /// `origin`.
+    pub origin: Option<String>,
+    /// `status`.
+    pub status: Option<String>,
+    /// `model`.
+    pub model: Option<String>,
+    /// `firmware` or `firmware_version`.
+    pub firmware: Option<String>,
+    /// `client_version` or `clientVersion`.
+    pub client_version: Option<String>,
+    /// `radio`.
+    pub radio: Option<String>,
+    /// From `stats` or the top level.
+    pub battery_mv: Option<i64>,
+    /// Seconds.
+    pub uptime_secs: Option<i64>,
+    /// dBm.
+    pub noise_floor: Option<f64>,
+    /// Seconds.
+    pub tx_air_secs: Option<i64>,
+    /// Seconds.
+    pub rx_air_secs: Option<i64>,
+    /// Count.
+    pub recv_errors: Option<i64>,
+}
+
+/// Parses one MQTT publish.
+pub fn parse(topic: &str, payload: &[u8]) -> Result<Message, Refusal> {
+    if payload.len() > MAX_PAYLOAD_BYTES {
+        return Err(Refusal::TooLarge);
+    }
+    let mut seg = topic.split('/');
+    let (Some(root), Some(iata), Some(id), Some(kind), None) =
+        (seg.next(), seg.next(), seg.next(), seg.next(), seg.next())
+    else {
+        return Err(Refusal::BadTopic);
+    };
+    if root != "meshcore" {
+        return Err(Refusal::BadTopic);
+    }
+    // Companion-bridge, mobile-client and debug topics are not observer packets.
+    if matches!(iata, "client" | "message") || !matches!(kind, "packets" | "status") {
+        return Err(Refusal::IgnoredTopic);
+    }
+    let observer = TopicObserver {
+        id: clean_id(id).ok_or(Refusal::BadTopic)?,
+        iata: clean_iata(iata).ok_or(Refusal::BadTopic)?,
+    };
+    let value: Value = serde_json::from_slice(payload).map_err(|_| Refusal::NotJson)?;
+    let Value::Object(obj) = value else {
+        return Err(Refusal::NotObject);
+    };
+    if kind == "status" {
+        return Ok(Message::Status(status(observer, &obj)));
+    }
+    if get_str(&obj, "direction").is_some_and(|d| d.eq_ignore_ascii_case("tx")) {
+        return Err(Refusal::TxRecord);
+    }
+    let raw = get_str(&obj, "raw")
+        .filter(|s| !s.trim().is_empty())
+        .ok_or(Refusal::NoRaw)?;
+    let raw = meshcore::report::parse_hex(raw).map_err(|_| Refusal::BadHex)?;
+    Ok(Message::Packet(PacketMessage {
+        observer,
+        origin: get_text(&obj, "origin"),
+        region: get_str(&obj, "region").and_then(clean_iata),
+        raw,
+        snr: get_f64(&obj, "snr"),
+        rssi: get_f64(&obj, "rssi"),
+        score: get_f64(&obj, "score").map(|v| v as i64),
+    }))
+}
+
+fn status(observer: TopicObserver, obj: &Map<String, Value>) -> StatusMessage {
+    let stats = get(obj, "stats").and_then(Value::as_object);
+    // Stats may be nested under `stats` or at the top level.
+    let stat_i = |k: &str| {
+        stats
+            .and_then(|s| get_f64(s, k))
+            .or_else(|| get_f64(obj, k))
+            .map(|v| v as i64)
+    };
+    let stat_f = |k: &str| {
+        stats
+            .and_then(|s| get_f64(s, k))
+            .or_else(|| get_f64(obj, k))
+    };
+    StatusMessage {
+        observer: Some(observer),
+        origin: get_text(obj, "origin"),
+        status: get_text(obj, "status"),
+        model: get_text(obj, "model"),
+        firmware: get_text(obj, "firmware_version").or_else(|| get_text(obj, "firmware")),
+        client_version: get_text(obj, "client_version").or_else(|| get_text(obj, "clientVersion")),
+        radio: get_text(obj, "radio"),
+        battery_mv: stat_i("battery_mv"),
+        uptime_secs: stat_i("uptime_secs"),
+        noise_floor: stat_f("noise_floor"),
+        tx_air_secs: stat_i("tx_air_secs"),
+        rx_air_secs: stat_i("rx_air_secs"),
+        recv_errors: stat_i("recv_errors"),
+    }
+}
+
+/// A key looked up case-insensitively (`SNR`, `snr`, `Snr`…).
+fn get<'a>(obj: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
+    obj.get(key).or_else(|| {
+        obj.iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(key))
+            .map(|(_, v)| v)
+    })
+}
+
+fn get_str<'a>(obj: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
+    get(obj, key)?.as_str()
+}
+
+/// Free text from the mesh, bounded and without control characters. Still untrusted:
+/// whoever displays it escapes it.
+fn get_text(obj: &Map<String, Value>, key: &str) -> Option<String> {
+    let s = match get(obj, key)? {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n.to_string(),
+        _ => return None,
+    };
+    let cleaned: String = s.chars().filter(|c| !c.is_control()).take(128).collect();
+    let cleaned = cleaned.trim();
+    (!cleaned.is_empty()).then(|| cleaned.to_owned())
+}
+
+/// A number from a JSON number or a string such as `"-110dBm"`, `"7.5 dB"`, `"11"`.
+fn get_f64(obj: &Map<String, Value>, key: &str) -> Option<f64> {
+    let v = match get(obj, key)? {
+        Value::Number(n) => n.as_f64()?,
+        Value::String(s) => leading_number(s)?,
+        _ => return None,
+    };
+    v.is_finite().then_some(v)
+}
+
+fn leading_number(s: &str) -> Option<f64> {
+    let s = s.trim();
+    let end = s
+        .char_indices()
+        .find(|&(i, c)| !(c.is_ascii_digit() || c == '.' || ((c == '-' || c == '+') && i == 0)))
+        .map_or(s.len(), |(i, _)| i);
+    s.get(..end)?.parse().ok()
+}
+
+fn clean_id(id: &str) -> Option<String> {
+    let ok = (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    ok.then(|| id.to_ascii_lowercase())
+}
+
+fn clean_iata(s: &str) -> Option<String> {
+    let s = s.trim();
+    let ok =
+        (1..=16).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+    ok.then(|| s.to_ascii_uppercase())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T: &str = "meshcore/sea/ABCDEF0123/packets";
+
+    fn packet(payload: &str) -> PacketMessage {
+        match parse(T, payload.as_bytes()).unwrap() {
+            Message::Packet(p) => p,
+            m => panic!("{m:?}"),
+        }
+    }
+
+    #[test]
+    fn meshcoretomqtt_packet() {
+        let p = packet(
+            r#"{"origin":"Obs 1","origin_id":"x","timestamp":"2026-03-28T01:17:14.086123",
+            "type":"PACKET","direction":"rx","len":"10","packet_type":"3","route":"F",
+            "raw":"0D04B891647EBB40BA70","SNR":"11","RSSI":"-92","score":"1000","hash":"X"}"#,
+        );
+        assert_eq!(p.observer.id, "abcdef0123");
+        assert_eq!(p.observer.iata, "SEA");
+        assert_eq!(p.origin.as_deref(), Some("Obs 1"));
+        assert_eq!(p.raw.len(), 10);
+        assert_eq!(
+            (p.snr, p.rssi, p.score),
+            (Some(11.0), Some(-92.0), Some(1000))
+        );
+    }
+
+    #[test]
+    fn lenient_fields() {
+        let p =
+            packet(r#"{"raw":"0d04b891647ebb40ba70","snr":-7.5,"Rssi":"-110dBm","region":"yow"}"#);
+        assert_eq!((p.snr, p.rssi, p.score), (Some(-7.5), Some(-110.0), None));
+        assert_eq!(p.region.as_deref(), Some("YOW"));
+        let p =
+            packet(r#"{"raw":"0D04B891647EBB40BA70","SNR":"7dB","RSSI":null,"origin":"a\u0000b"}"#);
+        assert_eq!((p.snr, p.rssi), (Some(7.0), None));
+        assert_eq!(p.origin.as_deref(), Some("ab"));
+        assert_eq!(leading_number(" +3.25 dB"), Some(3.25));
+        assert_eq!(leading_number("dB"), None);
+    }
+
+    #[test]
+    fn refusals() {
+        let r = |topic: &str, payload: &[u8]| parse(topic, payload).unwrap_err();
+        assert_eq!(r(T, &vec![b' '; MAX_PAYLOAD_BYTES + 1]), Refusal::TooLarge);
+        assert_eq!(r("meshcore/sea/x", b"{}"), Refusal::BadTopic);
+        assert_eq!(r("other/sea/x/packets", b"{}"), Refusal::BadTopic);
+        assert_eq!(r("meshcore/sea/x y/packets", b"{}"), Refusal::BadTopic);
+        assert_eq!(r("meshcore/sea/x/debug", b"{}"), Refusal::IgnoredTopic);
+        assert_eq!(r("meshcore/client/x/packets", b"{}"), Refusal::IgnoredTopic);
+        assert_eq!(r(T, b"not json"), Refusal::NotJson);
+        assert_eq!(r(T, b"[1]"), Refusal::NotObject);
+        assert_eq!(r(T, br#"{"snr":1}"#), Refusal::NoRaw);
+        assert_eq!(r(T, br#"{"raw":""}"#), Refusal::NoRaw);
+        assert_eq!(r(T, br#"{"raw":"XYZ"}"#), Refusal::BadHex);
+        assert_eq!(
+            r(T, br#"{"raw":"0D04","direction":"tx"}"#),
+            Refusal::TxRecord
+        );
+        let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+        assert_eq!(r(T, deep.as_bytes()), Refusal::NotJson);
+    }
+
+    #[test]
+    fn status_nested_or_top_level() {
+        let topic = "meshcore/SEA/abc/status";
+        let m = parse(
+            topic,
+            br#"{"status":"online","model":"T-Beam","firmware_version":"1.14.0",
+                "client_version":"meshcoretomqtt/1.0.8.0","radio":"910.525,62.5,7,5",
+                "stats":{"battery_mv":"4100","uptime_secs":99,"noise_floor":"-112.5dBm"}}"#,
+        )
+        .unwrap();
+        let Message::Status(s) = m else { panic!() };
+        assert_eq!(s.firmware.as_deref(), Some("1.14.0"));
+        assert_eq!(
+            (s.battery_mv, s.uptime_secs, s.noise_floor),
+            (Some(4100), Some(99), Some(-112.5))
+        );
+        let Message::Status(s) =
+            parse(topic, br#"{"battery_mv":3900,"clientVersion":"x"}"#).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(
+            (s.battery_mv, s.client_version.as_deref()),
+            (Some(3900), Some("x"))
+        );
+    }
+}
