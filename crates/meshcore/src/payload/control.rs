@@ -8,7 +8,7 @@ use crate::payload::NodeType;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Control<'a> {
     /// Subtype 0x8: "who is there?"
-    DiscoverReq(DiscoverReq),
+    DiscoverReq(DiscoverReq<'a>),
     /// Subtype 0x9: "I am here."
     DiscoverResp(DiscoverResp<'a>),
     /// Any other subtype, or a truncated discovery packet.
@@ -22,7 +22,7 @@ pub enum Control<'a> {
 
 /// `flags (0x80 | prefix_only) | type filter | tag u32 | [since u32]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DiscoverReq {
+pub struct DiscoverReq<'a> {
     /// Byte 0; bit 0 asks for 8-byte key prefixes in responses.
     pub flags: u8,
     /// Bit n set: node type n should answer.
@@ -31,6 +31,9 @@ pub struct DiscoverReq {
     pub tag: u32,
     /// Only nodes changed since this epoch (optional on the wire).
     pub since: Option<u32>,
+    /// Bytes after `since` (or a partial `since`), which firmware ignores; kept so the
+    /// payload re-encodes exactly. Empty from real senders.
+    pub extra: &'a [u8],
 }
 
 /// `flags (0x90 | node type) | snr i8 | tag u32 | public key (32, or an 8-byte prefix)`.
@@ -46,7 +49,7 @@ pub struct DiscoverResp<'a> {
     pub public_key: &'a [u8],
 }
 
-impl DiscoverReq {
+impl DiscoverReq<'_> {
     /// Whether responders should send only an 8-byte key prefix.
     pub const fn prefix_only(&self) -> bool {
         self.flags & 1 != 0
@@ -69,14 +72,19 @@ impl<'a> Control<'a> {
         let ([flags], body) = head::<1>(PayloadType::Control, b)?;
         let flags = *flags;
         Ok(match (flags >> 4, b.split_first_chunk::<6>()) {
-            (0x8, Some((h, rest))) => Control::DiscoverReq(DiscoverReq {
-                flags,
-                type_filter: h[1],
-                tag: le_u32([h[2], h[3], h[4], h[5]]),
-                since: rest
-                    .split_first_chunk::<4>()
-                    .map(|(s, _)| u32::from_le_bytes(*s)),
-            }),
+            (0x8, Some((h, rest))) => {
+                let (since, extra) = match rest.split_first_chunk::<4>() {
+                    Some((s, extra)) => (Some(u32::from_le_bytes(*s)), extra),
+                    None => (None, rest),
+                };
+                Control::DiscoverReq(DiscoverReq {
+                    flags,
+                    type_filter: h[1],
+                    tag: le_u32([h[2], h[3], h[4], h[5]]),
+                    since,
+                    extra,
+                })
+            }
             (0x9, Some((h, rest))) => Control::DiscoverResp(DiscoverResp {
                 flags,
                 snr: h[1] as i8,
@@ -115,6 +123,7 @@ impl<'a> Control<'a> {
                 if let Some(s) = r.since {
                     out.extend_from_slice(&s.to_le_bytes());
                 }
+                out.extend_from_slice(r.extra);
             }
             Control::DiscoverResp(r) => {
                 out.push(r.flags);
