@@ -76,6 +76,7 @@ async fn main() {
         maintenance: Maintenance::default(),
         maintenance_interval: Duration::from_secs(3600),
         source_settings: SourceSettings::default(),
+        status_file: None,
     })
     .expect("ingest");
     let stats = ingest.stats();

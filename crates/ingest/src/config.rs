@@ -2,8 +2,6 @@
 //! (`mqtt`, `mqttSources`, `channelKeys`, `hashChannels`, `hashRegions`) so operators can switch
 //! without rewriting their configuration.
 
-use std::time::Duration;
-
 use base64::Engine;
 use meshcore::crypto::{Channel, ChannelKey};
 use serde_json::Value;
@@ -160,34 +158,7 @@ impl SourceConfig {
     }
 }
 
-/// Parses durations such as `500ms`, `30s`, `5m`, `12h`, `30d` or a plain number of seconds.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let split = s
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("bad duration {s:?} (e.g. 30s, 5m, 7d)"))?;
-    let secs = match unit.trim() {
-        "ms" => n / 1000.0,
-        "" | "s" => n,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        "d" => n * 86_400.0,
-        "w" => n * 7.0 * 86_400.0,
-        u => {
-            return Err(format!(
-                "bad duration unit {u:?} in {s:?} (ms, s, m, h, d, w)"
-            ));
-        }
-    };
-    if !(0.0..=1e10).contains(&secs) {
-        return Err(format!("duration {s:?} out of range"));
-    }
-    Ok(Duration::from_secs_f64(secs))
-}
+pub use store::time::parse_duration;
 
 /// What a CoreScope-style `config.json` contributes.
 #[derive(Debug, Default)]
@@ -316,21 +287,6 @@ mod tests {
         assert!(BrokerUrl::parse("localhost:1883").is_err());
         assert!(BrokerUrl::parse("mqtt://:1883").is_err());
         assert!(BrokerUrl::parse("mqtt://h:99999").is_err());
-    }
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("1s").unwrap(), Duration::from_secs(1));
-        assert_eq!(parse_duration("5m").unwrap(), Duration::from_secs(300));
-        assert_eq!(
-            parse_duration("30d").unwrap(),
-            Duration::from_secs(30 * 86_400)
-        );
-        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
-        assert_eq!(parse_duration("0").unwrap(), Duration::ZERO);
-        for bad in ["", "x", "5y", "-1s", "1e400s"] {
-            assert!(parse_duration(bad).is_err(), "{bad}");
-        }
     }
 
     #[test]

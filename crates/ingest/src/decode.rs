@@ -90,11 +90,17 @@ impl Decoder {
                 }
             }
             Ok(Payload::GrpTxt(g)) | Ok(Payload::GrpData(g)) => {
-                record.channel = self
-                    .keyring
-                    .decrypt(packet.payload_type(), &g)
-                    .and_then(|d| self.keyring.get(d.channel))
-                    .map(|c| c.name().to_owned());
+                // Undecrypted messages are grouped by their channel-hash byte, as CoreScope
+                // does (`enc_<hh>`).
+                record.channel = Some(
+                    self.keyring
+                        .decrypt(packet.payload_type(), &g)
+                        .and_then(|d| self.keyring.get(d.channel))
+                        .map_or_else(
+                            || format!("enc_{:02x}", g.channel_hash),
+                            |c| c.name().to_owned(),
+                        ),
+                );
             }
             _ => {}
         }
@@ -220,6 +226,10 @@ mod tests {
             panic!()
         };
         assert_eq!(p.channel.as_deref(), Some("Public"));
+        let (Item::Packet(p), _) = Decoder::default().item(msg(PUBLIC_MSG), 7) else {
+            panic!()
+        };
+        assert_eq!(p.channel.as_deref(), Some("enc_11"));
     }
 
     #[test]

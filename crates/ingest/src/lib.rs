@@ -52,6 +52,9 @@ pub struct IngestConfig {
     pub maintenance_interval: Duration,
     /// Watchdog.
     pub source_settings: SourceSettings,
+    /// Where to publish counters and source states every second for a separate reader
+    /// process (`<data-dir>/ingest-status.json`); `None` when the reader shares the process.
+    pub status_file: Option<PathBuf>,
 }
 
 /// A running writer role.
@@ -99,6 +102,34 @@ impl Ingest {
                             }
                         }
                         _ = stop.changed() => return,
+                    }
+                }
+            }));
+        }
+        if let Some(path) = cfg.status_file.clone() {
+            let stats = stats.clone();
+            let mut stop = shutdown_rx.clone();
+            let started_at = now_ms();
+            tasks.push(tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(1));
+                loop {
+                    tokio::select! {
+                        _ = tick.tick() => {}
+                        _ = stop.changed() => return,
+                    }
+                    let mut v = stats.to_json();
+                    v["pid"] = std::process::id().into();
+                    v["started_at"] = started_at.into();
+                    v["written_at"] = now_ms().into();
+                    let path = path.clone();
+                    let written = tokio::task::spawn_blocking(move || {
+                        crate::stats::write_json_atomically(&path, &v)
+                    })
+                    .await;
+                    if let Ok(Err(e)) = written
+                        && stats.should_log("status_file").is_some()
+                    {
+                        tracing::warn!("cannot write the ingest status file: {e}");
                     }
                 }
             }));

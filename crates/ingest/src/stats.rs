@@ -98,6 +98,47 @@ impl Stats {
     }
 }
 
+impl Stats {
+    /// Everything as JSON, for the health output and the status file.
+    pub fn to_json(&self) -> serde_json::Value {
+        let counters: serde_json::Map<String, serde_json::Value> = self
+            .counters()
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.into()))
+            .collect();
+        let sources: serde_json::Map<String, serde_json::Value> = self
+            .sources()
+            .into_iter()
+            .map(|(name, s)| {
+                let v = serde_json::json!({
+                    "state": s.state,
+                    "broker": s.broker,
+                    "connects": s.connects,
+                    "disconnects": s.disconnects,
+                    "watchdog_reconnects": s.watchdog_reconnects,
+                    "messages": s.messages,
+                    "last_error": s.last_error,
+                    "last_message_at": s.last_message_at,
+                    "connected_at": s.connected_at,
+                });
+                (name, v)
+            })
+            .collect();
+        serde_json::json!({ "counters": counters, "sources": sources })
+    }
+}
+
+/// Writes `value` to `path` atomically (a temporary file in the same directory, then a
+/// rename), so a reader never sees a torn file.
+pub fn write_json_atomically(
+    path: &std::path::Path,
+    value: &serde_json::Value,
+) -> std::io::Result<()> {
+    let tmp = path.with_extension("json.tmp");
+    std::fs::write(&tmp, value.to_string())?;
+    std::fs::rename(&tmp, path)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -109,6 +150,23 @@ mod tests {
         assert_eq!(s.should_log("a"), None);
         assert_eq!(s.should_log("a"), None);
         assert_eq!(s.should_log("b"), Some(0));
+    }
+
+    #[test]
+    fn json_and_atomic_file() {
+        let s = Stats::default();
+        s.incr("packets");
+        s.source("a", |st| st.state = "connected");
+        let v = s.to_json();
+        assert_eq!(v["counters"]["packets"], 1);
+        assert_eq!(v["sources"]["a"]["state"], "connected");
+        let dir = std::env::temp_dir().join(format!("meshlens-stats-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("ingest-status.json");
+        write_json_atomically(&f, &v).unwrap();
+        let back: serde_json::Value = serde_json::from_slice(&std::fs::read(&f).unwrap()).unwrap();
+        assert_eq!(back, v);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

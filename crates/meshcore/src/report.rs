@@ -340,3 +340,121 @@ fn control(c: &Control<'_>, o: &mut Map<String, Value>) {
         Control::Other { body, .. } => put_hex(o, "raw", body),
     }
 }
+
+/// One labelled byte range of a frame, for a byte-by-byte view.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ByteRange {
+    /// First byte.
+    pub start: usize,
+    /// One past the last byte.
+    pub end: usize,
+    /// What the bytes are, e.g. `"path_len"`, `"hop 2"`, `"mac"`.
+    pub label: String,
+}
+
+/// Labels every byte of a frame: header, transport codes, path-length byte, each path entry,
+/// then the payload's fields (whatever is left is `payload`). Ranges are in order, do not
+/// overlap and, for a framed packet, cover the whole frame.
+pub fn breakdown(bytes: &[u8]) -> Vec<ByteRange> {
+    let mut out = Vec::new();
+    let mut push = |start: usize, len: usize, label: String| {
+        if len > 0 {
+            out.push(ByteRange {
+                start,
+                end: start + len,
+                label,
+            });
+        }
+    };
+    let Ok(p) = Packet::decode(bytes) else {
+        push(0, bytes.len(), "invalid".into());
+        return out;
+    };
+    push(0, 1, "header".into());
+    let mut at = 1;
+    if p.transport_codes().is_some() {
+        push(1, 2, "transport_code_1".into());
+        push(3, 2, "transport_code_2".into());
+        at = 5;
+    }
+    push(at, 1, "path_len".into());
+    at += 1;
+    let hop = if p.path_bytes_are_hops() {
+        p.path_len().hash_size().bytes()
+    } else {
+        1
+    };
+    for (i, _) in p.path().chunks(hop).enumerate() {
+        let label = if p.path_bytes_are_hops() {
+            format!("hop {}", i + 1)
+        } else {
+            format!("snr {}", i + 1)
+        };
+        push(at + i * hop, hop, label);
+    }
+    at += p.path().len();
+    let fields: &[(&str, usize)] = match p.payload_type() {
+        PayloadType::Req | PayloadType::Response | PayloadType::TxtMsg | PayloadType::Path => {
+            &[("dest_hash", 1), ("src_hash", 1), ("mac", 2)]
+        }
+        PayloadType::Ack => &[("ack_crc", 4), ("ack_attempt", 1), ("ack_rand", 1)],
+        PayloadType::Advert => &[
+            ("pubkey", 32),
+            ("timestamp", 4),
+            ("signature", 64),
+            ("appdata_flags", 1),
+        ],
+        PayloadType::GrpTxt | PayloadType::GrpData => &[("channel_hash", 1), ("mac", 2)],
+        PayloadType::AnonReq => &[("dest_hash", 1), ("sender_pubkey", 32), ("mac", 2)],
+        PayloadType::Trace => &[("trace_tag", 4), ("trace_auth", 4), ("trace_flags", 1)],
+        PayloadType::Multipart => &[("multipart_header", 1)],
+        PayloadType::Control => &[("ctrl_flags", 1)],
+        _ => &[],
+    };
+    let end = bytes.len();
+    for (label, len) in fields {
+        let len = (*len).min(end - at);
+        push(at, len, (*label).into());
+        at += len;
+    }
+    let rest = match p.payload_type() {
+        PayloadType::Req
+        | PayloadType::Response
+        | PayloadType::TxtMsg
+        | PayloadType::Path
+        | PayloadType::GrpTxt
+        | PayloadType::GrpData
+        | PayloadType::AnonReq => "ciphertext",
+        PayloadType::Advert => "appdata",
+        PayloadType::Trace => "trace_route",
+        PayloadType::Multipart => "inner",
+        _ => "payload",
+    };
+    push(at, end - at, rest.into());
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn breakdown_covers_the_frame_in_order() {
+        for hex in [
+            "14FA1A0000034E927D596EA23622BCB4D5945E49348165AF7DABA3F5DCEED85F430E0856DB5B591E",
+            "26022FF8116A23A80000000001C0DE1000DEDE",
+            "0D04B891647EBB40BA70",
+            "1100",
+            "0E025D1F0C2F7A91009E",
+        ] {
+            let b = parse_hex(hex).unwrap();
+            let r = breakdown(&b);
+            assert_eq!(r.first().unwrap().start, 0);
+            assert_eq!(r.last().unwrap().end, b.len(), "{hex}");
+            assert!(r.windows(2).all(|w| w[0].end == w[1].start), "{hex}: {r:?}");
+        }
+        let r = breakdown(&parse_hex("26022FF8116A23A80000000001C0DE1000DEDE").unwrap());
+        assert_eq!(r[2].label, "snr 1");
+        assert_eq!(breakdown(&[0xff])[0].label, "invalid");
+    }
+}

@@ -1,5 +1,5 @@
-//! `meshlens ingest` (the writer role) and, for now, `meshlens run` (the writer role plus the
-//! embedded MQTT broker; the reader role joins it when the server lands).
+//! `meshlens ingest` (the writer role), `meshlens serve` (the reader role) and `meshlens run`
+//! (both, plus the embedded MQTT broker).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -45,11 +45,37 @@ pub struct IngestArgs {
     pub watchdog: Duration,
 }
 
+/// Options of the reader role.
+#[derive(Debug, Clone, Args)]
+pub struct HttpArgs {
+    /// Address of the HTTP API, live WebSocket and web UI.
+    #[arg(long, env = "MESHLENS_HTTP", default_value = "127.0.0.1:3000")]
+    pub http: SocketAddr,
+    /// Origin allowed to open the live WebSocket besides the server's own (`*` for any).
+    /// Repeatable.
+    #[arg(long = "allow-origin", value_name = "ORIGIN")]
+    pub allow_origins: Vec<String>,
+}
+
+/// Options of `meshlens serve`.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Data directory; the database is `<data-dir>/meshlens.db`.
+    #[arg(long, env = "MESHLENS_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+    #[command(flatten)]
+    pub http: HttpArgs,
+    #[command(flatten)]
+    pub keys: KeyArgs,
+}
+
 /// Options of `meshlens run`.
 #[derive(Debug, Clone, Args)]
 pub struct RunArgs {
     #[command(flatten)]
     pub ingest: IngestArgs,
+    #[command(flatten)]
+    pub http: HttpArgs,
     /// Address of the embedded MQTT broker that observers publish to.
     #[arg(long, default_value = "127.0.0.1:1883")]
     pub mqtt_listen: SocketAddr,
@@ -96,6 +122,7 @@ fn build_config(
         source_settings: SourceSettings {
             quiet_timeout: args.watchdog,
         },
+        status_file: Some(args.data_dir.join("ingest-status.json")),
     })
 }
 
@@ -141,8 +168,79 @@ pub fn run(args: RunArgs) -> ExitCode {
         Err(e) => return usage_error(&e),
     };
     match build_config(&args.ingest, vec![local]) {
-        Ok(cfg) => serve(cfg, Some(addr)),
+        Ok(mut cfg) => {
+            // The reader shares the process: it reads the counters directly.
+            cfg.status_file = None;
+            serve(cfg, Some(args.http))
+        }
         Err(e) => usage_error(&e),
+    }
+}
+
+/// `meshlens serve`: the reader alone, next to a writer in another process.
+pub fn serve_only(args: ServeArgs) -> ExitCode {
+    init_logging();
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    let server_cfg = server::ServerConfig {
+        db_path: store::db_path(&args.data_dir),
+        decode: meshcore::report::DecodeOptions {
+            keyring: args.keys.keyring(),
+            regions: args.keys.regions(),
+            verify_signatures: true,
+        },
+        allowed_origins: args.http.allow_origins.clone(),
+        ingest: Some(std::sync::Arc::new(server::StatusFile(
+            args.data_dir.join("ingest-status.json"),
+        ))),
+        pool_size: 4,
+    };
+    rt.block_on(async move {
+        let server = match start_server(server_cfg, args.http.http).await {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("meshlens serve: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        wait_for_signal().await;
+        server.shutdown().await;
+        ExitCode::SUCCESS
+    })
+}
+
+async fn start_server(
+    cfg: server::ServerConfig,
+    addr: SocketAddr,
+) -> Result<server::Server, String> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    let server = server::Server::start(cfg, listener)?;
+    tracing::info!("HTTP API on http://{}", server.addr);
+    Ok(server)
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("meshlens: cannot start the runtime: {e}");
+            ExitCode::FAILURE
+        })
+}
+
+/// The writer's counters, read in-process by a reader running beside it.
+struct SharedStats(std::sync::Arc<ingest::stats::Stats>);
+
+impl server::IngestStatus for SharedStats {
+    fn snapshot(&self) -> Option<serde_json::Value> {
+        let mut v = self.0.to_json();
+        v["state"] = "running".into();
+        Some(v)
     }
 }
 
@@ -151,17 +249,17 @@ fn usage_error(msg: &str) -> ExitCode {
     ExitCode::from(2)
 }
 
-/// Runs the writer role until SIGTERM or Ctrl-C, then drains and exits.
-fn serve(cfg: IngestConfig, _broker: Option<SocketAddr>) -> ExitCode {
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+/// Runs the writer role (and, with `http`, the reader beside it) until SIGTERM or Ctrl-C,
+/// then drains and exits.
+fn serve(cfg: IngestConfig, http: Option<HttpArgs>) -> ExitCode {
+    let rt = match runtime() {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("meshlens: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
+    };
+    let decode = meshcore::report::DecodeOptions {
+        keyring: cfg.decoder.keyring.clone(),
+        regions: cfg.decoder.regions.clone(),
+        verify_signatures: true,
     };
     rt.block_on(async move {
         let db = cfg.db_path.clone();
@@ -173,7 +271,31 @@ fn serve(cfg: IngestConfig, _broker: Option<SocketAddr>) -> ExitCode {
             }
         };
         tracing::info!("writing {}", db.display());
+        // The writer has migrated the database, so the reader can open it now.
+        let server = match http {
+            Some(http) => {
+                let cfg = server::ServerConfig {
+                    db_path: db.clone(),
+                    decode,
+                    allowed_origins: http.allow_origins.clone(),
+                    ingest: Some(std::sync::Arc::new(SharedStats(ingest.stats()))),
+                    pool_size: 4,
+                };
+                match start_server(cfg, http.http).await {
+                    Ok(s) => Some(s),
+                    Err(e) => {
+                        eprintln!("meshlens: {e}");
+                        ingest.shutdown().await;
+                        return ExitCode::FAILURE;
+                    }
+                }
+            }
+            None => None,
+        };
         wait_for_signal().await;
+        if let Some(s) = server {
+            s.shutdown().await;
+        }
         tracing::info!("shutting down: committing what was received");
         // The writer commits in milliseconds; the bound keeps a wedged disk from hanging the
         // exit forever.

@@ -19,10 +19,12 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run meshlens with its embedded MQTT broker: observers publish to it, packets are stored.
+    /// Run everything: embedded MQTT broker, writer, and the HTTP API with its live feed.
     Run(ingest_cmd::RunArgs),
     /// The writer role: subscribe to MQTT brokers and store what observers hear.
     Ingest(ingest_cmd::IngestArgs),
+    /// The reader role: the HTTP API and live feed over a database a writer keeps.
+    Serve(ingest_cmd::ServeArgs),
     /// Decode MeshCore frames given as hex (arguments, or one per line on stdin) into JSON lines.
     Decode(decode_cmd::DecodeArgs),
 }
@@ -32,6 +34,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Run(args) => ingest_cmd::run(args),
         Command::Ingest(args) => ingest_cmd::ingest(args),
+        Command::Serve(args) => ingest_cmd::serve_only(args),
         Command::Decode(args) => decode_cmd::run(args),
     }
 }

@@ -8,6 +8,7 @@
 
 mod records;
 mod schema;
+pub mod time;
 mod writer;
 
 use std::path::{Path, PathBuf};

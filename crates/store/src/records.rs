@@ -94,7 +94,8 @@ pub struct PacketRecord {
     pub score: Option<i64>,
     /// Advert originator, for ADVERT (even when its signature fails).
     pub from_pubkey: Option<String>,
-    /// Decrypted channel name, for GRP_TXT/GRP_DATA.
+    /// Channel name for GRP_TXT/GRP_DATA: the configured name when a key decrypted it,
+    /// otherwise `enc_<channel hash hex>`.
     pub channel: Option<String>,
     /// Region of a scoped flood, when known.
     pub scope: Option<String>,

@@ -1,0 +1,126 @@
+//! `/api/channels` and `/api/channels/{hash}/messages`. Channel messages are decrypted at read
+//! time with the server's keys; the text is untrusted and returned as plain JSON strings.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use serde_json::{Value, json};
+use store::time::iso;
+
+use super::Params;
+use super::packets::tx_row;
+use crate::AppState;
+use crate::db::sql;
+use crate::error::{ApiError, ApiResult};
+
+/// Most messages one request may return.
+pub const MAX_MESSAGES: i64 = 500;
+
+/// `GET /api/channels` → `{channels}`: every channel seen, decrypted ones by name, the others
+/// as `enc_<hash>`.
+pub async fn list(State(st): State<Arc<AppState>>) -> ApiResult<Json<Value>> {
+    let rows = st
+        .db
+        .query(|c| {
+            let mut stmt = sql(c.prepare_cached(
+                "SELECT channel, count(*), max(first_seen) FROM transmissions
+                 WHERE channel IS NOT NULL AND payload_type = 5 GROUP BY channel ORDER BY 3 DESC LIMIT 1000",
+            ))?;
+            let rows = sql(stmt
+                .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?)))
+                .and_then(|m| m.collect::<Result<Vec<_>, _>>()))?;
+            let mut last = sql(c.prepare_cached(
+                "SELECT t.id, t.hash, t.raw, t.first_seen, t.last_seen, t.observation_count, t.channel, t.scope, t.from_pubkey
+                 FROM transmissions t WHERE t.channel = ?1 AND t.payload_type = 5 ORDER BY t.first_seen DESC LIMIT 1",
+            ))?;
+            let mut out = Vec::with_capacity(rows.len());
+            for (name, count, at) in rows {
+                let latest = sql(last.query_row([&name], tx_row))?;
+                out.push((name, count, at, latest));
+            }
+            Ok(out)
+        })
+        .await?;
+    let channels: Vec<Value> = rows
+        .into_iter()
+        .map(|(name, count, at, latest)| {
+            let encrypted = name.starts_with("enc_");
+            let m = message_json(&latest.to_json(&st.decode));
+            json!({
+                "hash": name,
+                "name": if encrypted { Value::Null } else { name.clone().into() },
+                "encrypted": encrypted,
+                "messageCount": count,
+                "lastActivity": iso(at),
+                "lastMessage": m.get("message").cloned().unwrap_or(Value::Null),
+                "lastSender": m.get("sender").cloned().unwrap_or(Value::Null),
+            })
+        })
+        .collect();
+    Ok(Json(json!({"channels": channels})))
+}
+
+/// A chat message from a packet's API object.
+fn message_json(p: &Value) -> Value {
+    let d = &p["decoded"];
+    let pt = &d["plaintext"];
+    json!({
+        "hash": p["hash"],
+        "timestamp": p["first_seen"],
+        "sender_timestamp": pt.get("timestamp").cloned().unwrap_or(Value::Null),
+        "sender": pt.get("sender").cloned().unwrap_or(Value::Null),
+        "message": pt.get("message").or_else(|| pt.get("text")).cloned().unwrap_or(Value::Null),
+        "text": pt.get("text").cloned().unwrap_or(Value::Null),
+        "encrypted": d.get("decrypted") != Some(&Value::Bool(true)),
+        "observation_count": p["observation_count"],
+        "hop_count": p["hop_count"],
+        "hash_size": p["hash_size"],
+    })
+}
+
+/// `GET /api/channels/{hash}/messages` → `{messages, total}`, newest first.
+pub async fn messages(
+    State(st): State<Arc<AppState>>,
+    Path(channel): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<Json<Value>> {
+    let p = Params(q);
+    let limit = p.limit(50, MAX_MESSAGES)?;
+    let offset = p.offset()?;
+    if channel.is_empty() || channel.len() > 128 {
+        return Err(ApiError::BadRequest(
+            "channel must be 1-128 characters".into(),
+        ));
+    }
+    let (rows, total) = st
+        .db
+        .query(move |c| {
+            let total: i64 = sql(c.query_row(
+                "SELECT count(*) FROM transmissions WHERE channel = ?1 AND payload_type = 5",
+                [&channel],
+                |r| r.get(0),
+            ))?;
+            let mut stmt = sql(c.prepare_cached(
+                "SELECT t.id, t.hash, t.raw, t.first_seen, t.last_seen, t.observation_count, t.channel, t.scope, t.from_pubkey
+                 FROM transmissions t WHERE t.channel = ?1 AND t.payload_type = 5
+                 ORDER BY t.first_seen DESC LIMIT ?2 OFFSET ?3",
+            ))?;
+            let rows = sql(stmt
+                .query_map(store::rusqlite::params![channel, limit, offset], tx_row)
+                .and_then(|m| m.collect::<Result<Vec<_>, _>>()))?;
+            Ok((rows, total))
+        })
+        .await?;
+    if total == 0 {
+        return Err(ApiError::NotFound("no messages on this channel".into()));
+    }
+    let messages: Vec<Value> = rows
+        .iter()
+        .map(|r| message_json(&r.to_json(&st.decode)))
+        .collect();
+    Ok(Json(
+        json!({"messages": messages, "total": total, "limit": limit, "offset": offset}),
+    ))
+}

@@ -1,0 +1,258 @@
+//! `/api/nodes`, `/api/nodes/search`, `/api/nodes/{pubkey}`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use serde_json::{Value, json};
+use store::rusqlite::{Connection, Row, ToSql, params_from_iter};
+use store::time::{iso, parse_duration};
+
+use super::{Params, hex_prefix, like_escape, role};
+use crate::AppState;
+use crate::db::sql;
+use crate::error::{ApiError, ApiResult};
+
+/// Most nodes one request may return.
+pub const MAX_NODES: i64 = 2_000;
+
+const NODE_COLUMNS: &str = "public_key, name, role, lat, lon, first_seen, last_seen, advert_count";
+
+struct NodeRow {
+    public_key: String,
+    name: Option<String>,
+    role: String,
+    lat: Option<f64>,
+    lon: Option<f64>,
+    first_seen: i64,
+    last_seen: i64,
+    advert_count: i64,
+}
+
+impl NodeRow {
+    fn from_row(r: &Row<'_>) -> store::rusqlite::Result<NodeRow> {
+        Ok(NodeRow {
+            public_key: r.get(0)?,
+            name: r.get(1)?,
+            role: r.get(2)?,
+            lat: r.get(3)?,
+            lon: r.get(4)?,
+            first_seen: r.get(5)?,
+            last_seen: r.get(6)?,
+            advert_count: r.get(7)?,
+        })
+    }
+
+    fn to_json(&self, sizes: &HashMap<String, (u8, bool)>) -> Value {
+        let size = sizes.get(&self.public_key);
+        json!({
+            "public_key": self.public_key,
+            "name": self.name,
+            "role": self.role,
+            "lat": self.lat,
+            "lon": self.lon,
+            "first_seen": iso(self.first_seen),
+            "last_seen": iso(self.last_seen),
+            "advert_count": self.advert_count,
+            "hash_size": size.map(|s| s.0),
+            "hash_size_inconsistent": size.is_some_and(|s| s.1),
+        })
+    }
+}
+
+/// The path-hash size each node advertises with, from its flood adverts (the originator sets
+/// the size bits and forwarders keep them; zero-hop direct adverts say nothing): the size of
+/// the latest one, and whether more than one size was seen.
+fn advert_hash_sizes(c: &Connection, keys: &[&str]) -> ApiResult<HashMap<String, (u8, bool)>> {
+    let mut out: HashMap<String, (u8, bool)> = HashMap::new();
+    let mut stmt = sql(c.prepare_cached(
+        "SELECT (o.path_len >> 6) + 1, max(o.received_at) FROM transmissions t
+         JOIN observations o ON o.transmission_id = t.id
+         WHERE t.from_pubkey = ?1 AND t.payload_type = 4 AND t.route_type IN (0, 1)
+         GROUP BY 1 ORDER BY 2 DESC",
+    ))?;
+    for k in keys {
+        let sizes = sql(stmt
+            .query_map([k], |r| r.get::<_, i64>(0))
+            .and_then(|m| m.collect::<Result<Vec<_>, _>>()))?;
+        if let Some(&latest) = sizes.first() {
+            // Reserved size bits never yield a size 4.
+            if (1..=3).contains(&latest) {
+                out.insert((*k).to_owned(), (latest as u8, sizes.len() > 1));
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn role_counts(c: &Connection) -> ApiResult<Value> {
+    let mut counts = json!({"repeater": 0, "room": 0, "companion": 0, "sensor": 0});
+    let mut stmt = sql(c.prepare_cached("SELECT role, count(*) FROM nodes GROUP BY role"))?;
+    let rows = sql(stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))))?;
+    for row in rows {
+        let (role, n) = sql(row)?;
+        counts[role] = n.into();
+    }
+    Ok(counts)
+}
+
+/// `GET /api/nodes` → `{nodes, total, counts}`.
+pub async fn list(
+    State(st): State<Arc<AppState>>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<Json<Value>> {
+    let p = Params(q);
+    let limit = p.limit(50, MAX_NODES)?;
+    let offset = p.offset()?;
+    let mut clauses: Vec<String> = Vec::new();
+    let mut args: Vec<Box<dyn ToSql + Send>> = Vec::new();
+    if let Some(r) = p.str("role") {
+        clauses.push("role = ?".into());
+        args.push(Box::new(role(r)?));
+    }
+    if let Some(s) = p.str("search") {
+        if s.chars().count() > 64 {
+            return Err(ApiError::BadRequest("search is too long".into()));
+        }
+        clauses.push("(name LIKE ? ESCAPE '\\' OR public_key LIKE ? ESCAPE '\\')".into());
+        args.push(Box::new(format!("%{}%", like_escape(s))));
+        args.push(Box::new(format!(
+            "{}%",
+            like_escape(&s.to_ascii_lowercase())
+        )));
+    }
+    if let Some(h) = p.str("lastHeard") {
+        let d = parse_duration(h).map_err(|e| ApiError::BadRequest(format!("lastHeard: {e}")))?;
+        clauses.push("last_seen >= ?".into());
+        args.push(Box::new(crate::now_ms() - d.as_millis() as i64));
+    }
+    if let Some(region) = p.str("region") {
+        let codes: Vec<String> = region
+            .split(',')
+            .map(|s| s.trim().to_ascii_uppercase())
+            .filter(|s| !s.is_empty())
+            .take(50)
+            .collect();
+        let marks = vec!["?"; codes.len().max(1)].join(",");
+        clauses.push(format!(
+            "public_key IN (SELECT t.from_pubkey FROM transmissions t JOIN observations o ON o.transmission_id = t.id \
+             JOIN observers ob ON ob.idx = o.observer_idx WHERE t.payload_type = 4 AND ob.iata IN ({marks}))"
+        ));
+        args.extend(
+            codes
+                .into_iter()
+                .map(|c| Box::new(c) as Box<dyn ToSql + Send>),
+        );
+    }
+    let order = match p.str("sortBy").unwrap_or("last_seen") {
+        "last_seen" | "lastSeen" => "last_seen DESC",
+        "first_seen" | "firstSeen" => "first_seen DESC",
+        "name" => "name COLLATE NOCASE ASC",
+        "advert_count" | "adverts" => "advert_count DESC",
+        "role" => "role ASC, name COLLATE NOCASE ASC",
+        other => {
+            return Err(ApiError::BadRequest(format!(
+                "sortBy: unknown field {other:?}"
+            )));
+        }
+    };
+    let (rows, total, counts, sizes) = st
+        .db
+        .query(move |c| {
+            let w = if clauses.is_empty() { String::new() } else { format!("WHERE {}", clauses.join(" AND ")) };
+            let a = || params_from_iter(args.iter().map(|a| a.as_ref() as &dyn ToSql));
+            let total: i64 = sql(c.query_row(&format!("SELECT count(*) FROM nodes {w}"), a(), |r| r.get(0)))?;
+            let mut stmt = sql(c.prepare(&format!(
+                "SELECT {NODE_COLUMNS} FROM nodes {w} ORDER BY {order}, public_key LIMIT {limit} OFFSET {offset}"
+            )))?;
+            let rows = sql(stmt.query_map(a(), NodeRow::from_row).and_then(|m| m.collect::<Result<Vec<_>, _>>()))?;
+            let keys: Vec<&str> = rows.iter().map(|r| r.public_key.as_str()).collect();
+            let sizes = advert_hash_sizes(c, &keys)?;
+            Ok((rows, total, role_counts(c)?, sizes))
+        })
+        .await?;
+    let nodes: Vec<Value> = rows.iter().map(|r| r.to_json(&sizes)).collect();
+    Ok(Json(
+        json!({"nodes": nodes, "total": total, "counts": counts}),
+    ))
+}
+
+/// `GET /api/nodes/search?q=` → `{nodes}`: name substring or public-key prefix, 20 at most.
+pub async fn search(
+    State(st): State<Arc<AppState>>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<Json<Value>> {
+    let p = Params(q);
+    let Some(q) = p.str("q").map(str::to_owned) else {
+        return Ok(Json(json!({"nodes": []})));
+    };
+    if q.chars().count() > 64 {
+        return Err(ApiError::BadRequest("q is too long".into()));
+    }
+    let rows = st
+        .db
+        .query(move |c| {
+            let mut stmt = sql(c.prepare_cached(&format!(
+                "SELECT {NODE_COLUMNS} FROM nodes WHERE name LIKE ?1 ESCAPE '\\' OR public_key LIKE ?2 ESCAPE '\\'
+                 ORDER BY last_seen DESC LIMIT 20"
+            )))?;
+            sql(stmt
+                .query_map(
+                    [format!("%{}%", like_escape(&q)), format!("{}%", like_escape(&q.to_ascii_lowercase()))],
+                    NodeRow::from_row,
+                )
+                .and_then(|m| m.collect::<Result<Vec<_>, _>>()))
+        })
+        .await?;
+    let nodes: Vec<Value> = rows.iter().map(|r| r.to_json(&HashMap::new())).collect();
+    Ok(Json(json!({"nodes": nodes})))
+}
+
+/// `GET /api/nodes/{pubkey}` → `{node, recentAdverts}`; a unique prefix is accepted.
+pub async fn detail(
+    State(st): State<Arc<AppState>>,
+    Path(key): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let key = hex_prefix("public key", &key)?;
+    if key.len() < 2 {
+        return Err(ApiError::BadRequest(
+            "public key prefix must be at least 2 hex digits".into(),
+        ));
+    }
+    let found = st
+        .db
+        .query(move |c| {
+            let range = [key.clone(), format!("{key}g")];
+            let mut matches = Vec::new();
+            for (table, active) in [("nodes", true), ("inactive_nodes", false)] {
+                let mut stmt = sql(c.prepare_cached(&format!(
+                    "SELECT {NODE_COLUMNS} FROM {table} WHERE public_key >= ?1 AND public_key < ?2 LIMIT 2"
+                )))?;
+                let rows = sql(stmt.query_map([&range[0], &range[1]], NodeRow::from_row).and_then(|m| m.collect::<Result<Vec<_>, _>>()))?;
+                matches.extend(rows.into_iter().map(|r| (r, active)));
+            }
+            if matches.len() > 1 {
+                return Err(ApiError::BadRequest("ambiguous public key prefix; give more digits".into()));
+            }
+            let Some((row, active)) = matches.pop() else { return Ok(None) };
+            let sizes = advert_hash_sizes(c, &[row.public_key.as_str()])?;
+            let mut stmt = sql(c.prepare_cached(
+                "SELECT t.id, t.hash, t.raw, t.first_seen, t.last_seen, t.observation_count, t.channel, t.scope, t.from_pubkey
+                 FROM transmissions t WHERE t.from_pubkey = ?1 AND t.payload_type = 4
+                 ORDER BY t.first_seen DESC LIMIT 20",
+            ))?;
+            let adverts = sql(stmt
+                .query_map([&row.public_key], super::packets::tx_row)
+                .and_then(|m| m.collect::<Result<Vec<_>, _>>()))?;
+            Ok(Some((row, active, sizes, adverts)))
+        })
+        .await?;
+    let Some((row, active, sizes, adverts)) = found else {
+        return Err(ApiError::NotFound("no such node".into()));
+    };
+    let mut node = row.to_json(&sizes);
+    node["active"] = active.into();
+    let recent: Vec<Value> = adverts.iter().map(|a| a.to_json(&st.decode)).collect();
+    Ok(Json(json!({"node": node, "recentAdverts": recent})))
+}

@@ -1,0 +1,118 @@
+//! `/api/observers` and `/api/observers/{id}`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use serde_json::{Value, json};
+use store::rusqlite::Row;
+use store::time::iso;
+
+use crate::AppState;
+use crate::db::sql;
+use crate::error::{ApiError, ApiResult};
+
+const COLUMNS: &str = "idx, id, name, iata, status, model, firmware, client_version, radio, battery_mv, \
+     uptime_secs, noise_floor, tx_air_secs, rx_air_secs, recv_errors, first_seen, last_seen, \
+     last_packet_at, last_status_at, packet_count";
+
+fn observer_json(r: &Row<'_>) -> store::rusqlite::Result<(i64, Value)> {
+    let t = |i: usize| -> store::rusqlite::Result<Option<String>> {
+        Ok(r.get::<_, Option<i64>>(i)?.map(iso))
+    };
+    Ok((
+        r.get(0)?,
+        json!({
+            "id": r.get::<_, String>(1)?,
+            "name": r.get::<_, Option<String>>(2)?,
+            "iata": r.get::<_, Option<String>>(3)?,
+            "status": r.get::<_, Option<String>>(4)?,
+            "model": r.get::<_, Option<String>>(5)?,
+            "firmware": r.get::<_, Option<String>>(6)?,
+            "client_version": r.get::<_, Option<String>>(7)?,
+            "radio": r.get::<_, Option<String>>(8)?,
+            "battery_mv": r.get::<_, Option<i64>>(9)?,
+            "uptime_secs": r.get::<_, Option<i64>>(10)?,
+            "noise_floor": r.get::<_, Option<f64>>(11)?,
+            "tx_air_secs": r.get::<_, Option<i64>>(12)?,
+            "rx_air_secs": r.get::<_, Option<i64>>(13)?,
+            "recv_errors": r.get::<_, Option<i64>>(14)?,
+            "first_seen": t(15)?,
+            "last_seen": t(16)?,
+            "last_packet_at": t(17)?,
+            "last_status_at": t(18)?,
+            "packet_count": r.get::<_, i64>(19)?,
+        }),
+    ))
+}
+
+/// Observations per observer in the last hour.
+fn last_hour(c: &store::rusqlite::Connection) -> ApiResult<HashMap<i64, i64>> {
+    let since = crate::now_ms() - 3_600_000;
+    let mut stmt = sql(c.prepare_cached(
+        "SELECT observer_idx, count(*) FROM observations WHERE received_at >= ?1 GROUP BY observer_idx",
+    ))?;
+    let rows = sql(stmt.query_map([since], |r| Ok((r.get(0)?, r.get(1)?))))?;
+    rows.map(sql).collect()
+}
+
+/// `GET /api/observers` → `{observers, server_time}`.
+pub async fn list(State(st): State<Arc<AppState>>) -> ApiResult<Json<Value>> {
+    let observers = st
+        .db
+        .query(|c| {
+            let hour = last_hour(c)?;
+            let mut stmt = sql(c.prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM observers ORDER BY last_seen DESC"
+            )))?;
+            let rows = sql(stmt
+                .query_map([], observer_json)
+                .and_then(|m| m.collect::<Result<Vec<_>, _>>()))?;
+            Ok(rows
+                .into_iter()
+                .map(|(idx, mut v)| {
+                    v["packetsLastHour"] = hour.get(&idx).copied().unwrap_or(0).into();
+                    v
+                })
+                .collect::<Vec<_>>())
+        })
+        .await?;
+    Ok(Json(
+        json!({"observers": observers, "server_time": iso(crate::now_ms())}),
+    ))
+}
+
+/// `GET /api/observers/{id}`.
+pub async fn detail(
+    State(st): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let id = id.trim().to_ascii_lowercase();
+    if id.is_empty() || id.len() > 64 {
+        return Err(ApiError::BadRequest(
+            "observer id must be 1-64 characters".into(),
+        ));
+    }
+    let found = st
+        .db
+        .query(move |c| {
+            let hour = last_hour(c)?;
+            match c.query_row(
+                &format!("SELECT {COLUMNS} FROM observers WHERE id = ?1"),
+                [&id],
+                observer_json,
+            ) {
+                Ok((idx, mut v)) => {
+                    v["packetsLastHour"] = hour.get(&idx).copied().unwrap_or(0).into();
+                    Ok(Some(v))
+                }
+                Err(store::rusqlite::Error::QueryReturnedNoRows) => Ok(None),
+                Err(e) => Err(e.into()),
+            }
+        })
+        .await?;
+    found
+        .map(Json)
+        .ok_or_else(|| ApiError::NotFound("no such observer".into()))
+}

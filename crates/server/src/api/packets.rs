@@ -1,0 +1,411 @@
+//! `/api/packets`, `/api/packets/{id|hash}` and `POST /api/decode`.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use meshcore::report::{DecodeOptions, breakdown, decode_to_json, parse_hex};
+use meshcore::{PayloadType, RouteType};
+use serde_json::{Map, Value, json};
+use store::rusqlite::{Connection, Row, ToSql, params_from_iter};
+
+use super::{Params, hex_prefix};
+use crate::AppState;
+use crate::db::sql;
+use crate::error::{ApiError, ApiResult};
+use store::time::iso;
+
+/// Most packets one request may return.
+pub const MAX_PACKETS: i64 = 10_000;
+
+const TX_COLUMNS: &str = "t.id, t.hash, t.raw, t.first_seen, t.last_seen, t.observation_count, \
+     t.channel, t.scope, t.from_pubkey";
+
+/// A transmission row from the database.
+pub struct TxRow {
+    id: i64,
+    hash: String,
+    raw: Vec<u8>,
+    first_seen: i64,
+    last_seen: i64,
+    observation_count: i64,
+    channel: Option<String>,
+    scope: Option<String>,
+    from_pubkey: Option<String>,
+}
+
+/// Reads a transmission row selected with the standard column list.
+pub fn tx_row(r: &Row<'_>) -> store::rusqlite::Result<TxRow> {
+    TxRow::from_row(r)
+}
+
+impl TxRow {
+    fn from_row(r: &Row<'_>) -> store::rusqlite::Result<TxRow> {
+        Ok(TxRow {
+            id: r.get(0)?,
+            hash: r.get(1)?,
+            raw: r.get(2)?,
+            first_seen: r.get(3)?,
+            last_seen: r.get(4)?,
+            observation_count: r.get(5)?,
+            channel: r.get(6)?,
+            scope: r.get(7)?,
+            from_pubkey: r.get(8)?,
+        })
+    }
+
+    /// The API object: identity, times, header fields and the full decode as an object.
+    pub fn to_json(&self, opts: &DecodeOptions) -> Value {
+        let decoded = decode_to_json(&self.raw, opts);
+        let mut o = Map::new();
+        o.insert("id".into(), self.id.into());
+        o.insert("hash".into(), self.hash.clone().into());
+        o.insert("first_seen".into(), iso(self.first_seen).into());
+        o.insert("last_seen".into(), iso(self.last_seen).into());
+        o.insert("timestamp".into(), iso(self.first_seen).into());
+        for k in [
+            "route_type",
+            "route_type_name",
+            "payload_type",
+            "payload_type_name",
+            "payload_version",
+            "hash_size",
+            "hop_count",
+            "path",
+        ] {
+            if let Some(v) = decoded.get(k) {
+                o.insert(k.into(), v.clone());
+            }
+        }
+        o.insert("raw_hex".into(), hex::encode(&self.raw).into());
+        o.insert("observation_count".into(), self.observation_count.into());
+        o.insert("channel".into(), self.channel.clone().into());
+        o.insert("scope".into(), self.scope.clone().into());
+        o.insert("from_pubkey".into(), self.from_pubkey.clone().into());
+        o.insert("decoded".into(), decoded);
+        Value::Object(o)
+    }
+}
+
+fn parse_type(s: &str) -> ApiResult<u8> {
+    PayloadType::parse(s)
+        .map(PayloadType::value)
+        .ok_or_else(|| ApiError::BadRequest(format!("type: unknown payload type {s:?}")))
+}
+
+fn parse_route(s: &str) -> ApiResult<u8> {
+    if let Ok(n) = s.parse::<u8>() {
+        return (n < 4)
+            .then_some(n)
+            .ok_or_else(|| ApiError::BadRequest("route must be 0-3".into()));
+    }
+    RouteType::ALL
+        .into_iter()
+        .find(|r| r.name().eq_ignore_ascii_case(s))
+        .map(RouteType::value)
+        .ok_or_else(|| ApiError::BadRequest(format!("route: unknown route type {s:?}")))
+}
+
+/// The filters of `/api/packets`, validated.
+struct Filter {
+    clauses: Vec<String>,
+    args: Vec<Box<dyn ToSql + Send>>,
+}
+
+impl Filter {
+    fn from_params(p: &Params) -> ApiResult<Filter> {
+        let mut f = Filter {
+            clauses: Vec::new(),
+            args: Vec::new(),
+        };
+        if let Some(t) = p.str("type") {
+            let types: Vec<u8> = t
+                .split(',')
+                .map(|s| parse_type(s.trim()))
+                .collect::<ApiResult<_>>()?;
+            let marks = vec!["?"; types.len()].join(",");
+            f.clauses.push(format!("t.payload_type IN ({marks})"));
+            f.args.extend(
+                types
+                    .into_iter()
+                    .map(|v| Box::new(v) as Box<dyn ToSql + Send>),
+            );
+        }
+        if let Some(r) = p.str("route") {
+            f.clauses.push("t.route_type = ?".into());
+            f.args.push(Box::new(parse_route(r)?));
+        }
+        if let Some(h) = p.str("hash") {
+            let h = hex_prefix("hash", h)?;
+            if h.len() == 16 {
+                f.clauses.push("t.hash = ?".into());
+                f.args.push(Box::new(h));
+            } else {
+                // A prefix: a range on the unique index.
+                f.clauses.push("t.hash >= ? AND t.hash < ?".into());
+                f.args.push(Box::new(h.clone()));
+                f.args.push(Box::new(format!("{h}g")));
+            }
+        }
+        if let Some(n) = p.str("node") {
+            let n = hex_prefix("node", n)?;
+            f.clauses
+                .push("t.from_pubkey >= ? AND t.from_pubkey < ?".into());
+            f.args.push(Box::new(n.clone()));
+            f.args.push(Box::new(format!("{n}g")));
+        }
+        if let Some(o) = p.str("observer") {
+            let o = o.to_ascii_lowercase();
+            f.clauses.push(
+                "t.id IN (SELECT o.transmission_id FROM observations o \
+                 JOIN observers ob ON ob.idx = o.observer_idx WHERE ob.id = ?)"
+                    .into(),
+            );
+            f.args.push(Box::new(o));
+        }
+        if let Some(c) = p.str("channel") {
+            f.clauses.push("t.channel = ?".into());
+            f.args.push(Box::new(c.to_owned()));
+        }
+        if let Some(since) = p.time("since")? {
+            f.clauses.push("t.first_seen >= ?".into());
+            f.args.push(Box::new(since));
+        }
+        if let Some(until) = p.time("until")? {
+            f.clauses.push("t.first_seen <= ?".into());
+            f.args.push(Box::new(until));
+        }
+        Ok(f)
+    }
+
+    fn where_sql(&self) -> String {
+        if self.clauses.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", self.clauses.join(" AND "))
+        }
+    }
+}
+
+/// `GET /api/packets` → `{packets, total, limit, offset}`.
+pub async fn list(
+    State(st): State<Arc<AppState>>,
+    Query(q): Query<std::collections::HashMap<String, String>>,
+) -> ApiResult<Json<Value>> {
+    let p = Params(q);
+    let limit = p.limit(50, MAX_PACKETS)?;
+    let offset = p.offset()?;
+    let order = match p.str("order").map(str::to_ascii_lowercase).as_deref() {
+        None | Some("desc") => "DESC",
+        Some("asc") => "ASC",
+        Some(o) => {
+            return Err(ApiError::BadRequest(format!(
+                "order must be asc or desc, got {o:?}"
+            )));
+        }
+    };
+    let expand = p.str("expand") == Some("observations");
+    // Rows are transmissions already; groupByHash is accepted for compatibility.
+    p.flag("groupByHash")?;
+    let filter = Filter::from_params(&p)?;
+    let (rows, total) = st
+        .db
+        .query(move |c| {
+            let w = filter.where_sql();
+            let args = || params_from_iter(filter.args.iter().map(|a| a.as_ref() as &dyn ToSql));
+            let total: i64 = sql(c.query_row(&format!("SELECT count(*) FROM transmissions t {w}"), args(), |r| r.get(0)))?;
+            let mut stmt = sql(c.prepare(&format!(
+                "SELECT {TX_COLUMNS} FROM transmissions t {w} ORDER BY t.first_seen {order}, t.id {order} LIMIT {limit} OFFSET {offset}"
+            )))?;
+            let rows = sql(stmt.query_map(args(), TxRow::from_row).and_then(|m| m.collect::<Result<Vec<_>, _>>()))?;
+            let obs = if expand {
+                let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+                observations_for(c, &ids)?
+            } else {
+                Default::default()
+            };
+            Ok(((rows, obs), total))
+        })
+        .await?;
+    let (rows, mut obs) = rows;
+    let packets: Vec<Value> = rows
+        .iter()
+        .map(|r| {
+            let mut v = r.to_json(&st.decode);
+            if expand {
+                v["observations"] = Value::Array(obs.remove(&r.id).unwrap_or_default());
+            }
+            v
+        })
+        .collect();
+    Ok(Json(
+        json!({"packets": packets, "total": total, "limit": limit, "offset": offset}),
+    ))
+}
+
+/// Observations of the given transmissions, as API objects, keyed by transmission id.
+fn observations_for(
+    c: &Connection,
+    ids: &[i64],
+) -> ApiResult<std::collections::HashMap<i64, Vec<Value>>> {
+    let mut out: std::collections::HashMap<i64, Vec<Value>> = Default::default();
+    let mut stmt = sql(c.prepare_cached(
+        "SELECT o.id, o.transmission_id, ob.id, ob.name, ob.iata, o.received_at, o.snr, o.rssi, o.score, o.head, t.raw
+         FROM observations o JOIN observers ob ON ob.idx = o.observer_idx
+         JOIN transmissions t ON t.id = o.transmission_id
+         WHERE o.transmission_id = ?1 ORDER BY o.received_at, o.id",
+    ))?;
+    for id in ids {
+        let rows = sql(stmt.query_map([id], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, Option<String>>(3)?,
+                r.get::<_, Option<String>>(4)?,
+                r.get::<_, i64>(5)?,
+                r.get::<_, Option<f64>>(6)?,
+                r.get::<_, Option<f64>>(7)?,
+                r.get::<_, Option<i64>>(8)?,
+                r.get::<_, Vec<u8>>(9)?,
+                r.get::<_, Vec<u8>>(10)?,
+            ))
+        }))?;
+        for row in rows {
+            let (oid, obs_id, name, iata, at, snr, rssi, score, head, raw) = sql(row)?;
+            out.entry(*id).or_default().push(observation_json(
+                oid, &obs_id, name, iata, at, snr, rssi, score, &head, &raw,
+            ));
+        }
+    }
+    Ok(out)
+}
+
+/// One observation: who heard it, when, how well, and the path as that observer heard it.
+#[allow(clippy::too_many_arguments)]
+pub fn observation_json(
+    id: i64,
+    observer_id: &str,
+    observer_name: Option<String>,
+    iata: Option<String>,
+    received_at: i64,
+    snr: Option<f64>,
+    rssi: Option<f64>,
+    score: Option<i64>,
+    head: &[u8],
+    tx_raw: &[u8],
+) -> Value {
+    // The observed frame is this observer's head plus the shared payload.
+    let frame = meshcore::Packet::decode(tx_raw)
+        .map(|p| [head, p.payload_bytes()].concat())
+        .unwrap_or_else(|_| head.to_vec());
+    let (path, hash_size, hop_count, path_len) = match meshcore::Packet::decode(&frame) {
+        Ok(p) => {
+            let size = p.path_len().hash_size().bytes();
+            let path: Vec<Value> = if p.path_bytes_are_hops() {
+                p.path()
+                    .chunks(size)
+                    .map(|c| hex::encode(c).into())
+                    .collect()
+            } else {
+                p.path().iter().map(|b| hex::encode([*b]).into()).collect()
+            };
+            (path, size, p.hop_count(), p.path_len().to_byte())
+        }
+        Err(_) => (Vec::new(), 1, 0, 0),
+    };
+    json!({
+        "id": id,
+        "observer_id": observer_id,
+        "observer_name": observer_name,
+        "iata": iata,
+        "timestamp": iso(received_at),
+        "snr": snr,
+        "rssi": rssi,
+        "score": score,
+        "path_len_byte": path_len,
+        "hash_size": hash_size,
+        "hop_count": hop_count,
+        "path": path,
+        "raw_hex": hex::encode(&frame),
+    })
+}
+
+/// `GET /api/packets/{id or hash}` → `{packet, path, breakdown: {ranges}, observations}`.
+pub async fn detail(
+    State(st): State<Arc<AppState>>,
+    Path(key): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let key = key.trim().to_ascii_lowercase();
+    let by_hash = key.len() == 16 && key.bytes().all(|b| b.is_ascii_hexdigit());
+    let id =
+        if by_hash {
+            None
+        } else {
+            Some(key.parse::<i64>().map_err(|_| {
+                ApiError::BadRequest("expected a numeric id or a 16-hex hash".into())
+            })?)
+        };
+    let found = st
+        .db
+        .query(move |c| {
+            let row = if let Some(id) = id {
+                c.query_row(
+                    &format!("SELECT {TX_COLUMNS} FROM transmissions t WHERE t.id = ?1"),
+                    [id],
+                    TxRow::from_row,
+                )
+            } else {
+                c.query_row(
+                    &format!("SELECT {TX_COLUMNS} FROM transmissions t WHERE t.hash = ?1"),
+                    [&key],
+                    TxRow::from_row,
+                )
+            };
+            let row = match row {
+                Ok(r) => r,
+                Err(store::rusqlite::Error::QueryReturnedNoRows) => return Ok(None),
+                Err(e) => return Err(e.into()),
+            };
+            let mut obs = observations_for(c, &[row.id])?;
+            Ok(Some((obs.remove(&row.id).unwrap_or_default(), row)))
+        })
+        .await?;
+    let Some((observations, row)) = found else {
+        return Err(ApiError::NotFound("no such packet".into()));
+    };
+    let packet = row.to_json(&st.decode);
+    let ranges: Vec<Value> = breakdown(&row.raw)
+        .into_iter()
+        .map(|r| {
+            json!({"start": r.start, "end": r.end, "label": r.label,
+                   "hex": hex::encode(row.raw.get(r.start..r.end).unwrap_or_default())})
+        })
+        .collect();
+    Ok(Json(json!({
+        "packet": packet,
+        "path": packet.get("path").cloned().unwrap_or_else(|| json!([])),
+        "breakdown": {"ranges": ranges},
+        "observations": observations,
+    })))
+}
+
+/// `POST /api/decode` with `{"hex": "..."}`: decodes without storing.
+pub async fn decode(
+    State(st): State<Arc<AppState>>,
+    body: axum::body::Bytes,
+) -> ApiResult<Json<Value>> {
+    if body.len() > 16 * 1024 {
+        return Err(ApiError::BadRequest("body too large".into()));
+    }
+    let v: Value = serde_json::from_slice(&body)
+        .map_err(|_| ApiError::BadRequest("body must be JSON {\"hex\": \"...\"}".into()))?;
+    let hex = v
+        .get("hex")
+        .and_then(Value::as_str)
+        .ok_or_else(|| ApiError::BadRequest("missing \"hex\"".into()))?;
+    let bytes = parse_hex(hex).map_err(|e| ApiError::BadRequest(format!("hex: {e}")))?;
+    Ok(Json(
+        json!({"decoded": decode_to_json(&bytes, &st.decode), "breakdown": {"ranges":
+        breakdown(&bytes).into_iter().map(|r| json!({"start": r.start, "end": r.end, "label": r.label})).collect::<Vec<_>>()}}),
+    ))
+}

@@ -1,0 +1,155 @@
+//! `/api/stats`, `/api/health`, `/api/healthz` and `/metrics`.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use serde_json::{Value, json};
+use store::time::iso;
+
+use crate::AppState;
+use crate::db::sql;
+use crate::error::ApiResult;
+
+/// How long `/api/stats` is reused: the counts scan whole indexes, and a thundering herd of
+/// dashboards must cost one scan, not one each.
+const STATS_TTL: Duration = Duration::from_secs(2);
+
+/// `GET /api/stats`.
+pub async fn stats(State(st): State<Arc<AppState>>) -> ApiResult<Json<Value>> {
+    // Holding the lock while computing makes concurrent callers share one computation.
+    let mut cache = st.stats_cache.lock().await;
+    if let Some((at, v)) = cache.as_ref()
+        && at.elapsed() < STATS_TTL
+    {
+        return Ok(Json(v.clone()));
+    }
+    let v = st
+        .db
+        .query(|c| {
+            let count = |sql_text: &str| sql(c.query_row(sql_text, [], |r| r.get::<_, i64>(0)));
+            let mut counts = json!({"repeater": 0, "room": 0, "companion": 0, "sensor": 0});
+            let mut stmt = sql(c.prepare_cached("SELECT role, count(*) FROM nodes GROUP BY role"))?;
+            for row in
+                sql(stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))))?
+            {
+                let (role, n) = sql(row)?;
+                counts[role] = n.into();
+            }
+            Ok(json!({
+                "totalTransmissions": count("SELECT count(*) FROM transmissions")?,
+                "totalObservations": count("SELECT count(*) FROM observations")?,
+                "totalNodes": count("SELECT count(*) FROM nodes")?,
+                "totalInactiveNodes": count("SELECT count(*) FROM inactive_nodes")?,
+                "totalObservers": count("SELECT count(*) FROM observers")?,
+                "counts": counts,
+                "version": env!("CARGO_PKG_VERSION"),
+            }))
+        })
+        .await?;
+    *cache = Some((Instant::now(), v.clone()));
+    Ok(Json(v))
+}
+
+/// Resident set size of this process, bytes (Linux).
+pub fn rss_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4096)
+}
+
+/// `GET /api/health`.
+pub async fn health(State(st): State<Arc<AppState>>) -> Json<Value> {
+    let db_bytes = std::fs::metadata(st.db.path()).map_or(0, |m| m.len());
+    Json(json!({
+        "status": "ok",
+        "version": env!("CARGO_PKG_VERSION"),
+        "uptime_secs": st.started.elapsed().as_secs(),
+        "rss_bytes": rss_bytes(),
+        "ws_clients": st.ws_clients.load(Ordering::Relaxed),
+        "live_messages": st.live_sent.load(Ordering::Relaxed),
+        "db": {"path": st.db.path().display().to_string(), "bytes": db_bytes},
+    }))
+}
+
+/// Freshness of the writer as this reader sees it.
+fn ingest_json(st: &AppState) -> Value {
+    match st.ingest.as_ref().and_then(|i| i.snapshot()) {
+        Some(v) => v,
+        None => {
+            json!({"state": "unknown", "detail": "no status from the writer (is `meshlens ingest` running?)"})
+        }
+    }
+}
+
+/// `GET /api/healthz`: ready as soon as the database is open (there is no loading phase);
+/// also how fresh the data is, so a stalled ingest is visible.
+pub async fn healthz(State(st): State<Arc<AppState>>) -> ApiResult<Json<Value>> {
+    let (obs, last) = st
+        .db
+        .query(|c| {
+            sql(c.query_row(
+                "SELECT coalesce(max(id), 0), max(received_at) FROM observations",
+                [],
+                |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Option<i64>>(1)?)),
+            ))
+        })
+        .await?;
+    let now = crate::now_ms();
+    Ok(Json(json!({
+        "ready": true,
+        "version": env!("CARGO_PKG_VERSION"),
+        "uptime_secs": st.started.elapsed().as_secs(),
+        "last_observation_id": obs,
+        "last_observation_at": last.map(iso),
+        "seconds_since_last_observation": last.map(|t| (now - t) / 1000),
+        "ingest": ingest_json(&st),
+    })))
+}
+
+/// `GET /metrics`: Prometheus text format.
+pub async fn metrics(State(st): State<Arc<AppState>>) -> ApiResult<impl IntoResponse> {
+    let Json(stats) = stats(State(st.clone())).await?;
+    let mut out = String::new();
+    let mut gauge = |name: &str, help: &str, v: f64| {
+        out.push_str(&format!(
+            "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}\n"
+        ));
+    };
+    for (k, name) in [
+        ("totalTransmissions", "meshlens_transmissions"),
+        ("totalObservations", "meshlens_observations"),
+        ("totalNodes", "meshlens_nodes"),
+        ("totalObservers", "meshlens_observers"),
+    ] {
+        gauge(name, "Rows stored.", stats[k].as_f64().unwrap_or(0.0));
+    }
+    gauge(
+        "meshlens_ws_clients",
+        "Connected WebSocket clients.",
+        st.ws_clients.load(Ordering::Relaxed) as f64,
+    );
+    gauge(
+        "meshlens_rss_bytes",
+        "Resident set size.",
+        rss_bytes().unwrap_or(0) as f64,
+    );
+    if let Some(ingest) = st.ingest.as_ref().and_then(|i| i.snapshot())
+        && let Some(counters) = ingest.get("counters").and_then(Value::as_object)
+    {
+        out.push_str("# HELP meshlens_ingest_total Writer counters by name.\n# TYPE meshlens_ingest_total counter\n");
+        for (k, v) in counters {
+            // Counter names are fixed identifiers from the writer; quote-escape anyway.
+            let k = k.replace(['\\', '"', '\n'], "_");
+            out.push_str(&format!(
+                "meshlens_ingest_total{{counter=\"{k}\"}} {}\n",
+                v.as_u64().unwrap_or(0)
+            ));
+        }
+    }
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out))
+}

@@ -1,0 +1,91 @@
+//! A small pool of read-only connections. Every query runs on the blocking thread pool with a
+//! deadline enforced by SQLite's progress handler, so no request can pin a core for long, and
+//! concurrency is bounded by the pool size.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use store::rusqlite::Connection;
+use store::{Reader, rusqlite};
+use tokio::sync::Semaphore;
+
+use crate::error::ApiError;
+
+/// How long one query may run.
+pub const QUERY_DEADLINE: Duration = Duration::from_secs(2);
+
+/// Page cache per connection, KiB (bounded memory: size × pool).
+const CACHE_KIB: i64 = 8 * 1024;
+
+/// The pool.
+pub struct Db {
+    path: PathBuf,
+    conns: Mutex<Vec<Reader>>,
+    permits: Semaphore,
+}
+
+impl Db {
+    /// Opens `size` read-only connections to `path`; fails if the schema is not ready.
+    pub fn open(path: &Path, size: usize) -> Result<Arc<Db>, store::Error> {
+        let mut conns = Vec::with_capacity(size);
+        for _ in 0..size.max(1) {
+            let r = Reader::open(path)?;
+            r.conn().pragma_update(None, "cache_size", -CACHE_KIB)?;
+            conns.push(r);
+        }
+        Ok(Arc::new(Db {
+            path: path.to_path_buf(),
+            permits: Semaphore::new(conns.len()),
+            conns: Mutex::new(conns),
+        }))
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs `f` on a pooled connection, off the async threads, with [`QUERY_DEADLINE`].
+    pub async fn query<T, F>(self: &Arc<Self>, f: F) -> Result<T, ApiError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, ApiError> + Send + 'static,
+    {
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| ApiError::Unavailable("database closed".into()))?;
+        let reader = self
+            .conns
+            .lock()
+            .ok()
+            .and_then(|mut c| c.pop())
+            .ok_or_else(|| ApiError::Unavailable("no database connection free".into()))?;
+        let db = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let deadline = Instant::now() + QUERY_DEADLINE;
+            let conn = reader.conn();
+            // Checked every 10k VM steps: a runaway query is interrupted, not waited for.
+            if let Err(e) = conn.progress_handler(10_000, Some(move || Instant::now() > deadline)) {
+                tracing::warn!("cannot set the query deadline: {e}");
+            }
+            // A panic in a query must not lose the connection from the pool.
+            let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(conn)))
+                .unwrap_or_else(|_| Err(ApiError::Internal("query panicked".into())));
+            let _ = conn.progress_handler(0, None::<fn() -> bool>);
+            if let Ok(mut c) = db.conns.lock() {
+                c.push(reader);
+            }
+            out
+        })
+        .await
+        .map_err(|e| ApiError::Internal(format!("query task failed: {e}")))?
+    }
+}
+
+/// Convenience: rusqlite errors into API errors inside query closures.
+pub fn sql<T>(r: rusqlite::Result<T>) -> Result<T, ApiError> {
+    r.map_err(ApiError::from)
+}

@@ -1,0 +1,200 @@
+//! meshlens' reader role: it opens the database read-only, answers the HTTP API and pushes
+//! new observations to WebSocket clients. It never writes the database (a test fails if write
+//! SQL appears in this crate).
+//!
+//! - [`db`]: a bounded pool of read-only connections with a per-query deadline.
+//! - [`api`]: the endpoints, CoreScope's paths and top-level shapes.
+//! - [`live`]: commit tailer and `/ws`.
+
+pub mod api;
+pub mod db;
+pub mod error;
+pub mod live;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use axum::http::{HeaderValue, header};
+use axum::routing::{get, post};
+use meshcore::report::DecodeOptions;
+use serde_json::Value;
+use tokio::sync::broadcast;
+
+use crate::db::Db;
+
+/// Where the writer's counters and source states come from.
+pub trait IngestStatus: Send + Sync + 'static {
+    /// A JSON object with at least `state`; `None` when nothing is known.
+    fn snapshot(&self) -> Option<Value>;
+}
+
+/// The writer's status file (`<data-dir>/ingest-status.json`), for a reader in another
+/// process. Older than 5 s means the writer is not running (or stalled).
+pub struct StatusFile(pub PathBuf);
+
+impl IngestStatus for StatusFile {
+    fn snapshot(&self) -> Option<Value> {
+        let text = std::fs::read(&self.0).ok()?;
+        if text.len() > 1 << 20 {
+            return None;
+        }
+        let mut v: Value = serde_json::from_slice(&text).ok()?;
+        let written = v.get("written_at").and_then(Value::as_i64).unwrap_or(0);
+        let age = now_ms() - written;
+        v["state"] = if age <= 5_000 { "running" } else { "stale" }.into();
+        v["age_secs"] = (age / 1000).into();
+        Some(v)
+    }
+}
+
+/// What the reader needs.
+#[derive(Clone)]
+pub struct ServerConfig {
+    /// `<data-dir>/meshlens.db`.
+    pub db_path: PathBuf,
+    /// Keys and regions for decoding stored frames.
+    pub decode: DecodeOptions,
+    /// Origins (besides the server's own) allowed to open `/ws`; `*` allows any.
+    pub allowed_origins: Vec<String>,
+    /// The writer's status.
+    pub ingest: Option<Arc<dyn IngestStatus>>,
+    /// Read connections.
+    pub pool_size: usize,
+}
+
+/// Shared state of the handlers.
+pub struct AppState {
+    db: Arc<Db>,
+    decode: DecodeOptions,
+    allowed_origins: Vec<String>,
+    ingest: Option<Arc<dyn IngestStatus>>,
+    live: broadcast::Sender<Arc<str>>,
+    started: Instant,
+    ws_clients: AtomicUsize,
+    live_sent: AtomicU64,
+    stats_cache: tokio::sync::Mutex<Option<(Instant, Value)>>,
+}
+
+/// Unix milliseconds now.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// The OpenAPI description of every route.
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+/// Builds the router.
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/api/packets", get(api::packets::list))
+        .route("/api/packets/{id}", get(api::packets::detail))
+        .route("/api/decode", post(api::packets::decode))
+        .route("/api/nodes", get(api::nodes::list))
+        .route("/api/nodes/search", get(api::nodes::search))
+        .route("/api/nodes/{pubkey}", get(api::nodes::detail))
+        .route("/api/observers", get(api::observers::list))
+        .route("/api/observers/{id}", get(api::observers::detail))
+        .route("/api/channels", get(api::channels::list))
+        .route(
+            "/api/channels/{hash}/messages",
+            get(api::channels::messages),
+        )
+        .route("/api/stats", get(api::status::stats))
+        .route("/api/health", get(api::status::health))
+        .route("/api/healthz", get(api::status::healthz))
+        .route("/api/openapi.json", get(openapi))
+        .route("/api/spec", get(openapi))
+        .route("/metrics", get(api::status::metrics))
+        .route("/ws", get(live::ws))
+        .fallback(not_found)
+        .layer(axum::middleware::map_response(no_store))
+        .with_state(state)
+}
+
+async fn openapi() -> impl axum::response::IntoResponse {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI)
+}
+
+async fn not_found() -> error::ApiError {
+    error::ApiError::NotFound("no such endpoint".into())
+}
+
+/// API answers are live data: never cached by browsers or CDNs.
+async fn no_store(mut res: axum::response::Response) -> axum::response::Response {
+    res.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res
+}
+
+/// A running reader.
+pub struct Server {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    shutdown: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+    tailer: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Server {
+    /// Opens the database read-only and starts serving on `listener`. Ready at once: nothing
+    /// is loaded into memory first.
+    pub fn start(cfg: ServerConfig, listener: tokio::net::TcpListener) -> Result<Server, String> {
+        let db = Db::open(&cfg.db_path, cfg.pool_size)
+            .map_err(|e| format!("{}: {e}", cfg.db_path.display()))?;
+        let (live, _) = broadcast::channel(live::CLIENT_BUFFER);
+        let stop = Arc::new(AtomicBool::new(false));
+        let tailer = live::spawn_tailer(
+            cfg.db_path.clone(),
+            cfg.decode.clone(),
+            live.clone(),
+            stop.clone(),
+        )
+        .map_err(|e| e.to_string())?;
+        let state = Arc::new(AppState {
+            db,
+            decode: cfg.decode,
+            allowed_origins: cfg.allowed_origins,
+            ingest: cfg.ingest,
+            live,
+            started: Instant::now(),
+            ws_clients: AtomicUsize::new(0),
+            live_sent: AtomicU64::new(0),
+            stats_cache: tokio::sync::Mutex::new(None),
+        });
+        let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        let (shutdown, mut rx) = tokio::sync::watch::channel(false);
+        let app = router(state);
+        let task = tokio::spawn(async move {
+            let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+                let _ = rx.changed().await;
+            });
+            if let Err(e) = serve.await {
+                tracing::error!("HTTP server stopped: {e}");
+            }
+        });
+        Ok(Server {
+            addr,
+            stop,
+            shutdown,
+            task,
+            tailer: Some(tailer),
+        })
+    }
+
+    /// Stops accepting, lets requests finish (bounded), stops the tailer.
+    pub async fn shutdown(mut self) {
+        let _ = self.shutdown.send(true);
+        let _ = tokio::time::timeout(Duration::from_secs(3), &mut self.task).await;
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.tailer.take() {
+            let _ = tokio::task::spawn_blocking(move || t.join()).await;
+        }
+    }
+}

@@ -1,0 +1,491 @@
+//! The reader over a real database built from captured frames: every core endpoint, its
+//! validation, the live WebSocket, and the read-only guarantee.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use ingest::decode::Decoder;
+use ingest::message::{PacketMessage, TopicObserver};
+use meshcore::crypto::Keyring;
+use meshcore::report::{DecodeOptions, parse_hex};
+use serde_json::Value;
+use server::{Server, ServerConfig};
+
+fn vectors_dir() -> PathBuf {
+    std::env::var_os("MESHLENS_VECTORS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/vectors")
+        })
+}
+
+fn vector(name: &str) -> String {
+    std::fs::read_to_string(vectors_dir().join("packets.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .find(|v| v["name"] == name)
+        .map(|v| v["hex"].as_str().unwrap().to_string())
+        .unwrap_or_else(|| panic!("no vector {name}"))
+}
+
+const OBS_A: &str = "a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1";
+const OBS_B: &str = "b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2";
+
+fn item(hex: &str, observer: &str, at: i64) -> store::Item {
+    let d = Decoder {
+        keyring: Keyring::with_public(),
+        ..Decoder::default()
+    };
+    let msg = PacketMessage {
+        observer: TopicObserver {
+            id: observer.into(),
+            iata: "SEA".into(),
+        },
+        origin: Some(format!("<b>obs {}</b>", &observer[..2])),
+        region: None,
+        raw: parse_hex(hex).unwrap(),
+        snr: Some(7.25),
+        rssi: Some(-95.0),
+        score: None,
+    };
+    d.item(msg, at).0
+}
+
+/// A database with adverts (1- and 2-byte mode), channel traffic, a forged advert, a TRACE and
+/// a status, heard by two observers.
+fn seed(db: &Path) -> store::Writer {
+    let mut w = store::Writer::open(db, 0).unwrap();
+    let now = server::now_ms();
+    let mut items = Vec::new();
+    for (i, name) in [
+        "advert_flood_zero_hop_repeater",
+        "advert_flood_2byte_hash_5hops",
+        "advert_flood_room_server_1byte",
+        "advert_flood_companion_with_location",
+        "advert_flood_corrupted_bad_signature",
+        "grp_txt_public_channel_decrypt",
+        "grp_txt_public_channel_2hops",
+        "grp_txt_unknown_channel_no_decrypt",
+        "trace_direct_4snr_5hops",
+        "txt_msg_flood_4hops",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let hex = vector(name);
+        items.push(item(&hex, OBS_A, now - 60_000 + i as i64 * 1000));
+        items.push(item(&hex, OBS_B, now - 59_000 + i as i64 * 1000));
+    }
+    items.push(ingest::status_item(
+        ingest::message::StatusMessage {
+            observer: Some(TopicObserver {
+                id: OBS_A.into(),
+                iata: "SEA".into(),
+            }),
+            model: Some("Heltec V3".into()),
+            battery_mv: Some(4100),
+            ..Default::default()
+        },
+        now,
+    ));
+    w.write_batch(&items).unwrap();
+    w
+}
+
+async fn start(db: &Path) -> Server {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    Server::start(
+        ServerConfig {
+            db_path: db.to_path_buf(),
+            decode: DecodeOptions::default(),
+            allowed_origins: Vec::new(),
+            ingest: None,
+            pool_size: 2,
+        },
+        listener,
+    )
+    .unwrap()
+}
+
+/// A minimal HTTP/1.1 client: method, path, optional body → (status, body).
+fn http(addr: SocketAddr, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let body = body.unwrap_or("");
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let text = String::from_utf8_lossy(&raw).to_string();
+    let status: u16 = text.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let (head, rest) = text.split_once("\r\n\r\n").unwrap();
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(rest)
+    } else {
+        rest.to_string()
+    };
+    (status, body)
+}
+
+fn dechunk(mut s: &str) -> String {
+    let mut out = String::new();
+    loop {
+        let (len, rest) = s.split_once("\r\n").unwrap();
+        let n = usize::from_str_radix(len.trim(), 16).unwrap();
+        if n == 0 {
+            return out;
+        }
+        out.push_str(&rest[..n]);
+        s = &rest[n + 2..];
+    }
+}
+
+async fn get(addr: SocketAddr, path: &str) -> (u16, Value) {
+    let path = path.to_string();
+    let (status, body) = tokio::task::spawn_blocking(move || http(addr, "GET", &path, None))
+        .await
+        .unwrap();
+    let v = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
+    (status, v)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn packets_list_filters_and_detail() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("meshlens.db");
+    let _w = seed(&db);
+    let s = start(&db).await;
+    let (st, v) = get(s.addr, "/api/packets").await;
+    assert_eq!(st, 200);
+    assert_eq!(v["total"], 10);
+    assert_eq!(v["packets"].as_array().unwrap().len(), 10);
+    let first = &v["packets"][0];
+    assert_eq!(first["observation_count"], 2);
+    assert!(
+        first["decoded"].is_object(),
+        "decoded is an object, not a string"
+    );
+    // Newest first by default; asc reverses.
+    let (_, asc) = get(s.addr, "/api/packets?order=asc&limit=1").await;
+    assert_eq!(asc["packets"][0]["payload_type_name"], "ADVERT");
+    assert_eq!(asc["limit"], 1);
+
+    let (_, grp) = get(s.addr, "/api/packets?type=GRP_TXT").await;
+    assert_eq!(grp["total"], 3);
+    let (_, grp5) = get(s.addr, "/api/packets?type=5,4").await;
+    assert_eq!(grp5["total"], 8);
+    let (_, chan) = get(s.addr, "/api/packets?channel=Public").await;
+    assert_eq!(chan["total"], 2);
+    let (_, direct) = get(s.addr, "/api/packets?route=DIRECT").await;
+    assert_eq!(direct["total"], 1);
+    let (_, by_obs) = get(s.addr, &format!("/api/packets?observer={OBS_B}&limit=3")).await;
+    assert_eq!(
+        (
+            by_obs["total"].as_i64(),
+            by_obs["packets"].as_array().unwrap().len()
+        ),
+        (Some(10), 3)
+    );
+    let (_, none) = get(s.addr, "/api/packets?since=2999-01-01").await;
+    assert_eq!(none["total"], 0);
+    assert_eq!(none["packets"], serde_json::json!([]));
+
+    let hash = first["hash"].as_str().unwrap().to_string();
+    let (_, by_hash) = get(s.addr, &format!("/api/packets?hash={}", &hash[..6])).await;
+    assert_eq!(by_hash["packets"][0]["hash"], hash.as_str());
+    let (st, d) = get(s.addr, &format!("/api/packets/{hash}")).await;
+    assert_eq!(st, 200);
+    assert_eq!(d["packet"]["hash"], hash.as_str());
+    assert_eq!(d["observations"].as_array().unwrap().len(), 2);
+    let ranges = d["breakdown"]["ranges"].as_array().unwrap();
+    assert_eq!(ranges[0]["label"], "header");
+    let id = d["packet"]["id"].as_i64().unwrap();
+    let (_, by_id) = get(s.addr, &format!("/api/packets/{id}")).await;
+    assert_eq!(by_id["packet"]["hash"], hash.as_str());
+    let (_, expanded) = get(s.addr, "/api/packets?expand=observations&limit=1").await;
+    assert_eq!(
+        expanded["packets"][0]["observations"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    s.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_requests_get_json_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("meshlens.db");
+    let _w = seed(&db);
+    let s = start(&db).await;
+    for (path, status) in [
+        ("/api/packets?limit=-1", 400),
+        ("/api/packets?limit=abc", 400),
+        ("/api/packets?offset=-5", 400),
+        ("/api/packets?type=NOPE", 400),
+        ("/api/packets?route=9", 400),
+        ("/api/packets?since=yesterday", 400),
+        ("/api/packets?order=sideways", 400),
+        ("/api/packets?hash=xyz", 400),
+        ("/api/packets/notanid", 400),
+        ("/api/packets/0123456789abcdef", 404),
+        ("/api/packets/999999", 404),
+        ("/api/nodes?role=wizard", 400),
+        ("/api/nodes?sortBy=evil;DROP", 400),
+        ("/api/nodes?lastHeard=forever", 400),
+        ("/api/nodes/zz", 400),
+        ("/api/nodes/ffffffff", 404),
+        ("/api/observers/nope", 404),
+        ("/api/channels/nope/messages", 404),
+        ("/api/no/such/route", 404),
+    ] {
+        let (st, v) = get(s.addr, path).await;
+        assert_eq!(st, status, "{path}: {v}");
+        assert!(v["error"].is_string(), "{path}: {v}");
+    }
+    // Limits are capped, not refused.
+    let (st, v) = get(s.addr, "/api/packets?limit=999999").await;
+    assert_eq!((st, v["limit"].as_i64()), (200, Some(10_000)));
+    let (_, v) = get(s.addr, "/api/nodes?limit=999999").await;
+    assert!(v["nodes"].is_array());
+    // Search text with LIKE wildcards and quotes is data, not syntax.
+    let (st, v) = get(s.addr, "/api/nodes?search=%25%27%22_").await;
+    assert_eq!((st, v["total"].as_i64()), (200, Some(0)));
+    // Decode endpoint.
+    let addr = s.addr;
+    let (st, body) = tokio::task::spawn_blocking(move || {
+        http(
+            addr,
+            "POST",
+            "/api/decode",
+            Some(r#"{"hex":"0D04B891647EBB40BA70"}"#),
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(st, 200);
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["decoded"]["packet_hash"], "bbf95563c6eec9fe");
+    let (st, body) = tokio::task::spawn_blocking(move || {
+        http(addr, "POST", "/api/decode", Some("{\"hex\":\"zz\"}"))
+    })
+    .await
+    .unwrap();
+    assert_eq!(st, 400, "{body}");
+    s.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_observers_channels_and_stats() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("meshlens.db");
+    let _w = seed(&db);
+    let s = start(&db).await;
+
+    let (st, v) = get(s.addr, "/api/nodes").await;
+    assert_eq!(st, 200);
+    // Four verified adverts; the forged one made no node.
+    assert_eq!(v["total"], 4);
+    assert_eq!(v["counts"]["repeater"], 2);
+    assert_eq!(v["counts"]["room"], 1);
+    assert_eq!(v["counts"]["companion"], 1);
+    let nodes = v["nodes"].as_array().unwrap();
+    let two_byte = nodes
+        .iter()
+        .find(|n| n["hash_size"] == 2)
+        .expect("a 2-byte node");
+    assert_eq!(two_byte["hash_size_inconsistent"], false);
+    let key = two_byte["public_key"].as_str().unwrap().to_string();
+    let (_, rep) = get(s.addr, "/api/nodes?role=repeater").await;
+    assert_eq!(rep["total"], 2);
+    let (st, d) = get(s.addr, &format!("/api/nodes/{}", &key[..8])).await;
+    assert_eq!(st, 200);
+    assert_eq!(d["node"]["public_key"], key.as_str());
+    assert_eq!(d["recentAdverts"].as_array().unwrap().len(), 1);
+    let (_, found) = get(s.addr, "/api/nodes/search?q=MRO").await;
+    assert_eq!(found["nodes"][0]["name"], "MRO-RPT04");
+
+    let (_, obs) = get(s.addr, "/api/observers").await;
+    let list = obs["observers"].as_array().unwrap();
+    assert_eq!(list.len(), 2);
+    let (_, a) = get(s.addr, &format!("/api/observers/{OBS_A}")).await;
+    assert_eq!(a["model"], "Heltec V3");
+    assert_eq!(a["packetsLastHour"], 10);
+    // The name is returned as data; escaping is the UI's job.
+    assert_eq!(a["name"], "<b>obs a1</b>");
+
+    let (_, ch) = get(s.addr, "/api/channels").await;
+    let chans = ch["channels"].as_array().unwrap();
+    let public = chans.iter().find(|c| c["hash"] == "Public").unwrap();
+    assert_eq!(public["messageCount"], 2);
+    assert!(chans.iter().any(|c| c["encrypted"] == true));
+    let (_, msgs) = get(s.addr, "/api/channels/Public/messages").await;
+    assert_eq!(msgs["total"], 2);
+    let texts: Vec<&str> = msgs["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["sender"].as_str().unwrap())
+        .collect();
+    assert!(texts.contains(&"otakup0pe"), "{texts:?}");
+
+    let (_, stats) = get(s.addr, "/api/stats").await;
+    assert_eq!(stats["totalTransmissions"], 10);
+    assert_eq!(stats["totalObservations"], 20);
+    assert_eq!(stats["totalNodes"], 4);
+    assert_eq!(stats["totalObservers"], 2);
+    let (st, hz) = get(s.addr, "/api/healthz").await;
+    assert_eq!((st, &hz["ready"]), (200, &Value::Bool(true)));
+    assert_eq!(hz["ingest"]["state"], "unknown");
+    let (_, spec) = get(s.addr, "/api/openapi.json").await;
+    for p in [
+        "/api/packets",
+        "/api/nodes/{pubkey}",
+        "/api/channels/{hash}/messages",
+        "/ws",
+        "/metrics",
+    ] {
+        assert!(
+            spec["paths"][p].is_object(),
+            "{p} missing from the OpenAPI document"
+        );
+    }
+    let addr = s.addr;
+    let (st, text) = tokio::task::spawn_blocking(move || http(addr, "GET", "/metrics", None))
+        .await
+        .unwrap();
+    assert_eq!(st, 200);
+    assert!(text.contains("meshlens_observations 20"), "{text}");
+    s.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_observations_are_pushed_live() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("meshlens.db");
+    let mut w = seed(&db);
+    let s = start(&db).await;
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/ws", s.addr))
+        .await
+        .unwrap();
+    // Let the subscription settle, then commit a new packet through the writer.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    w.write_batch(&[item(&vector("ack_flood_4hops"), OBS_A, server::now_ms())])
+        .unwrap();
+    let v: Value = loop {
+        let msg = tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .expect("pushed")
+            .unwrap()
+            .unwrap();
+        if msg.is_text() {
+            break serde_json::from_str(msg.to_text().unwrap()).unwrap();
+        }
+    };
+    assert_eq!(v["type"], "packet");
+    assert_eq!(v["data"]["hash"], "bbf95563c6eec9fe");
+    assert_eq!(v["data"]["observer"], OBS_A);
+    assert_eq!(v["data"]["decoded"]["payload_type_name"], "ACK");
+    // A browser page from another site may not subscribe.
+    let req = tokio_tungstenite::tungstenite::http::Request::builder()
+        .uri(format!("ws://{}/ws", s.addr))
+        .header("Host", s.addr.to_string())
+        .header("Origin", "https://evil.example")
+        .header("Connection", "Upgrade")
+        .header("Upgrade", "websocket")
+        .header("Sec-WebSocket-Version", "13")
+        .header("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")
+        .body(())
+        .unwrap();
+    assert!(tokio_tungstenite::connect_async(req).await.is_err());
+    s.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refuses_an_unmigrated_database_and_never_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("meshlens.db");
+    drop(seed(&db));
+    let c = store::rusqlite::Connection::open(&db).unwrap();
+    c.pragma_update(None, "user_version", 1).unwrap();
+    drop(c);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let err = Server::start(
+        ServerConfig {
+            db_path: db.clone(),
+            decode: DecodeOptions::default(),
+            allowed_origins: Vec::new(),
+            ingest: None,
+            pool_size: 1,
+        },
+        listener,
+    )
+    .err()
+    .unwrap();
+    assert!(err.contains("start the writer"), "{err}");
+
+    // The pool's connections refuse writes.
+    let c = store::rusqlite::Connection::open(&db).unwrap();
+    c.pragma_update(None, "user_version", store::SCHEMA_VERSION)
+        .unwrap();
+    drop(c);
+    let pool = server::db::Db::open(&db, 1).unwrap();
+    let r = pool
+        .query(|c| {
+            Ok(c.execute("DELETE FROM transmissions", []).is_err()
+                && c.execute("CREATE TABLE x (y)", []).is_err())
+        })
+        .await
+        .unwrap();
+    assert!(r, "a pooled connection accepted a write");
+    let _ = Arc::clone(&pool);
+}
+
+/// The reader must not contain write SQL: any statement that changes the database belongs
+/// to the writer.
+#[test]
+fn no_write_sql_in_the_server_crate() {
+    let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = vec![src];
+    let mut offenders = Vec::new();
+    while let Some(p) = files.pop() {
+        if p.is_dir() {
+            files.extend(std::fs::read_dir(&p).unwrap().map(|e| e.unwrap().path()));
+            continue;
+        }
+        let text = std::fs::read_to_string(&p).unwrap_or_default();
+        for word in [
+            "INSERT", "UPDATE", "DELETE", "ALTER", "CREATE", "DROP", "REPLACE", "VACUUM", "ATTACH",
+            "REINDEX",
+        ] {
+            for (i, _) in text.match_indices(word) {
+                let before = text[..i].chars().last().unwrap_or(' ');
+                let after = text[i + word.len()..].chars().next().unwrap_or(' ');
+                if !before.is_alphanumeric()
+                    && before != '_'
+                    && !after.is_alphanumeric()
+                    && after != '_'
+                {
+                    offenders.push(format!("{}: {word}", p.display()));
+                }
+            }
+        }
+    }
+    assert!(
+        offenders.is_empty(),
+        "write SQL in the reader: {offenders:?}"
+    );
+}
