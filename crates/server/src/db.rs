@@ -15,8 +15,9 @@ use crate::error::ApiError;
 /// How long one query may run.
 pub const QUERY_DEADLINE: Duration = Duration::from_secs(2);
 
-/// Page cache per connection, KiB (bounded memory: size × pool).
-const CACHE_KIB: i64 = 8 * 1024;
+/// Page cache per connection, KiB (bounded memory: size × pool). The OS page cache holds
+/// the rest of the file.
+const CACHE_KIB: i64 = 2 * 1024;
 
 /// The pool.
 pub struct Db {

@@ -10,6 +10,7 @@ pub mod api;
 pub mod db;
 pub mod error;
 pub mod live;
+pub mod single_flight;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -70,13 +71,51 @@ pub struct ServerConfig {
 pub struct AppState {
     db: Arc<Db>,
     decode: DecodeOptions,
+    /// The same keys, without signature checks (stored adverts use [`SignatureCache`]).
+    decode_no_verify: DecodeOptions,
+    signatures: SignatureCache,
+    /// Bumped by the live tailer whenever the writer commits; caches of aggregates are
+    /// valid for one generation, so they never serve data older than the last commit.
+    generation: Arc<AtomicU64>,
     allowed_origins: Vec<String>,
     ingest: Option<Arc<dyn IngestStatus>>,
     live: broadcast::Sender<Arc<str>>,
     started: Instant,
     ws_clients: AtomicUsize,
     live_sent: AtomicU64,
-    stats_cache: tokio::sync::Mutex<Option<(Instant, Value)>>,
+    stats_cache: tokio::sync::Mutex<Option<(u64, Value)>>,
+    channels_cache: tokio::sync::Mutex<Option<(u64, Value)>>,
+}
+
+/// Advert signature results by packet hash. Bounded: cleared when full.
+#[derive(Default)]
+pub struct SignatureCache {
+    map: std::sync::Mutex<std::collections::HashMap<String, bool>>,
+}
+
+impl SignatureCache {
+    const CAPACITY: usize = 65_536;
+
+    /// Whether the advert in `raw` (packet `hash`) has a valid signature.
+    pub fn verify(&self, hash: &str, raw: &[u8]) -> bool {
+        if let Some(v) = self.map.lock().ok().and_then(|m| m.get(hash).copied()) {
+            return v;
+        }
+        let valid = meshcore::Packet::decode(raw)
+            .ok()
+            .and_then(|p| match p.payload() {
+                Ok(meshcore::Payload::Advert(a)) => Some(a.verify_signature()),
+                _ => None,
+            })
+            .unwrap_or(false);
+        if let Ok(mut m) = self.map.lock() {
+            if m.len() >= Self::CAPACITY {
+                m.clear();
+            }
+            m.insert(hash.to_owned(), valid);
+        }
+        valid
+    }
 }
 
 /// Unix milliseconds now.
@@ -113,6 +152,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/metrics", get(api::status::metrics))
         .route("/ws", get(live::ws))
         .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::new(single_flight::InFlight::default()),
+            single_flight::single_flight,
+        ))
         .layer(axum::middleware::map_response(no_store))
         .with_state(state)
 }
@@ -150,16 +193,24 @@ impl Server {
             .map_err(|e| format!("{}: {e}", cfg.db_path.display()))?;
         let (live, _) = broadcast::channel(live::CLIENT_BUFFER);
         let stop = Arc::new(AtomicBool::new(false));
+        let generation = Arc::new(AtomicU64::new(0));
         let tailer = live::spawn_tailer(
             cfg.db_path.clone(),
             cfg.decode.clone(),
             live.clone(),
+            generation.clone(),
             stop.clone(),
         )
         .map_err(|e| e.to_string())?;
         let state = Arc::new(AppState {
             db,
+            decode_no_verify: DecodeOptions {
+                verify_signatures: false,
+                ..cfg.decode.clone()
+            },
             decode: cfg.decode,
+            signatures: SignatureCache::default(),
+            generation,
             allowed_origins: cfg.allowed_origins,
             ingest: cfg.ingest,
             live,
@@ -167,6 +218,7 @@ impl Server {
             ws_clients: AtomicUsize::new(0),
             live_sent: AtomicU64::new(0),
             stats_cache: tokio::sync::Mutex::new(None),
+            channels_cache: tokio::sync::Mutex::new(None),
         });
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
         let (shutdown, mut rx) = tokio::sync::watch::channel(false);

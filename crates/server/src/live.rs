@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::extract::State;
@@ -37,6 +37,7 @@ pub fn spawn_tailer(
     db: PathBuf,
     decode: DecodeOptions,
     tx: broadcast::Sender<Arc<str>>,
+    generation: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new()
@@ -65,6 +66,7 @@ pub fn spawn_tailer(
                     continue;
                 }
                 version = v;
+                generation.fetch_add(1, Ordering::Relaxed);
                 loop {
                     match new_observations(c, watermark, &decode) {
                         Ok(rows) => {

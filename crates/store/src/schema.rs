@@ -24,6 +24,10 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "multibyte_sup_v1",
         apply: multibyte_sup_v1,
     },
+    Migration {
+        name: "channel_type_index_v1",
+        apply: channel_type_index_v1,
+    },
 ];
 
 /// The schema version this build writes and reads.
@@ -191,4 +195,14 @@ fn multibyte_sup_v1(c: &Connection) -> rusqlite::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Channel listings filter on channel and payload type together; with the type in the index
+/// they are answered from the index alone.
+fn channel_type_index_v1(c: &Connection) -> rusqlite::Result<()> {
+    c.execute_batch(
+        "DROP INDEX IF EXISTS transmissions_channel;
+         CREATE INDEX IF NOT EXISTS transmissions_channel_type
+            ON transmissions(channel, payload_type, first_seen) WHERE channel IS NOT NULL;",
+    )
 }

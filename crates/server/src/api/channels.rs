@@ -21,6 +21,14 @@ pub const MAX_MESSAGES: i64 = 500;
 /// `GET /api/channels` → `{channels}`: every channel seen, decrypted ones by name, the others
 /// as `enc_<hash>`.
 pub async fn list(State(st): State<Arc<AppState>>) -> ApiResult<Json<Value>> {
+    // Computed once per commit generation (see `/api/stats`).
+    let generation = st.generation.load(std::sync::atomic::Ordering::Relaxed);
+    let mut cache = st.channels_cache.lock().await;
+    if let Some((g, v)) = cache.as_ref()
+        && *g == generation
+    {
+        return Ok(Json(v.clone()));
+    }
     let rows = st
         .db
         .query(|c| {
@@ -47,7 +55,7 @@ pub async fn list(State(st): State<Arc<AppState>>) -> ApiResult<Json<Value>> {
         .into_iter()
         .map(|(name, count, at, latest)| {
             let encrypted = name.starts_with("enc_");
-            let m = message_json(&latest.to_json(&st.decode));
+            let m = message_json(&latest.to_json(&st));
             json!({
                 "hash": name,
                 "name": if encrypted { Value::Null } else { name.clone().into() },
@@ -59,7 +67,9 @@ pub async fn list(State(st): State<Arc<AppState>>) -> ApiResult<Json<Value>> {
             })
         })
         .collect();
-    Ok(Json(json!({"channels": channels})))
+    let v = json!({"channels": channels});
+    *cache = Some((generation, v.clone()));
+    Ok(Json(v))
 }
 
 /// A chat message from a packet's API object.
@@ -116,10 +126,7 @@ pub async fn messages(
     if total == 0 {
         return Err(ApiError::NotFound("no messages on this channel".into()));
     }
-    let messages: Vec<Value> = rows
-        .iter()
-        .map(|r| message_json(&r.to_json(&st.decode)))
-        .collect();
+    let messages: Vec<Value> = rows.iter().map(|r| message_json(&r.to_json(&st))).collect();
     Ok(Json(
         json!({"messages": messages, "total": total, "limit": limit, "offset": offset}),
     ))

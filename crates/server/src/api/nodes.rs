@@ -253,6 +253,6 @@ pub async fn detail(
     };
     let mut node = row.to_json(&sizes);
     node["active"] = active.into();
-    let recent: Vec<Value> = adverts.iter().map(|a| a.to_json(&st.decode)).collect();
+    let recent: Vec<Value> = adverts.iter().map(|a| a.to_json(&st)).collect();
     Ok(Json(json!({"node": node, "recentAdverts": recent})))
 }

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
-use meshcore::report::{DecodeOptions, breakdown, decode_to_json, parse_hex};
+use meshcore::report::{breakdown, decode_to_json, parse_hex};
 use meshcore::{PayloadType, RouteType};
 use serde_json::{Map, Value, json};
 use store::rusqlite::{Connection, Row, ToSql, params_from_iter};
@@ -55,8 +55,12 @@ impl TxRow {
     }
 
     /// The API object: identity, times, header fields and the full decode as an object.
-    pub fn to_json(&self, opts: &DecodeOptions) -> Value {
-        let decoded = decode_to_json(&self.raw, opts);
+    pub fn to_json(&self, st: &AppState) -> Value {
+        let mut decoded = decode_to_json(&self.raw, &st.decode_no_verify);
+        if decoded.get("payload_type_name") == Some(&Value::from("ADVERT")) {
+            // Stored frames never change, so each advert is verified once per cache lifetime.
+            decoded["signature_valid"] = st.signatures.verify(&self.hash, &self.raw).into();
+        }
         let mut o = Map::new();
         o.insert("id".into(), self.id.into());
         o.insert("hash".into(), self.hash.clone().into());
@@ -231,7 +235,7 @@ pub async fn list(
     let packets: Vec<Value> = rows
         .iter()
         .map(|r| {
-            let mut v = r.to_json(&st.decode);
+            let mut v = r.to_json(&st);
             if expand {
                 v["observations"] = Value::Array(obs.remove(&r.id).unwrap_or_default());
             }
@@ -373,7 +377,7 @@ pub async fn detail(
     let Some((observations, row)) = found else {
         return Err(ApiError::NotFound("no such packet".into()));
     };
-    let packet = row.to_json(&st.decode);
+    let packet = row.to_json(&st);
     let ranges: Vec<Value> = breakdown(&row.raw)
         .into_iter()
         .map(|r| {

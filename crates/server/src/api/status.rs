@@ -2,7 +2,6 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::extract::State;
@@ -15,16 +14,14 @@ use crate::AppState;
 use crate::db::sql;
 use crate::error::ApiResult;
 
-/// How long `/api/stats` is reused: the counts scan whole indexes, and a thundering herd of
-/// dashboards must cost one scan, not one each.
-const STATS_TTL: Duration = Duration::from_secs(2);
-
 /// `GET /api/stats`.
 pub async fn stats(State(st): State<Arc<AppState>>) -> ApiResult<Json<Value>> {
-    // Holding the lock while computing makes concurrent callers share one computation.
+    // The counts scan whole indexes: computed once per commit generation, and holding the
+    // lock while computing makes concurrent callers share one computation.
+    let generation = st.generation.load(Ordering::Relaxed);
     let mut cache = st.stats_cache.lock().await;
-    if let Some((at, v)) = cache.as_ref()
-        && at.elapsed() < STATS_TTL
+    if let Some((g, v)) = cache.as_ref()
+        && *g == generation
     {
         return Ok(Json(v.clone()));
     }
@@ -51,7 +48,7 @@ pub async fn stats(State(st): State<Arc<AppState>>) -> ApiResult<Json<Value>> {
             }))
         })
         .await?;
-    *cache = Some((Instant::now(), v.clone()));
+    *cache = Some((generation, v.clone()));
     Ok(Json(v))
 }
 
@@ -92,11 +89,18 @@ pub async fn healthz(State(st): State<Arc<AppState>>) -> ApiResult<Json<Value>> 
     let (obs, last) = st
         .db
         .query(|c| {
-            sql(c.query_row(
-                "SELECT coalesce(max(id), 0), max(received_at) FROM observations",
-                [],
-                |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Option<i64>>(1)?)),
-            ))
+            // Two statements: SQLite answers a lone max() from an index end, but not a pair.
+            let id = sql(
+                c.query_row("SELECT coalesce(max(id), 0) FROM observations", [], |r| {
+                    r.get::<_, i64>(0)
+                }),
+            )?;
+            let at = sql(
+                c.query_row("SELECT max(received_at) FROM observations", [], |r| {
+                    r.get::<_, Option<i64>>(0)
+                }),
+            )?;
+            Ok((id, at))
         })
         .await?;
     let now = crate::now_ms();
