@@ -421,3 +421,40 @@ async fn interop_with_mosquitto_when_available() {
     assert_eq!(query(&db, "SELECT count(*) FROM nodes"), 1);
     ingest.shutdown().await;
 }
+
+/// Shutdown commits everything already handed to the writer, however much is queued.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_drains_the_queue() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("meshlens.db");
+    let ingest = Ingest::start(IngestConfig {
+        sources: Vec::new(),
+        ..config(&db, "127.0.0.1:1".parse().unwrap(), Maintenance::default())
+    })
+    .unwrap();
+    let tx = ingest.sender();
+    let decoder = Decoder::default();
+    for i in 0..20_000u32 {
+        let raw = [&[0x0du8, 0x00][..], &i.to_le_bytes()].concat();
+        let msg = ingest::message::PacketMessage {
+            observer: ingest::message::TopicObserver {
+                id: OBS_A.into(),
+                iata: "SEA".into(),
+            },
+            origin: None,
+            region: None,
+            raw,
+            snr: None,
+            rssi: None,
+            score: None,
+        };
+        let (item, _) = decoder.item(msg, ingest::writer_thread::now_ms());
+        tx.send(ingest::writer_thread::WriterMsg::Item(item))
+            .await
+            .unwrap();
+    }
+    drop(tx);
+    // No flush: shutdown alone must commit all 20,000.
+    ingest.shutdown().await;
+    assert_eq!(query(&db, "SELECT count(*) FROM observations"), 20_000);
+}

@@ -26,8 +26,13 @@ pub struct IngestArgs {
     #[arg(long, env = "MESHLENS_CONFIG")]
     pub config: Option<PathBuf>,
     /// MQTT broker to subscribe to (`mqtt://`, `mqtts://`, `ws://`, `wss://`, optionally
-    /// `user:pass@`). Repeatable.
-    #[arg(long = "mqtt", value_name = "URL")]
+    /// `user:pass@`). Repeatable; in the environment, comma-separated.
+    #[arg(
+        long = "mqtt",
+        value_name = "URL",
+        env = "MESHLENS_MQTT",
+        value_delimiter = ','
+    )]
     pub mqtt: Vec<String>,
     /// Topic filter for `--mqtt` sources. Repeatable.
     #[arg(long = "topic", default_value = ingest::config::DEFAULT_TOPIC)]

@@ -200,6 +200,9 @@ async fn main() {
     let t = Instant::now();
     build(&db, observations);
     let db_bytes = std::fs::metadata(&db).map_or(0, |m| m.len());
+    if let Some(keep) = std::env::var_os("KEEP_DB") {
+        let _ = std::fs::copy(&db, keep);
+    }
     println!(
         "built {observations} observations in {:.1} s; database {:.0} bytes/observation",
         t.elapsed().as_secs_f64(),

@@ -489,3 +489,40 @@ fn no_write_sql_in_the_server_crate() {
         "write SQL in the reader: {offenders:?}"
     );
 }
+
+/// A client that does not read falls behind the bounded ring and is told how much it missed;
+/// the writer and the feed keep going.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_live_client_is_told_it_lagged() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("meshlens.db");
+    let mut w = seed(&db);
+    let s = start(&db).await;
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/ws", s.addr))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Far more than the per-client buffer (and the socket buffers) while the client sleeps.
+    let now = server::now_ms();
+    for chunk in 0..10u32 {
+        let items: Vec<store::Item> = (0..2000u32)
+            .map(|i| {
+                let n = chunk * 2000 + i;
+                item(&format!("0D00{}", hex::encode(n.to_le_bytes())), OBS_A, now)
+            })
+            .collect();
+        w.write_batch(&items).unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let mut lagged = None;
+    while let Ok(Some(Ok(msg))) = tokio::time::timeout(Duration::from_secs(5), ws.next()).await {
+        if let Ok(v) = serde_json::from_str::<Value>(msg.to_text().unwrap_or("")) {
+            if v["type"] == "lagged" {
+                lagged = v["missed"].as_u64();
+                break;
+            }
+        }
+    }
+    assert!(lagged.is_some_and(|n| n > 0), "no lagged notice");
+    s.shutdown().await;
+}
