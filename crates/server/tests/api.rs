@@ -516,11 +516,11 @@ async fn a_slow_live_client_is_told_it_lagged() {
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let mut lagged = None;
     while let Ok(Some(Ok(msg))) = tokio::time::timeout(Duration::from_secs(5), ws.next()).await {
-        if let Ok(v) = serde_json::from_str::<Value>(msg.to_text().unwrap_or("")) {
-            if v["type"] == "lagged" {
-                lagged = v["missed"].as_u64();
-                break;
-            }
+        if let Ok(v) = serde_json::from_str::<Value>(msg.to_text().unwrap_or(""))
+            && v["type"] == "lagged"
+        {
+            lagged = v["missed"].as_u64();
+            break;
         }
     }
     assert!(lagged.is_some_and(|n| n > 0), "no lagged notice");
