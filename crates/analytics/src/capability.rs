@@ -1,0 +1,436 @@
+//! Multi-byte path-hash capability inference (`multibyte-capability.md` §7.1–7.3).
+//!
+//! Evidence, per node, over a window of observations:
+//! - **advert**: a verified ADVERT whose path-length byte says 2 or 3 bytes. A DIRECT or
+//!   TRANSPORT_DIRECT advert with path-length byte exactly `0x00` carries no information and is
+//!   skipped; `0x40` on a direct route *is* information.
+//! - **path**: a packet whose header payload type is not TRACE (PATH counts) and whose path uses
+//!   2- or 3-byte hashes: each hop is matched by key prefix against known nodes. Nodes whose role
+//!   forwards by default (repeater, room, sensor) are the candidates; companions only when none
+//!   of those match. One candidate is *unique* evidence, several are *ambiguous* evidence for
+//!   each, none counts an *unknown relay* prefix.
+//!
+//! Status: `confirmed` (advert), `suspected` (path), `unknown`, merged monotonically with what
+//! was persisted so that a node never regresses when its evidence ages out of the window.
+
+use std::collections::{HashMap, HashSet};
+
+use meshcore::{Packet, PayloadType};
+
+/// Capability status, ordered: unknown < suspected < confirmed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Status {
+    /// No evidence.
+    Unknown = 0,
+    /// Path evidence only.
+    Suspected = 1,
+    /// Advert evidence.
+    Confirmed = 2,
+}
+
+impl Status {
+    /// `confirmed`, `suspected` or `unknown`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Status::Unknown => "unknown",
+            Status::Suspected => "suspected",
+            Status::Confirmed => "confirmed",
+        }
+    }
+
+    /// From the stored integer (0, 1, 2); anything else is unknown.
+    pub const fn from_int(v: i64) -> Status {
+        match v {
+            2 => Status::Confirmed,
+            1 => Status::Suspected,
+            _ => Status::Unknown,
+        }
+    }
+}
+
+/// A known node (from `nodes`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Node {
+    /// Public key, 64 lowercase hex digits.
+    pub public_key: String,
+    /// Name, untrusted text.
+    pub name: Option<String>,
+    /// `repeater`, `room`, `companion`, `sensor` or `type-N`.
+    pub role: String,
+}
+
+/// What the writer persisted for a node.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Persisted {
+    /// Status (suspected or confirmed).
+    pub status: Status,
+    /// `advert` or `path`.
+    pub evidence: String,
+    /// Largest size seen, when known.
+    pub max_hash_size: Option<u8>,
+    /// First multi-byte evidence ever, Unix ms, when known.
+    pub upgraded_at: Option<i64>,
+}
+
+/// One stored observation, as the reader loads it.
+#[derive(Debug, Clone, Copy)]
+pub struct Observation<'a> {
+    /// Unix ms.
+    pub received_at: i64,
+    /// Observer (any stable small id).
+    pub observer: u32,
+    /// The frame up to its payload (header, transport codes, path-length byte, path).
+    pub head: &'a [u8],
+    /// Packet hash (for samples).
+    pub hash: u64,
+    /// For adverts with a verified signature: the advertiser's public key.
+    pub verified_advert_from: Option<&'a str>,
+}
+
+/// Evidence counters of one kind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counter {
+    /// Observations.
+    pub count: u64,
+    /// First, Unix ms.
+    pub first: i64,
+    /// Last, Unix ms.
+    pub last: i64,
+}
+
+impl Counter {
+    fn add(&mut self, at: i64) {
+        if self.count == 0 {
+            self.first = at;
+            self.last = at;
+        } else {
+            self.first = self.first.min(at);
+            self.last = self.last.max(at);
+        }
+        self.count += 1;
+    }
+}
+
+/// Where a status came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// This cycle's evidence.
+    Computed,
+    /// The persisted value, higher than this cycle's evidence.
+    Persisted,
+}
+
+/// The capability of one node.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Capability {
+    /// Public key.
+    pub public_key: String,
+    /// Name.
+    pub name: Option<String>,
+    /// Role.
+    pub role: String,
+    /// Served status (max of computed and persisted).
+    pub status: Status,
+    /// `advert`, `path` or empty.
+    pub evidence: &'static str,
+    /// Largest size in the evidence used; 1 when unknown.
+    pub max_hash_size: u8,
+    /// `high` (advert or unique path) or `low` (ambiguous path only); empty when unknown.
+    pub confidence: &'static str,
+    /// Which won.
+    pub source: Source,
+    /// Multi-byte adverts (size 2 or 3).
+    pub advert_mb: Counter,
+    /// All informative adverts (any size).
+    pub adverts: Counter,
+    /// Size of the latest informative advert.
+    pub latest_advert_size: Option<u8>,
+    /// Multi-byte hops where this node was the only candidate.
+    pub path_unique: Counter,
+    /// Multi-byte hops shared with other candidates.
+    pub path_ambiguous: Counter,
+    /// Up to 5 packet hashes of the evidence.
+    pub samples: Vec<u64>,
+    /// First multi-byte evidence ever seen (persisted or this window), Unix ms.
+    pub upgraded_at: Option<i64>,
+    /// A repeater active in the window, heard by observers that also hear multi-byte traffic,
+    /// with no multi-byte evidence of its own: who is holding the region back.
+    pub legacy_suspect: bool,
+}
+
+/// The result of one cycle.
+#[derive(Debug, Clone, Default)]
+pub struct CapabilityReport {
+    /// Every known node, ordered confirmed, suspected, unknown; then name (case-insensitive);
+    /// then public key.
+    pub nodes: Vec<Capability>,
+    /// Multi-byte hop prefixes that matched no known node, with counts.
+    pub unknown_relays: Vec<(String, u64)>,
+    /// Observations per path hash size (1, 2, 3), TRACE excluded.
+    pub distribution: [u64; 3],
+}
+
+impl CapabilityReport {
+    /// O(1) lookup by public key.
+    pub fn index(&self) -> HashMap<String, usize> {
+        self.nodes
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.public_key.clone(), i))
+            .collect()
+    }
+}
+
+/// Roles whose firmware forwards by default.
+fn forwards_by_default(role: &str) -> bool {
+    matches!(role, "repeater" | "room" | "sensor")
+}
+
+#[derive(Default)]
+struct Acc {
+    advert_mb: Counter,
+    advert_max: u8,
+    adverts: Counter,
+    latest_advert: Option<(i64, u8)>,
+    path_unique: Counter,
+    path_ambiguous: Counter,
+    path_max: u8,
+    samples: Vec<u64>,
+    relay_1byte_unique: u64,
+    advert_observers: HashSet<u32>,
+}
+
+impl Acc {
+    fn sample(&mut self, h: u64) {
+        if self.samples.len() < 5 && !self.samples.contains(&h) {
+            self.samples.push(h);
+        }
+    }
+}
+
+/// Key prefixes of width 1, 2 and 3 bytes → node indices.
+struct Prefixes {
+    by_width: [HashMap<u32, Vec<u32>>; 3],
+}
+
+fn prefix_key(bytes: &[u8]) -> u32 {
+    bytes.iter().fold(0u32, |k, b| (k << 8) | u32::from(*b))
+}
+
+impl Prefixes {
+    fn new(nodes: &[Node]) -> Prefixes {
+        let mut by_width: [HashMap<u32, Vec<u32>>; 3] = Default::default();
+        for (i, n) in nodes.iter().enumerate() {
+            let Ok(key) = hex::decode(n.public_key.get(..6).unwrap_or_default()) else {
+                continue;
+            };
+            for (w, map) in by_width.iter_mut().enumerate() {
+                if let Some(p) = key.get(..=w) {
+                    map.entry(prefix_key(p)).or_default().push(i as u32);
+                }
+            }
+        }
+        Prefixes { by_width }
+    }
+
+    /// Candidates for a hop: forwarding roles first, companions only if none.
+    fn candidates(&self, hop: &[u8], nodes: &[Node]) -> Vec<u32> {
+        let Some(map) = hop.len().checked_sub(1).and_then(|w| self.by_width.get(w)) else {
+            return Vec::new();
+        };
+        let Some(all) = map.get(&prefix_key(hop)) else {
+            return Vec::new();
+        };
+        let fwd: Vec<u32> = all
+            .iter()
+            .copied()
+            .filter(|&i| {
+                nodes
+                    .get(i as usize)
+                    .is_some_and(|n| forwards_by_default(&n.role))
+            })
+            .collect();
+        if fwd.is_empty() { all.clone() } else { fwd }
+    }
+}
+
+/// Infers capability for `nodes` from `observations` (already restricted to the window) and
+/// merges it with `persisted` (by public key).
+pub fn infer(
+    nodes: &[Node],
+    observations: &[Observation<'_>],
+    persisted: &HashMap<String, Persisted>,
+) -> CapabilityReport {
+    let by_key: HashMap<&str, usize> = nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.public_key.as_str(), i))
+        .collect();
+    let prefixes = Prefixes::new(nodes);
+    let mut acc: Vec<Acc> = (0..nodes.len()).map(|_| Acc::default()).collect();
+    let mut mb_observers: HashSet<u32> = HashSet::new();
+    let mut unknown: HashMap<Vec<u8>, u64> = HashMap::new();
+    let mut distribution = [0u64; 3];
+
+    for o in observations {
+        // The head frames on its own (an empty payload is framing-valid); reserved sizes and
+        // impossible paths fail here and never count.
+        let Ok(p) = Packet::decode(o.head) else {
+            continue;
+        };
+        let size = p.path_len().hash_size().bytes();
+        let is_trace = p.payload_type() == PayloadType::Trace;
+
+        if let Some(key) = o.verified_advert_from
+            && p.payload_type() == PayloadType::Advert
+            && let Some(&i) = by_key.get(key)
+        {
+            let no_info = p.route_type().is_direct() && p.path_len().to_byte() == 0;
+            if let (false, Some(a)) = (no_info, acc.get_mut(i)) {
+                a.adverts.add(o.received_at);
+                a.advert_observers.insert(o.observer);
+                if a.latest_advert.is_none_or(|(t, _)| o.received_at >= t) {
+                    a.latest_advert = Some((o.received_at, size as u8));
+                }
+                if size >= 2 {
+                    a.advert_mb.add(o.received_at);
+                    a.advert_max = a.advert_max.max(size as u8);
+                    a.sample(o.hash);
+                }
+            }
+        }
+        if is_trace {
+            continue; // TRACE paths are SNRs; its route width comes from flags.
+        }
+        if let Some(d) = distribution.get_mut(size - 1) {
+            *d += 1;
+        }
+        if size >= 2 {
+            mb_observers.insert(o.observer);
+        }
+        for hop in p.path_hops() {
+            let c = prefixes.candidates(hop, nodes);
+            if size == 1 {
+                // 1-byte relays only tell us a node is active (for legacy suspects).
+                if let [only] = c.as_slice()
+                    && let Some(a) = acc.get_mut(*only as usize)
+                {
+                    a.relay_1byte_unique += 1;
+                }
+                continue;
+            }
+            match c.as_slice() {
+                [] => *unknown.entry(hop.to_vec()).or_default() += 1,
+                [only] => {
+                    if let Some(a) = acc.get_mut(*only as usize) {
+                        a.path_unique.add(o.received_at);
+                        a.path_max = a.path_max.max(size as u8);
+                        a.sample(o.hash);
+                    }
+                }
+                many => {
+                    for i in many {
+                        if let Some(a) = acc.get_mut(*i as usize) {
+                            a.path_ambiguous.add(o.received_at);
+                            a.path_max = a.path_max.max(size as u8);
+                            a.sample(o.hash);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    let mut out: Vec<Capability> = nodes
+        .iter()
+        .zip(acc)
+        .map(|(n, a)| {
+            let (computed, evidence, max, confidence) = if a.advert_mb.count > 0 {
+                (
+                    Status::Confirmed,
+                    "advert",
+                    a.advert_max.max(a.path_max),
+                    "high",
+                )
+            } else if a.path_unique.count > 0 {
+                (Status::Suspected, "path", a.path_max, "high")
+            } else if a.path_ambiguous.count > 0 {
+                (Status::Suspected, "path", a.path_max, "low")
+            } else {
+                (Status::Unknown, "", 1, "")
+            };
+            let first_mb = [a.advert_mb, a.path_unique, a.path_ambiguous]
+                .iter()
+                .filter(|c| c.count > 0)
+                .map(|c| c.first)
+                .min();
+            let p = persisted.get(&n.public_key);
+            let (status, evidence, max, confidence, source) = match p {
+                Some(p) if p.status > computed => (
+                    p.status,
+                    if p.evidence == "advert" {
+                        "advert"
+                    } else {
+                        "path"
+                    },
+                    p.max_hash_size.unwrap_or(2).clamp(2, 3).max(max),
+                    if p.status == Status::Confirmed {
+                        "high"
+                    } else {
+                        "low"
+                    },
+                    Source::Persisted,
+                ),
+                _ => (computed, evidence, max, confidence, Source::Computed),
+            };
+            let upgraded_at = match (p.and_then(|p| p.upgraded_at), first_mb) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            let active = a.adverts.count > 0 || a.relay_1byte_unique > 0;
+            let heard_where_mb_flows = a.advert_observers.iter().any(|o| mb_observers.contains(o));
+            Capability {
+                public_key: n.public_key.clone(),
+                name: n.name.clone(),
+                role: n.role.clone(),
+                status,
+                evidence,
+                max_hash_size: max.max(1),
+                confidence,
+                source,
+                advert_mb: a.advert_mb,
+                adverts: a.adverts,
+                latest_advert_size: a.latest_advert.map(|(_, s)| s),
+                path_unique: a.path_unique,
+                path_ambiguous: a.path_ambiguous,
+                samples: a.samples,
+                upgraded_at,
+                legacy_suspect: n.role == "repeater"
+                    && status == Status::Unknown
+                    && active
+                    && heard_where_mb_flows,
+            }
+        })
+        .collect();
+    out.sort_by(|a, b| {
+        b.status
+            .cmp(&a.status)
+            .then_with(|| {
+                let na = a.name.as_deref().unwrap_or("").to_lowercase();
+                let nb = b.name.as_deref().unwrap_or("").to_lowercase();
+                na.cmp(&nb)
+            })
+            .then_with(|| a.public_key.cmp(&b.public_key))
+    });
+    let mut unknown_relays: Vec<(String, u64)> = unknown
+        .into_iter()
+        .map(|(k, v)| (hex::encode(k), v))
+        .collect();
+    unknown_relays.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    unknown_relays.truncate(50);
+    CapabilityReport {
+        nodes: out,
+        unknown_relays,
+        distribution,
+    }
+}

@@ -1,0 +1,5 @@
+//! Analytics over stored traffic, as pure functions of their inputs (the reader loads the rows,
+//! these functions compute). The first and most important: [`capability`], which infers which
+//! nodes handle multi-byte path hashes (normative spec: `multibyte-capability.md` §7).
+
+pub mod capability;
