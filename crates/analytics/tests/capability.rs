@@ -83,7 +83,7 @@ const DIRECT_TRACE: u8 = 0x26;
 fn two_byte_flood_advert_confirms() {
     let a = node("aabb", "A", "repeater");
     let r = run(
-        &[a.clone()],
+        std::slice::from_ref(&a),
         &[advert(&a, FLOOD_ADVERT, 0x40, &[], 10, 1)],
         &HashMap::new(),
     );
@@ -124,7 +124,7 @@ fn transport_routes_read_the_path_length_after_the_codes() {
 fn only_one_byte_adverts_is_unknown() {
     let a = node("aabb", "A", "repeater");
     let r = run(
-        &[a.clone()],
+        std::slice::from_ref(&a),
         &[advert(&a, FLOOD_ADVERT, 0x02, &[1, 2], 10, 1)],
         &HashMap::new(),
     );
@@ -140,7 +140,7 @@ fn only_one_byte_adverts_is_unknown() {
 fn a_direct_zero_advert_never_resets_a_node() {
     let a = node("aabb", "A", "repeater");
     let r = run(
-        &[a.clone()],
+        std::slice::from_ref(&a),
         &[
             advert(&a, FLOOD_ADVERT, 0x40, &[], 10, 1),
             advert(&a, DIRECT_ADVERT, 0x00, &[], 20, 1),
@@ -161,7 +161,7 @@ fn a_direct_zero_advert_never_resets_a_node() {
 fn a_direct_advert_with_size_bits_is_evidence() {
     let a = node("aabb", "A", "repeater");
     let r = run(
-        &[a.clone()],
+        std::slice::from_ref(&a),
         &[advert(&a, DIRECT_ADVERT, 0x40, &[], 10, 1)],
         &HashMap::new(),
     );
@@ -177,7 +177,7 @@ fn unverified_adverts_never_confirm() {
         head: head(FLOOD_ADVERT, 0x40, &[]),
         advert_from: None,
     };
-    let r = run(&[a.clone()], &[forged], &HashMap::new());
+    let r = run(std::slice::from_ref(&a), &[forged], &HashMap::new());
     assert_eq!(r[&a.public_key].status, Status::Unknown);
 }
 
@@ -185,7 +185,7 @@ fn unverified_adverts_never_confirm() {
 fn a_unique_multibyte_hop_suspects_its_relay() {
     let a = node("aabb", "A", "repeater");
     let r = run(
-        &[a.clone()],
+        std::slice::from_ref(&a),
         &[packet(FLOOD_TXT, 0x41, &[0xaa, 0xbb], 10, 1)],
         &HashMap::new(),
     );
@@ -217,7 +217,7 @@ fn three_byte_hops_match_three_byte_prefixes() {
 fn path_packets_count() {
     let a = node("aabb", "A", "repeater");
     let r = run(
-        &[a.clone()],
+        std::slice::from_ref(&a),
         &[packet(FLOOD_PATH, 0x41, &[0xaa, 0xbb], 10, 1)],
         &HashMap::new(),
     );
@@ -229,7 +229,7 @@ fn trace_routes_never_count() {
     let a = node("aabb", "A", "repeater");
     // Even a TRACE whose path-length byte claims 2-byte entries matching the node.
     let r = run(
-        &[a.clone()],
+        std::slice::from_ref(&a),
         &[
             packet(DIRECT_TRACE, 0x41, &[0xaa, 0xbb], 10, 1),
             packet(DIRECT_TRACE, 0x02, &[0xaa, 0xbb], 10, 1),
@@ -243,7 +243,7 @@ fn trace_routes_never_count() {
 fn reserved_size_never_yields_size_four() {
     let a = node("aabbccdd", "A", "repeater");
     let r = run(
-        &[a.clone()],
+        std::slice::from_ref(&a),
         &[
             advert(&a, FLOOD_ADVERT, 0xC1, &[0xaa, 0xbb, 0xcc, 0xdd], 10, 1),
             packet(FLOOD_TXT, 0xC1, &[0xaa, 0xbb, 0xcc, 0xdd], 10, 1),
