@@ -156,6 +156,8 @@ pub struct Capability {
     /// A repeater active in the window, heard by observers that also hear multi-byte traffic,
     /// with no multi-byte evidence of its own: who is holding the region back.
     pub legacy_suspect: bool,
+    /// Observers that heard this node's own adverts in the window (sorted).
+    pub heard_by: Vec<u32>,
 }
 
 /// The result of one cycle.
@@ -168,6 +170,11 @@ pub struct CapabilityReport {
     pub unknown_relays: Vec<(String, u64)>,
     /// Observations per path hash size (1, 2, 3), TRACE excluded.
     pub distribution: [u64; 3],
+    /// The same per hour (start of the hour, Unix ms), ascending.
+    pub hourly: Vec<(i64, [u64; 3])>,
+    /// Most frequent multi-byte hops: hex, size, count, and the public key of the only
+    /// candidate when there is exactly one.
+    pub top_hops: Vec<(String, u8, u64, Option<String>)>,
 }
 
 impl CapabilityReport {
@@ -271,6 +278,8 @@ pub fn infer(
     let mut mb_observers: HashSet<u32> = HashSet::new();
     let mut unknown: HashMap<Vec<u8>, u64> = HashMap::new();
     let mut distribution = [0u64; 3];
+    let mut hourly: HashMap<i64, [u64; 3]> = HashMap::new();
+    let mut hops: HashMap<Vec<u8>, (u64, Option<usize>)> = HashMap::new();
 
     for o in observations {
         // The head frames on its own (an empty payload is framing-valid); reserved sizes and
@@ -305,6 +314,10 @@ pub fn infer(
         if let Some(d) = distribution.get_mut(size - 1) {
             *d += 1;
         }
+        let hour = o.received_at.div_euclid(3_600_000) * 3_600_000;
+        if let Some(d) = hourly.entry(hour).or_default().get_mut(size - 1) {
+            *d += 1;
+        }
         if size >= 2 {
             mb_observers.insert(o.observer);
         }
@@ -318,6 +331,11 @@ pub fn infer(
                     a.relay_1byte_unique += 1;
                 }
                 continue;
+            }
+            let e = hops.entry(hop.to_vec()).or_insert((0, None));
+            e.0 += 1;
+            if let [only] = c.as_slice() {
+                e.1 = Some(*only as usize);
             }
             match c.as_slice() {
                 [] => *unknown.entry(hop.to_vec()).or_default() += 1,
@@ -388,6 +406,8 @@ pub fn infer(
                 (a, b) => a.or(b),
             };
             let active = a.adverts.count > 0 || a.relay_1byte_unique > 0;
+            let mut heard_by: Vec<u32> = a.advert_observers.iter().copied().collect();
+            heard_by.sort_unstable();
             let heard_where_mb_flows = a.advert_observers.iter().any(|o| mb_observers.contains(o));
             Capability {
                 public_key: n.public_key.clone(),
@@ -409,6 +429,7 @@ pub fn infer(
                     && status == Status::Unknown
                     && active
                     && heard_where_mb_flows,
+                heard_by,
             }
         })
         .collect();
@@ -428,9 +449,23 @@ pub fn infer(
         .collect();
     unknown_relays.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
     unknown_relays.truncate(50);
+    let mut hourly: Vec<(i64, [u64; 3])> = hourly.into_iter().collect();
+    hourly.sort_unstable_by_key(|h| h.0);
+    let mut top_hops: Vec<(String, u8, u64, Option<String>)> = hops
+        .into_iter()
+        .map(|(k, (n, who))| {
+            let size = k.len() as u8;
+            let key = who.and_then(|i| nodes.get(i)).map(|n| n.public_key.clone());
+            (hex::encode(k), size, n, key)
+        })
+        .collect();
+    top_hops.sort_by(|a, b| b.2.cmp(&a.2).then_with(|| a.0.cmp(&b.0)));
+    top_hops.truncate(50);
     CapabilityReport {
         nodes: out,
         unknown_relays,
         distribution,
+        hourly,
+        top_hops,
     }
 }

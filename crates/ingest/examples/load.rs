@@ -77,6 +77,7 @@ async fn main() {
         maintenance_interval: Duration::from_secs(3600),
         source_settings: SourceSettings::default(),
         status_file: None,
+        mbcap: None,
     })
     .expect("ingest");
     let stats = ingest.stats();

@@ -18,6 +18,7 @@
 pub mod broker;
 pub mod config;
 pub mod decode;
+pub mod mbcap;
 pub mod message;
 pub mod mqtt;
 pub mod stats;
@@ -55,6 +56,8 @@ pub struct IngestConfig {
     /// Where to publish counters and source states every second for a separate reader
     /// process (`<data-dir>/ingest-status.json`); `None` when the reader shares the process.
     pub status_file: Option<PathBuf>,
+    /// The reader's capability snapshot to persist, and how often (at start, then every).
+    pub mbcap: Option<(PathBuf, Duration)>,
 }
 
 /// A running writer role.
@@ -98,6 +101,24 @@ impl Ingest {
                     tokio::select! {
                         _ = tick.tick() => {
                             if tx.send(WriterMsg::Maintain).await.is_err() {
+                                return;
+                            }
+                        }
+                        _ = stop.changed() => return,
+                    }
+                }
+            }));
+        }
+        if let Some((path, every)) = cfg.mbcap.clone() {
+            let tx = writer_tx.clone();
+            let mut stop = shutdown_rx.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut tick = tokio::time::interval(every.max(Duration::from_millis(10)));
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tokio::select! {
+                        _ = tick.tick() => {
+                            if tx.send(WriterMsg::ApplySnapshot(path.clone())).await.is_err() {
                                 return;
                             }
                         }

@@ -32,6 +32,8 @@ pub enum WriterMsg {
     Maintain,
     /// Reply once everything sent before this is committed.
     Flush(std::sync::mpsc::Sender<()>),
+    /// Apply the reader's capability snapshot at this path.
+    ApplySnapshot(std::path::PathBuf),
 }
 
 /// Retention settings.
@@ -69,6 +71,8 @@ pub fn run(
     let mut batch: Vec<Item> = Vec::with_capacity(MAX_BATCH);
     let mut flushes = Vec::new();
     let mut maintain = false;
+    let mut snapshot: Option<std::path::PathBuf> = None;
+    let mut last_generation = 0u64;
     while let Some(first) = rx.blocking_recv() {
         let mut next = Some(first);
         while let Some(msg) = next.take() {
@@ -76,12 +80,16 @@ pub fn run(
                 WriterMsg::Item(item) => batch.push(item),
                 WriterMsg::Maintain => maintain = true,
                 WriterMsg::Flush(reply) => flushes.push(reply),
+                WriterMsg::ApplySnapshot(path) => snapshot = Some(path),
             }
             if batch.len() < MAX_BATCH {
                 next = rx.try_recv().ok();
             }
         }
         commit(&mut writer, &mut batch, &stats);
+        if let Some(path) = snapshot.take() {
+            crate::mbcap::apply(&mut writer, &path, &mut last_generation, &stats);
+        }
         for reply in flushes.drain(..) {
             let _ = reply.send(());
         }

@@ -48,6 +48,7 @@ fn config(db: &Path, broker: SocketAddr, maintenance: Maintenance) -> IngestConf
         maintenance_interval: Duration::from_millis(200),
         source_settings: SourceSettings::default(),
         status_file: None,
+        mbcap: None,
     }
 }
 
@@ -457,4 +458,71 @@ async fn shutdown_drains_the_queue() {
     // No flush: shutdown alone must commit all 20,000.
     ingest.shutdown().await;
     assert_eq!(query(&db, "SELECT count(*) FROM observations"), 20_000);
+}
+
+/// The writer's snapshot apply: malformed files are a logged no-op, `unknown` never lowers a
+/// stored value, and a missing file is silent.
+#[test]
+fn snapshot_apply_guards() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("meshlens.db");
+    let mut w = store::Writer::open(&db, 0).unwrap();
+    let key = "ab".repeat(32);
+    let mut p = store::PacketRecord {
+        observer: store::Observer {
+            id: OBS_A.into(),
+            name: None,
+            iata: None,
+        },
+        received_at: ingest::writer_thread::now_ms(),
+        raw: vec![0x11, 0, 1],
+        head_len: 2,
+        hash: 7,
+        route_type: 1,
+        payload_type: 4,
+        payload_version: 0,
+        path_len: 0,
+        snr: None,
+        rssi: None,
+        score: None,
+        from_pubkey: Some(key.clone()),
+        channel: None,
+        scope: None,
+        advert: None,
+        reject_reason: None,
+    };
+    p.advert = Some(store::Advert {
+        public_key: key.clone(),
+        name: None,
+        role: store::Role::Repeater,
+        location: None,
+        advert_time: 1,
+    });
+    w.write_batch(&[store::Item::Packet(p)]).unwrap();
+    w.conn()
+        .execute(
+            "UPDATE nodes SET multibyte_sup = 2, multibyte_evidence = 'advert'",
+            [],
+        )
+        .unwrap();
+    let snap = handoff::snapshot_path(dir.path());
+    let stats = ingest::stats::Stats::default();
+    let mut generation = 0;
+    ingest::mbcap::apply(&mut w, &snap, &mut generation, &stats); // missing: silent
+    assert_eq!(stats.get("mbcap.bad_snapshot"), 0);
+    std::fs::create_dir_all(snap.parent().unwrap()).unwrap();
+    std::fs::write(&snap, b"{not json").unwrap();
+    ingest::mbcap::apply(&mut w, &snap, &mut generation, &stats);
+    assert_eq!(stats.get("mbcap.bad_snapshot"), 1);
+    let unknown = format!(
+        r#"{{"version":1,"generation":5,"writtenAt":"2026-11-25T00:00:00Z","entries":[{{"public_key":"{key}","status":"unknown","evidence":"","max_hash_size":1,"upgraded_at":null}}]}}"#
+    );
+    std::fs::write(&snap, unknown).unwrap();
+    ingest::mbcap::apply(&mut w, &snap, &mut generation, &stats);
+    assert_eq!(stats.get("mbcap.skipped"), 1, "{:?}", stats.counters());
+    let sup: i64 = w
+        .conn()
+        .query_row("SELECT multibyte_sup FROM nodes", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(sup, 2, "an unknown entry lowered a stored value");
 }

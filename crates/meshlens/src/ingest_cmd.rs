@@ -48,6 +48,9 @@ pub struct IngestArgs {
     /// Reconnect a source that has delivered nothing for this long.
     #[arg(long, default_value = "15m", value_parser = parse_duration)]
     pub watchdog: Duration,
+    /// How often the reader's capability snapshot is persisted into the database.
+    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    pub mbcap_persist_interval: Duration,
 }
 
 /// Options of the reader role.
@@ -60,6 +63,22 @@ pub struct HttpArgs {
     /// Repeatable.
     #[arg(long = "allow-origin", value_name = "ORIGIN")]
     pub allow_origins: Vec<String>,
+    /// Window of traffic the multi-byte capability is inferred from.
+    #[arg(long, default_value = "7d", value_parser = parse_duration)]
+    pub capability_window: Duration,
+    /// How often analytics (the capability cycle) run.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub analytics_interval: Duration,
+}
+
+impl HttpArgs {
+    fn cycle(&self, data_dir: &std::path::Path) -> server::capability::CycleConfig {
+        server::capability::CycleConfig {
+            window: self.capability_window,
+            interval: self.analytics_interval.max(Duration::from_secs(1)),
+            publish_to: Some(data_dir.to_path_buf()),
+        }
+    }
 }
 
 /// Options of `meshlens serve`.
@@ -128,6 +147,10 @@ fn build_config(
             quiet_timeout: args.watchdog,
         },
         status_file: Some(args.data_dir.join("ingest-status.json")),
+        mbcap: Some((
+            handoff::snapshot_path(&args.data_dir),
+            args.mbcap_persist_interval.max(Duration::from_millis(100)),
+        )),
     })
 }
 
@@ -201,6 +224,7 @@ pub fn serve_only(args: ServeArgs) -> ExitCode {
             args.data_dir.join("ingest-status.json"),
         ))),
         pool_size: 4,
+        capability: args.http.cycle(&args.data_dir),
     };
     rt.block_on(async move {
         let server = match start_server(server_cfg, args.http.http).await {
@@ -285,6 +309,7 @@ fn serve(cfg: IngestConfig, http: Option<HttpArgs>) -> ExitCode {
                     allowed_origins: http.allow_origins.clone(),
                     ingest: Some(std::sync::Arc::new(SharedStats(ingest.stats()))),
                     pool_size: 4,
+                    capability: http.cycle(db.parent().unwrap_or(std::path::Path::new("."))),
                 };
                 match start_server(cfg, http.http).await {
                     Ok(s) => Some(s),

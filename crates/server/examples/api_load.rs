@@ -186,6 +186,11 @@ fn server_cfg(db: &Path) -> ServerConfig {
         allowed_origins: Vec::new(),
         ingest: None,
         pool_size: 4,
+        capability: server::capability::CycleConfig {
+            window: Duration::from_secs(7 * 86_400),
+            interval: Duration::from_secs(3600),
+            publish_to: None,
+        },
     }
 }
 
@@ -350,6 +355,7 @@ async fn main() {
         maintenance_interval: Duration::from_secs(3600),
         source_settings: SourceSettings::default(),
         status_file: None,
+        mbcap: None,
     })
     .expect("ingest");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")

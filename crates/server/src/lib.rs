@@ -7,6 +7,7 @@
 //! - [`live`]: commit tailer and `/ws`.
 
 pub mod api;
+pub mod capability;
 pub mod db;
 pub mod error;
 pub mod live;
@@ -65,6 +66,8 @@ pub struct ServerConfig {
     pub ingest: Option<Arc<dyn IngestStatus>>,
     /// Read connections.
     pub pool_size: usize,
+    /// The capability cycle.
+    pub capability: capability::CycleConfig,
 }
 
 /// Shared state of the handlers.
@@ -84,6 +87,7 @@ pub struct AppState {
     ws_clients: AtomicUsize,
     live_sent: AtomicU64,
     stats_cache: tokio::sync::Mutex<Option<(u64, Value)>>,
+    capability: Arc<capability::CapState>,
     channels_cache: tokio::sync::Mutex<Option<(u64, Value)>>,
 }
 
@@ -144,6 +148,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/api/channels/{hash}/messages",
             get(api::channels::messages),
         )
+        .route("/api/analytics/hash-sizes", get(api::analytics::hash_sizes))
         .route("/api/stats", get(api::status::stats))
         .route("/api/health", get(api::status::health))
         .route("/api/healthz", get(api::status::healthz))
@@ -183,6 +188,7 @@ pub struct Server {
     shutdown: tokio::sync::watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
     tailer: Option<std::thread::JoinHandle<()>>,
+    cap_thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Server {
@@ -193,6 +199,14 @@ impl Server {
             .map_err(|e| format!("{}: {e}", cfg.db_path.display()))?;
         let (live, _) = broadcast::channel(live::CLIENT_BUFFER);
         let stop = Arc::new(AtomicBool::new(false));
+        // The persisted capability is loaded before the first request is served.
+        let cap_state = Arc::new(capability::CapState::default());
+        let cap_thread = capability::start(
+            cfg.db_path.clone(),
+            cfg.capability.clone(),
+            cap_state.clone(),
+            stop.clone(),
+        )?;
         let generation = Arc::new(AtomicU64::new(0));
         let tailer = live::spawn_tailer(
             cfg.db_path.clone(),
@@ -219,6 +233,7 @@ impl Server {
             live_sent: AtomicU64::new(0),
             stats_cache: tokio::sync::Mutex::new(None),
             channels_cache: tokio::sync::Mutex::new(None),
+            capability: cap_state,
         });
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
         let (shutdown, mut rx) = tokio::sync::watch::channel(false);
@@ -237,6 +252,7 @@ impl Server {
             shutdown,
             task,
             tailer: Some(tailer),
+            cap_thread: Some(cap_thread),
         })
     }
 
@@ -245,7 +261,10 @@ impl Server {
         let _ = self.shutdown.send(true);
         let _ = tokio::time::timeout(Duration::from_secs(3), &mut self.task).await;
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        if let Some(t) = self.tailer.take() {
+        for t in [self.tailer.take(), self.cap_thread.take()]
+            .into_iter()
+            .flatten()
+        {
             let _ = tokio::task::spawn_blocking(move || t.join()).await;
         }
     }

@@ -106,6 +106,11 @@ async fn start(db: &Path) -> Server {
             allowed_origins: Vec::new(),
             ingest: None,
             pool_size: 2,
+            capability: server::capability::CycleConfig {
+                window: Duration::from_secs(7 * 86_400),
+                interval: Duration::from_secs(3600),
+                publish_to: None,
+            },
         },
         listener,
     )
@@ -430,6 +435,11 @@ async fn refuses_an_unmigrated_database_and_never_writes() {
             allowed_origins: Vec::new(),
             ingest: None,
             pool_size: 1,
+            capability: server::capability::CycleConfig {
+                window: Duration::from_secs(7 * 86_400),
+                interval: Duration::from_secs(3600),
+                publish_to: None,
+            },
         },
         listener,
     )
@@ -524,5 +534,180 @@ async fn a_slow_live_client_is_told_it_lagged() {
         }
     }
     assert!(lagged.is_some_and(|n| n > 0), "no lagged notice");
+    s.shutdown().await;
+}
+
+async fn wait_complete(addr: SocketAddr) -> Value {
+    for _ in 0..200 {
+        let (_, v) = get(addr, "/api/analytics/hash-sizes").await;
+        if v["complete"] == true {
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("capability cycle never completed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn capability_is_served_and_published_and_the_writer_persists_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("meshlens.db");
+    let mut w = seed(&db);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let s = Server::start(
+        ServerConfig {
+            db_path: db.clone(),
+            decode: DecodeOptions::default(),
+            allowed_origins: Vec::new(),
+            ingest: None,
+            pool_size: 2,
+            capability: server::capability::CycleConfig {
+                window: Duration::from_secs(7 * 86_400),
+                interval: Duration::from_secs(3600),
+                publish_to: Some(dir.path().to_path_buf()),
+            },
+        },
+        listener,
+    )
+    .unwrap();
+    let hs = wait_complete(s.addr).await;
+    for k in [
+        "hourly",
+        "topHops",
+        "multiByteNodes",
+        "multiByteCapability",
+        "legacySuspects",
+        "unknownRelays",
+    ] {
+        assert!(hs[k].is_array(), "{k} must be an array: {hs}");
+    }
+    assert_eq!(hs["adoption"]["confirmed"], 1, "{hs}");
+    let confirmed = hs["multiByteCapability"][0].clone();
+    assert_eq!(confirmed["status"], "confirmed");
+    assert_eq!(confirmed["maxHashSize"], 2);
+    let key = confirmed["pubkey"].as_str().unwrap().to_string();
+    // TRACE and everything else was counted by size; the distribution has all three keys.
+    assert!(hs["distribution"]["2"].as_u64().unwrap() >= 2);
+
+    let (_, nodes) = get(s.addr, "/api/nodes?limit=10").await;
+    let row = nodes["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["public_key"] == key.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (
+            row["multi_byte_status"].as_str(),
+            row["multi_byte_evidence"].as_str(),
+            row["multi_byte_max_hash_size"].as_u64()
+        ),
+        (Some("confirmed"), Some("advert"), Some(2))
+    );
+    let (_, d) = get(s.addr, &format!("/api/nodes/{key}")).await;
+    let mb = &d["node"]["multi_byte"];
+    assert_eq!(
+        (mb["confidence"].as_str(), mb["source"].as_str()),
+        (Some("high"), Some("computed"))
+    );
+    assert!(mb["upgraded_at"].is_string());
+    assert_eq!(mb["samples"].as_array().unwrap().len(), 1);
+    // Filters shape the response only.
+    let (_, none) = get(s.addr, "/api/analytics/hash-sizes?region=ZZZ").await;
+    assert_eq!(none["multiByteCapability"], serde_json::json!([]));
+    let (_, again) = get(s.addr, "/api/analytics/hash-sizes").await;
+    assert_eq!(again["adoption"], hs["adoption"]);
+    let (st, _) = get(s.addr, "/api/analytics/hash-sizes?window=forever").await;
+    assert_eq!(st, 400);
+
+    // The snapshot was published for the writer, which persists it.
+    let snap = handoff::snapshot_path(dir.path());
+    for _ in 0..200 {
+        if snap.exists() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let stats = ingest::stats::Stats::default();
+    let mut generation = 0;
+    ingest::mbcap::apply(&mut w, &snap, &mut generation, &stats);
+    assert_eq!(
+        stats.get("mbcap.updated_active"),
+        1,
+        "{:?}",
+        stats.counters()
+    );
+    let sup: i64 = w
+        .conn()
+        .query_row(
+            "SELECT multibyte_sup FROM nodes WHERE public_key = ?1",
+            [&key],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(sup, 2);
+    // The same generation again is skipped.
+    ingest::mbcap::apply(&mut w, &snap, &mut generation, &stats);
+    assert_eq!(stats.get("mbcap.stale_generation"), 1);
+    s.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_restart_with_the_window_aged_out_persisted_capability_is_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("meshlens.db");
+    let mut w = seed(&db);
+    let key: String = w
+        .conn()
+        .query_row(
+            "SELECT public_key FROM nodes WHERE role = 'room'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    w.apply_capability(&[store::CapabilityUpdate {
+        public_key: key.clone(),
+        status: 2,
+        evidence: "advert".into(),
+        max_hash_size: Some(3),
+        upgraded_at: Some(1_700_000_000_000),
+    }])
+    .unwrap();
+    drop(w);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    // A window of one millisecond: every observation has aged out.
+    let s = Server::start(
+        ServerConfig {
+            db_path: db.clone(),
+            decode: DecodeOptions::default(),
+            allowed_origins: Vec::new(),
+            ingest: None,
+            pool_size: 1,
+            capability: server::capability::CycleConfig {
+                window: Duration::from_millis(1),
+                interval: Duration::from_secs(3600),
+                publish_to: None,
+            },
+        },
+        listener,
+    )
+    .unwrap();
+    // Served at once (persisted values are loaded before the first request)…
+    let (_, d) = get(s.addr, &format!("/api/nodes/{key}")).await;
+    assert_eq!(d["node"]["multi_byte"]["status"], "confirmed");
+    // …and still after the first full cycle found no evidence in the window.
+    wait_complete(s.addr).await;
+    let (_, d) = get(s.addr, &format!("/api/nodes/{key}")).await;
+    let mb = &d["node"]["multi_byte"];
+    assert_eq!(
+        (
+            mb["status"].as_str(),
+            mb["source"].as_str(),
+            mb["max_hash_size"].as_u64()
+        ),
+        (Some("confirmed"), Some("persisted"), Some(3))
+    );
+    assert_eq!(mb["upgraded_at"], "2023-11-14T22:13:20.000Z");
     s.shutdown().await;
 }

@@ -15,7 +15,9 @@ use std::path::{Path, PathBuf};
 
 pub use records::{Advert, Observer, PacketRecord, Rejected, Role, Status};
 pub use schema::{MIGRATIONS, SCHEMA_VERSION};
-pub use writer::{BatchOutcome, Item, Writer, hash_hex, node_is_active};
+pub use writer::{
+    ApplyCounts, BatchOutcome, CapabilityUpdate, Item, Writer, hash_hex, node_is_active,
+};
 
 pub use rusqlite;
 

@@ -28,6 +28,10 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "channel_type_index_v1",
         apply: channel_type_index_v1,
     },
+    Migration {
+        name: "multibyte_detail_v1",
+        apply: multibyte_detail_v1,
+    },
 ];
 
 /// The schema version this build writes and reads.
@@ -205,4 +209,17 @@ fn channel_type_index_v1(c: &Connection) -> rusqlite::Result<()> {
          CREATE INDEX IF NOT EXISTS transmissions_channel_type
             ON transmissions(channel, payload_type, first_seen) WHERE channel IS NOT NULL;",
     )
+}
+
+/// The largest path-hash size seen and when multi-byte evidence first appeared, so that a
+/// restart serves them as they were.
+fn multibyte_detail_v1(c: &Connection) -> rusqlite::Result<()> {
+    for table in ["nodes", "inactive_nodes"] {
+        for column in ["multibyte_max_hash_size", "multibyte_upgraded_at"] {
+            if !has_column(c, table, column)? {
+                c.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} INTEGER"))?;
+            }
+        }
+    }
+    Ok(())
 }

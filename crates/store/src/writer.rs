@@ -61,7 +61,8 @@ impl RecentTransmissions {
 
 /// Column list shared by `nodes` and `inactive_nodes`, for moving rows between them.
 const NODE_COLUMN_NAMES: &str = "public_key, name, role, lat, lon, first_seen, last_seen, \
-     advert_count, last_advert_time, last_advert_path_len, multibyte_sup, multibyte_evidence";
+     advert_count, last_advert_time, last_advert_path_len, multibyte_sup, multibyte_evidence, \
+     multibyte_max_hash_size, multibyte_upgraded_at";
 
 /// The read-write handle. Exactly one should exist per database.
 pub struct Writer {
@@ -440,6 +441,97 @@ fn apply_status(tx: &Connection, s: &Status) -> Result<()> {
         s.recv_errors
     ])?;
     Ok(())
+}
+
+/// A capability value for one node, from the reader's snapshot.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CapabilityUpdate {
+    /// Public key.
+    pub public_key: String,
+    /// 1 = suspected, 2 = confirmed (anything else is refused).
+    pub status: i64,
+    /// `advert` or `path`.
+    pub evidence: String,
+    /// Largest path-hash size seen (2 or 3).
+    pub max_hash_size: Option<i64>,
+    /// First multi-byte evidence, Unix ms.
+    pub upgraded_at: Option<i64>,
+}
+
+/// What applying a snapshot did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ApplyCounts {
+    /// Entries read.
+    pub read: u64,
+    /// Rows raised in `nodes`.
+    pub updated_active: u64,
+    /// Rows raised in `inactive_nodes`.
+    pub updated_inactive: u64,
+    /// Entries that would not raise anything (already at or above).
+    pub unchanged: u64,
+    /// Entries refused (unknown status, unknown node).
+    pub skipped: u64,
+}
+
+impl Writer {
+    /// Persists capability values in one transaction, never lowering what is stored: a row is
+    /// updated only when the entry raises its status, its largest size, or moves its upgrade
+    /// time earlier. `nodes` first, else `inactive_nodes`.
+    pub fn apply_capability(&mut self, entries: &[CapabilityUpdate]) -> Result<ApplyCounts> {
+        let mut out = ApplyCounts::default();
+        let tx = self.conn.transaction()?;
+        for e in entries {
+            out.read += 1;
+            // The data-destruction guard: only suspected or confirmed values are ever written.
+            if !(1..=2).contains(&e.status) || !matches!(e.evidence.as_str(), "advert" | "path") {
+                out.skipped += 1;
+                continue;
+            }
+            let max = e.max_hash_size.filter(|m| (2..=3).contains(m));
+            let mut done = false;
+            for (table, counter) in [
+                ("nodes", &mut out.updated_active),
+                ("inactive_nodes", &mut out.updated_inactive),
+            ] {
+                let n = tx
+                    .prepare_cached(&format!(
+                        "UPDATE {table} SET
+                            multibyte_evidence = CASE WHEN ?2 > multibyte_sup THEN ?3 ELSE multibyte_evidence END,
+                            multibyte_sup = max(multibyte_sup, ?2),
+                            multibyte_max_hash_size = max(coalesce(multibyte_max_hash_size, 0), coalesce(?4, 0)),
+                            multibyte_upgraded_at = CASE
+                                WHEN multibyte_upgraded_at IS NULL THEN ?5
+                                WHEN ?5 IS NULL THEN multibyte_upgraded_at
+                                ELSE min(multibyte_upgraded_at, ?5) END
+                         WHERE public_key = ?1 AND (
+                            ?2 > multibyte_sup
+                            OR coalesce(?4, 0) > coalesce(multibyte_max_hash_size, 0)
+                            OR (?5 IS NOT NULL AND (multibyte_upgraded_at IS NULL OR ?5 < multibyte_upgraded_at)))"
+                    ))?
+                    .execute(params![e.public_key, e.status, e.evidence, max, e.upgraded_at])?;
+                if n > 0 {
+                    *counter += 1;
+                    done = true;
+                    break;
+                }
+                let exists = tx
+                    .prepare_cached(&format!("SELECT 1 FROM {table} WHERE public_key = ?1"))?
+                    .query_row([&e.public_key], |_| Ok(()))
+                    .optional()?
+                    .is_some();
+                if exists {
+                    out.unchanged += 1;
+                    done = true;
+                    break;
+                }
+            }
+            if !done {
+                out.skipped += 1;
+            }
+        }
+        tx.commit()?;
+        Ok(out)
+    }
 }
 
 /// Whether a node is currently in `nodes` (true) or `inactive_nodes` (false), or unknown.

@@ -301,3 +301,94 @@ fn reader_is_read_only_and_checks_the_schema_version() {
     let err = Reader::open(&path).err().unwrap().to_string();
     assert!(err.contains("start the writer"), "{err}");
 }
+
+#[test]
+fn capability_is_persisted_without_ever_lowering_it() {
+    use store::CapabilityUpdate;
+    let (d, mut w) = open();
+    let active = "a1".repeat(32);
+    let inactive = "b2".repeat(32);
+    w.write_batch(&[
+        Item::Packet(advert_packet(1, &active, "A", 1, 10_000)),
+        Item::Packet(advert_packet(2, &inactive, "B", 1, 10)),
+    ])
+    .unwrap();
+    w.deactivate_nodes(1_000).unwrap();
+    let up = |k: &str, status: i64, ev: &str, max: Option<i64>, at: Option<i64>| CapabilityUpdate {
+        public_key: k.into(),
+        status,
+        evidence: ev.into(),
+        max_hash_size: max,
+        upgraded_at: at,
+    };
+    let c = w
+        .apply_capability(&[
+            up(&active, 2, "advert", Some(2), Some(500)),
+            up(&inactive, 1, "path", Some(3), None),
+            up(&active, 0, "advert", None, None), // unknown: the guard refuses it
+            up(&"cc".repeat(32), 2, "advert", None, None), // no such node
+        ])
+        .unwrap();
+    assert_eq!(
+        (
+            c.read,
+            c.updated_active,
+            c.updated_inactive,
+            c.unchanged,
+            c.skipped
+        ),
+        (4, 1, 1, 0, 2)
+    );
+    let row = |w: &Writer, table: &str, k: &str| -> (i64, String, Option<i64>, Option<i64>) {
+        w.conn()
+            .query_row(
+                &format!("SELECT multibyte_sup, multibyte_evidence, multibyte_max_hash_size, multibyte_upgraded_at FROM {table} WHERE public_key = ?1"),
+                [k],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .unwrap()
+    };
+    assert_eq!(
+        row(&w, "nodes", &active),
+        (2, "advert".into(), Some(2), Some(500))
+    );
+    assert_eq!(
+        row(&w, "inactive_nodes", &inactive),
+        (1, "path".into(), Some(3), None)
+    );
+    // A lower status, an equal one, a later upgrade time: nothing changes.
+    let c = w
+        .apply_capability(&[
+            up(&active, 1, "path", Some(2), Some(900)),
+            up(&active, 2, "advert", Some(2), Some(500)),
+        ])
+        .unwrap();
+    assert_eq!((c.updated_active, c.unchanged), (0, 2));
+    assert_eq!(
+        row(&w, "nodes", &active),
+        (2, "advert".into(), Some(2), Some(500))
+    );
+    // Raising the size or an earlier upgrade time does update, keeping the status.
+    let c = w
+        .apply_capability(&[up(&active, 1, "path", Some(3), Some(100))])
+        .unwrap();
+    assert_eq!(c.updated_active, 1);
+    assert_eq!(
+        row(&w, "nodes", &active),
+        (2, "advert".into(), Some(3), Some(100))
+    );
+    // It survives a reopen and the node's move back from inactive_nodes.
+    drop(w);
+    let mut w = Writer::open(&d.path().join("data/meshlens.db"), 2).unwrap();
+    w.write_batch(&[Item::Packet(advert_packet(3, &inactive, "B", 2, 20_000))])
+        .unwrap();
+    let (sup, ev, max, _): (i64, String, Option<i64>, Option<i64>) = w
+        .conn()
+        .query_row(
+            "SELECT multibyte_sup, multibyte_evidence, multibyte_max_hash_size, multibyte_upgraded_at FROM nodes WHERE public_key = ?1",
+            [&inactive],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
+        .unwrap();
+    assert_eq!((sup, ev.as_str(), max), (1, "path", Some(3)));
+}

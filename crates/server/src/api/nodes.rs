@@ -11,6 +11,7 @@ use store::time::{iso, parse_duration};
 
 use super::{Params, hex_prefix, like_escape, role};
 use crate::AppState;
+use crate::capability::CapIndex;
 use crate::db::sql;
 use crate::error::{ApiError, ApiResult};
 
@@ -44,8 +45,9 @@ impl NodeRow {
         })
     }
 
-    fn to_json(&self, sizes: &HashMap<String, (u8, bool)>) -> Value {
+    fn to_json(&self, sizes: &HashMap<String, (u8, bool)>, cap: &CapIndex) -> Value {
         let size = sizes.get(&self.public_key);
+        let (status, evidence, max) = crate::capability::row_fields(cap.get(&self.public_key));
         json!({
             "public_key": self.public_key,
             "name": self.name,
@@ -57,6 +59,9 @@ impl NodeRow {
             "advert_count": self.advert_count,
             "hash_size": size.map(|s| s.0),
             "hash_size_inconsistent": size.is_some_and(|s| s.1),
+            "multi_byte_status": status,
+            "multi_byte_evidence": evidence,
+            "multi_byte_max_hash_size": max,
         })
     }
 }
@@ -172,7 +177,8 @@ pub async fn list(
             Ok((rows, total, role_counts(c)?, sizes))
         })
         .await?;
-    let nodes: Vec<Value> = rows.iter().map(|r| r.to_json(&sizes)).collect();
+    let cap = st.capability.current();
+    let nodes: Vec<Value> = rows.iter().map(|r| r.to_json(&sizes, &cap)).collect();
     Ok(Json(
         json!({"nodes": nodes, "total": total, "counts": counts}),
     ))
@@ -205,7 +211,11 @@ pub async fn search(
                 .and_then(|m| m.collect::<Result<Vec<_>, _>>()))
         })
         .await?;
-    let nodes: Vec<Value> = rows.iter().map(|r| r.to_json(&HashMap::new())).collect();
+    let cap = st.capability.current();
+    let nodes: Vec<Value> = rows
+        .iter()
+        .map(|r| r.to_json(&HashMap::new(), &cap))
+        .collect();
     Ok(Json(json!({"nodes": nodes})))
 }
 
@@ -251,8 +261,10 @@ pub async fn detail(
     let Some((row, active, sizes, adverts)) = found else {
         return Err(ApiError::NotFound("no such node".into()));
     };
-    let mut node = row.to_json(&sizes);
+    let cap = st.capability.current();
+    let mut node = row.to_json(&sizes, &cap);
     node["active"] = active.into();
+    node["multi_byte"] = crate::capability::detail(cap.get(&row.public_key));
     let recent: Vec<Value> = adverts.iter().map(|a| a.to_json(&st)).collect();
     Ok(Json(json!({"node": node, "recentAdverts": recent})))
 }
