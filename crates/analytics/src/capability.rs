@@ -261,31 +261,58 @@ impl Prefixes {
     }
 }
 
-/// Infers capability for `nodes` from `observations` (already restricted to the window) and
-/// merges it with `persisted` (by public key).
-pub fn infer(
-    nodes: &[Node],
-    observations: &[Observation<'_>],
-    persisted: &HashMap<String, Persisted>,
-) -> CapabilityReport {
-    let by_key: HashMap<&str, usize> = nodes
-        .iter()
-        .enumerate()
-        .map(|(i, n)| (n.public_key.as_str(), i))
-        .collect();
-    let prefixes = Prefixes::new(nodes);
-    let mut acc: Vec<Acc> = (0..nodes.len()).map(|_| Acc::default()).collect();
-    let mut mb_observers: HashSet<u32> = HashSet::new();
-    let mut unknown: HashMap<Vec<u8>, u64> = HashMap::new();
-    let mut distribution = [0u64; 3];
-    let mut hourly: HashMap<i64, [u64; 3]> = HashMap::new();
-    let mut hops: HashMap<Vec<u8>, (u64, Option<usize>)> = HashMap::new();
+/// Incremental inference: feed observations one at a time (straight from the database
+/// cursor), so memory is bounded by the number of nodes and distinct hops, not by the window.
+pub struct Inference<'n> {
+    nodes: &'n [Node],
+    by_key: HashMap<&'n str, usize>,
+    prefixes: Prefixes,
+    acc: Vec<Acc>,
+    mb_observers: HashSet<u32>,
+    unknown: HashMap<Vec<u8>, u64>,
+    distribution: [u64; 3],
+    hourly: HashMap<i64, [u64; 3]>,
+    hops: HashMap<Vec<u8>, (u64, Option<usize>)>,
+}
 
-    for o in observations {
+impl<'n> Inference<'n> {
+    /// Starts an inference over `nodes`.
+    pub fn new(nodes: &'n [Node]) -> Inference<'n> {
+        Inference {
+            nodes,
+            by_key: nodes
+                .iter()
+                .enumerate()
+                .map(|(i, n)| (n.public_key.as_str(), i))
+                .collect(),
+            prefixes: Prefixes::new(nodes),
+            acc: (0..nodes.len()).map(|_| Acc::default()).collect(),
+            mb_observers: HashSet::new(),
+            unknown: HashMap::new(),
+            distribution: [0; 3],
+            hourly: HashMap::new(),
+            hops: HashMap::new(),
+        }
+    }
+
+    /// Accounts for one observation (already restricted to the window).
+    pub fn add(&mut self, o: &Observation<'_>) {
+        let nodes: &[Node] = self.nodes;
+        let Inference {
+            by_key,
+            prefixes,
+            acc,
+            mb_observers,
+            unknown,
+            distribution,
+            hourly,
+            hops,
+            ..
+        } = self;
         // The head frames on its own (an empty payload is framing-valid); reserved sizes and
         // impossible paths fail here and never count.
         let Ok(p) = Packet::decode(o.head) else {
-            continue;
+            return;
         };
         let size = p.path_len().hash_size().bytes();
         let is_trace = p.payload_type() == PayloadType::Trace;
@@ -309,7 +336,7 @@ pub fn infer(
             }
         }
         if is_trace {
-            continue; // TRACE paths are SNRs; its route width comes from flags.
+            return; // TRACE paths are SNRs; its route width comes from flags.
         }
         if let Some(d) = distribution.get_mut(size - 1) {
             *d += 1;
@@ -330,7 +357,7 @@ pub fn infer(
                 {
                     a.relay_1byte_unique += 1;
                 }
-                continue;
+                return;
             }
             let e = hops.entry(hop.to_vec()).or_insert((0, None));
             e.0 += 1;
@@ -359,113 +386,141 @@ pub fn infer(
         }
     }
 
-    let mut out: Vec<Capability> = nodes
-        .iter()
-        .zip(acc)
-        .map(|(n, a)| {
-            let (computed, evidence, max, confidence) = if a.advert_mb.count > 0 {
-                (
-                    Status::Confirmed,
-                    "advert",
-                    a.advert_max.max(a.path_max),
-                    "high",
-                )
-            } else if a.path_unique.count > 0 {
-                (Status::Suspected, "path", a.path_max, "high")
-            } else if a.path_ambiguous.count > 0 {
-                (Status::Suspected, "path", a.path_max, "low")
-            } else {
-                (Status::Unknown, "", 1, "")
-            };
-            let first_mb = [a.advert_mb, a.path_unique, a.path_ambiguous]
-                .iter()
-                .filter(|c| c.count > 0)
-                .map(|c| c.first)
-                .min();
-            let p = persisted.get(&n.public_key);
-            let (status, evidence, max, confidence, source) = match p {
-                Some(p) if p.status > computed => (
-                    p.status,
-                    if p.evidence == "advert" {
-                        "advert"
-                    } else {
-                        "path"
-                    },
-                    p.max_hash_size.unwrap_or(2).clamp(2, 3).max(max),
-                    if p.status == Status::Confirmed {
-                        "high"
-                    } else {
-                        "low"
-                    },
-                    Source::Persisted,
-                ),
-                _ => (computed, evidence, max, confidence, Source::Computed),
-            };
-            let upgraded_at = match (p.and_then(|p| p.upgraded_at), first_mb) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
-            let active = a.adverts.count > 0 || a.relay_1byte_unique > 0;
-            let mut heard_by: Vec<u32> = a.advert_observers.iter().copied().collect();
-            heard_by.sort_unstable();
-            let heard_where_mb_flows = a.advert_observers.iter().any(|o| mb_observers.contains(o));
-            Capability {
-                public_key: n.public_key.clone(),
-                name: n.name.clone(),
-                role: n.role.clone(),
-                status,
-                evidence,
-                max_hash_size: max.max(1),
-                confidence,
-                source,
-                advert_mb: a.advert_mb,
-                adverts: a.adverts,
-                latest_advert_size: a.latest_advert.map(|(_, s)| s),
-                path_unique: a.path_unique,
-                path_ambiguous: a.path_ambiguous,
-                samples: a.samples,
-                upgraded_at,
-                legacy_suspect: n.role == "repeater"
-                    && status == Status::Unknown
-                    && active
-                    && heard_where_mb_flows,
-                heard_by,
-            }
-        })
-        .collect();
-    out.sort_by(|a, b| {
-        b.status
-            .cmp(&a.status)
-            .then_with(|| {
-                let na = a.name.as_deref().unwrap_or("").to_lowercase();
-                let nb = b.name.as_deref().unwrap_or("").to_lowercase();
-                na.cmp(&nb)
+    /// Statuses for every node, merged with `persisted` (by public key).
+    pub fn finish(self, persisted: &HashMap<String, Persisted>) -> CapabilityReport {
+        let nodes: &[Node] = self.nodes;
+        let Inference {
+            acc,
+            mb_observers,
+            unknown,
+            distribution,
+            hourly,
+            hops,
+            ..
+        } = self;
+        let mut out: Vec<Capability> = nodes
+            .iter()
+            .zip(acc)
+            .map(|(n, a)| {
+                let (computed, evidence, max, confidence) = if a.advert_mb.count > 0 {
+                    (
+                        Status::Confirmed,
+                        "advert",
+                        a.advert_max.max(a.path_max),
+                        "high",
+                    )
+                } else if a.path_unique.count > 0 {
+                    (Status::Suspected, "path", a.path_max, "high")
+                } else if a.path_ambiguous.count > 0 {
+                    (Status::Suspected, "path", a.path_max, "low")
+                } else {
+                    (Status::Unknown, "", 1, "")
+                };
+                let first_mb = [a.advert_mb, a.path_unique, a.path_ambiguous]
+                    .iter()
+                    .filter(|c| c.count > 0)
+                    .map(|c| c.first)
+                    .min();
+                let p = persisted.get(&n.public_key);
+                let (status, evidence, max, confidence, source) = match p {
+                    Some(p) if p.status > computed => (
+                        p.status,
+                        if p.evidence == "advert" {
+                            "advert"
+                        } else {
+                            "path"
+                        },
+                        p.max_hash_size.unwrap_or(2).clamp(2, 3).max(max),
+                        if p.status == Status::Confirmed {
+                            "high"
+                        } else {
+                            "low"
+                        },
+                        Source::Persisted,
+                    ),
+                    _ => (computed, evidence, max, confidence, Source::Computed),
+                };
+                let upgraded_at = match (p.and_then(|p| p.upgraded_at), first_mb) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+                let active = a.adverts.count > 0 || a.relay_1byte_unique > 0;
+                let mut heard_by: Vec<u32> = a.advert_observers.iter().copied().collect();
+                heard_by.sort_unstable();
+                let heard_where_mb_flows =
+                    a.advert_observers.iter().any(|o| mb_observers.contains(o));
+                Capability {
+                    public_key: n.public_key.clone(),
+                    name: n.name.clone(),
+                    role: n.role.clone(),
+                    status,
+                    evidence,
+                    max_hash_size: max.max(1),
+                    confidence,
+                    source,
+                    advert_mb: a.advert_mb,
+                    adverts: a.adverts,
+                    latest_advert_size: a.latest_advert.map(|(_, s)| s),
+                    path_unique: a.path_unique,
+                    path_ambiguous: a.path_ambiguous,
+                    samples: a.samples,
+                    upgraded_at,
+                    legacy_suspect: n.role == "repeater"
+                        && status == Status::Unknown
+                        && active
+                        && heard_where_mb_flows,
+                    heard_by,
+                }
             })
-            .then_with(|| a.public_key.cmp(&b.public_key))
-    });
-    let mut unknown_relays: Vec<(String, u64)> = unknown
-        .into_iter()
-        .map(|(k, v)| (hex::encode(k), v))
-        .collect();
-    unknown_relays.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-    unknown_relays.truncate(50);
-    let mut hourly: Vec<(i64, [u64; 3])> = hourly.into_iter().collect();
-    hourly.sort_unstable_by_key(|h| h.0);
-    let mut top_hops: Vec<(String, u8, u64, Option<String>)> = hops
-        .into_iter()
-        .map(|(k, (n, who))| {
-            let size = k.len() as u8;
-            let key = who.and_then(|i| nodes.get(i)).map(|n| n.public_key.clone());
-            (hex::encode(k), size, n, key)
-        })
-        .collect();
-    top_hops.sort_by(|a, b| b.2.cmp(&a.2).then_with(|| a.0.cmp(&b.0)));
-    top_hops.truncate(50);
-    CapabilityReport {
-        nodes: out,
-        unknown_relays,
-        distribution,
-        hourly,
-        top_hops,
+            .collect();
+        out.sort_by(|a, b| {
+            b.status
+                .cmp(&a.status)
+                .then_with(|| {
+                    let na = a.name.as_deref().unwrap_or("").to_lowercase();
+                    let nb = b.name.as_deref().unwrap_or("").to_lowercase();
+                    na.cmp(&nb)
+                })
+                .then_with(|| a.public_key.cmp(&b.public_key))
+        });
+        let mut unknown_relays: Vec<(String, u64)> = unknown
+            .into_iter()
+            .map(|(k, v)| (hex::encode(k), v))
+            .collect();
+        unknown_relays.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        unknown_relays.truncate(50);
+        let mut hourly: Vec<(i64, [u64; 3])> = hourly.into_iter().collect();
+        hourly.sort_unstable_by_key(|h| h.0);
+        let mut top_hops: Vec<(String, u8, u64, Option<String>)> = hops
+            .into_iter()
+            .map(|(k, (n, who))| {
+                let size = k.len() as u8;
+                let key = who.and_then(|i| nodes.get(i)).map(|n| n.public_key.clone());
+                (hex::encode(k), size, n, key)
+            })
+            .collect();
+        top_hops.sort_by(|a, b| b.2.cmp(&a.2).then_with(|| a.0.cmp(&b.0)));
+        top_hops.truncate(50);
+        CapabilityReport {
+            nodes: out,
+            unknown_relays,
+            distribution,
+            hourly,
+            top_hops,
+        }
     }
+}
+
+/// Infers capability for `nodes` from `observations` (already restricted to the window) and
+/// merges it with `persisted` (by public key).
+pub fn infer(
+    nodes: &[Node],
+    observations: &[Observation<'_>],
+    persisted: &HashMap<String, Persisted>,
+) -> CapabilityReport {
+    let mut inf = Inference::new(nodes);
+    for o in observations {
+        inf.add(o);
+    }
+    inf.finish(persisted)
 }

@@ -233,6 +233,23 @@ async fn main() {
         complete.as_secs_f64() * 1e3
     );
 
+    // The first capability cycle (load from SQLite + inference) over the whole database.
+    let cycle = loop {
+        let (_, hs) = get(addr, "/api/analytics/hash-sizes").await;
+        let text = String::from_utf8_lossy(&hs).to_string();
+        if text.contains("\"complete\":true") {
+            let ms = text
+                .split("\"cycleMs\":")
+                .nth(1)
+                .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
+                .unwrap_or("?")
+                .to_string();
+            break ms;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    println!("capability cycle over {observations} observations: {cycle} ms (load + inference)");
+
     // Sample keys for detail endpoints.
     let (_, page) = get(addr, "/api/packets?limit=200").await;
     let text = String::from_utf8_lossy(&page).to_string();

@@ -9,7 +9,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use analytics::capability::{
-    Capability, CapabilityReport, Node, Observation, Persisted, Source, Status, infer,
+    Capability, CapabilityReport, Inference, Node, Observation, Persisted, Source, Status, infer,
 };
 use serde_json::{Value, json};
 use store::Reader;
@@ -159,43 +159,30 @@ pub fn compute(c: &Connection, window: Duration) -> rusqlite::Result<CapIndex> {
          JOIN transmissions t ON t.id = o.transmission_id
          WHERE o.received_at >= ?1",
     )?;
-    struct Row {
-        at: i64,
-        observer: u32,
-        head: Vec<u8>,
-        hash: u64,
-        advert_from: Option<String>,
+    // Streamed straight from the cursor: memory does not grow with the window.
+    let mut inf = Inference::new(&nodes);
+    let mut rows = stmt.query([since])?;
+    while let Some(r) = rows.next()? {
+        let hash = r.get_ref(3)?.as_str().unwrap_or("");
+        let advert_from = if r.get::<_, i64>(4)? == 4 {
+            r.get_ref(5)?
+                .as_str_or_null()
+                .ok()
+                .flatten()
+                .filter(|k| known.contains(k) && !forged.contains(hash))
+        } else {
+            None
+        };
+        inf.add(&Observation {
+            received_at: r.get(0)?,
+            observer: r.get::<_, i64>(1)? as u32,
+            head: r.get_ref(2)?.as_blob().unwrap_or(&[]),
+            hash: u64::from_str_radix(hash, 16).unwrap_or(0),
+            verified_advert_from: advert_from,
+        });
     }
-    let rows: Vec<Row> = stmt
-        .query_map([since], |r| {
-            let hash: String = r.get(3)?;
-            let advert_from: Option<String> = if r.get::<_, i64>(4)? == 4 {
-                r.get(5)?
-            } else {
-                None
-            };
-            let advert_from =
-                advert_from.filter(|k| known.contains(k.as_str()) && !forged.contains(&hash));
-            Ok(Row {
-                at: r.get(0)?,
-                observer: r.get::<_, i64>(1)? as u32,
-                head: r.get(2)?,
-                hash: u64::from_str_radix(&hash, 16).unwrap_or(0),
-                advert_from,
-            })
-        })?
-        .collect::<rusqlite::Result<_>>()?;
-    let obs: Vec<Observation<'_>> = rows
-        .iter()
-        .map(|r| Observation {
-            received_at: r.at,
-            observer: r.observer,
-            head: &r.head,
-            hash: r.hash,
-            verified_advert_from: r.advert_from.as_deref(),
-        })
-        .collect();
-    let report = infer(&nodes, &obs, &persisted);
+    drop(rows);
+    let report = inf.finish(&persisted);
     Ok(CapIndex {
         by_key: report.index(),
         report,

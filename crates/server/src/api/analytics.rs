@@ -124,6 +124,7 @@ pub async fn hash_sizes(
         "unknownRelays": r.unknown_relays.iter().map(|(h, n)| json!({"hex": h, "count": n})).collect::<Vec<_>>(),
         "computedAt": (idx.computed_at > 0).then(|| iso(idx.computed_at)),
         "complete": idx.complete,
+        "cycleMs": idx.took.as_millis() as u64,
         "region": region.map(|r| { let mut v: Vec<String> = r.into_iter().collect(); v.sort(); v }),
     })))
 }
