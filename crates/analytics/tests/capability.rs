@@ -423,3 +423,68 @@ fn order_is_status_then_name_then_key() {
     assert_eq!(names, ["c", "A", "a", "b"]);
     assert!(infer(&[], &[], &HashMap::new()).nodes.is_empty());
 }
+
+#[test]
+fn a_companion_with_a_two_byte_advert_is_confirmed_with_its_role() {
+    let c = node("aabb", "Phone", "companion");
+    let r = run(
+        std::slice::from_ref(&c),
+        &[advert(&c, FLOOD_ADVERT, 0x41, &[0x12, 0x34], 10, 1)],
+        &HashMap::new(),
+    );
+    let cap = &r[&c.public_key];
+    assert_eq!(
+        (cap.status, cap.role.as_str()),
+        (Status::Confirmed, "companion")
+    );
+}
+
+#[test]
+fn the_latest_advert_size_is_by_receive_time_not_input_order() {
+    let a = node("aabb", "A", "repeater");
+    // Given out of order: the 1-byte advert is the newest.
+    let r = run(
+        std::slice::from_ref(&a),
+        &[
+            advert(&a, FLOOD_ADVERT, 0x00, &[], 30, 1),
+            advert(&a, FLOOD_ADVERT, 0x40, &[], 10, 1),
+        ],
+        &HashMap::new(),
+    );
+    let c = &r[&a.public_key];
+    assert_eq!(c.latest_advert_size, Some(1));
+    // Still confirmed: it was seen sending 2-byte adverts in the window.
+    assert_eq!((c.status, c.max_hash_size), (Status::Confirmed, 2));
+    assert_eq!((c.advert_mb.first, c.adverts.last), (10, 30));
+}
+
+#[test]
+fn the_incremental_and_batch_forms_agree() {
+    use analytics::capability::Inference;
+    let a = node("aabb01", "A", "repeater");
+    let b = node("aabb02", "B", "repeater");
+    let nodes = [a.clone(), b.clone()];
+    let obs = [
+        advert(&a, FLOOD_ADVERT, 0x40, &[], 10, 1),
+        packet(FLOOD_TXT, 0x41, &[0xaa, 0xbb], 11, 2),
+    ];
+    let o: Vec<Observation<'_>> = obs
+        .iter()
+        .map(|o| Observation {
+            received_at: o.at,
+            observer: o.observer,
+            head: &o.head,
+            hash: 1,
+            verified_advert_from: o.advert_from.as_deref(),
+        })
+        .collect();
+    let mut inf = Inference::new(&nodes);
+    for x in &o {
+        inf.add(x);
+    }
+    let one = inf.finish(&HashMap::new());
+    let two = analytics::capability::infer(&nodes, &o, &HashMap::new());
+    assert_eq!(one.nodes, two.nodes);
+    assert_eq!(one.hourly, two.hourly);
+    assert_eq!(one.top_hops, two.top_hops);
+}

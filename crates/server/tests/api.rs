@@ -616,6 +616,23 @@ async fn capability_is_served_and_published_and_the_writer_persists_it() {
     // Filters shape the response only.
     let (_, none) = get(s.addr, "/api/analytics/hash-sizes?region=ZZZ").await;
     assert_eq!(none["multiByteCapability"], serde_json::json!([]));
+    let (_, sea) = get(s.addr, "/api/analytics/hash-sizes?region=sea,zzz").await;
+    let in_sea = sea["multiByteCapability"].as_array().unwrap();
+    assert!(
+        in_sea
+            .iter()
+            .any(|c| c["pubkey"] == key.as_str() && c["status"] == "confirmed"),
+        "{sea}"
+    );
+    // distributionByRepeaters counts repeaters only (by their latest advert size).
+    let by_rep = &hs["distributionByRepeaters"];
+    assert_eq!(
+        by_rep["1"].as_u64().unwrap()
+            + by_rep["2"].as_u64().unwrap()
+            + by_rep["3"].as_u64().unwrap(),
+        2,
+        "{by_rep}"
+    );
     let (_, again) = get(s.addr, "/api/analytics/hash-sizes").await;
     assert_eq!(again["adoption"], hs["adoption"]);
     let (st, _) = get(s.addr, "/api/analytics/hash-sizes?window=forever").await;
