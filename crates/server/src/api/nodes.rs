@@ -249,7 +249,8 @@ pub async fn detail(
             let sizes = advert_hash_sizes(c, &[row.public_key.as_str()])?;
             let mut stmt = sql(c.prepare_cached(
                 "SELECT t.id, t.hash, t.raw, t.first_seen, t.last_seen, t.observation_count, t.channel, t.scope, t.from_pubkey
-                 FROM transmissions t WHERE t.from_pubkey = ?1 AND t.payload_type = 4
+                 FROM transmissions t INDEXED BY transmissions_from
+                 WHERE t.from_pubkey = ?1 AND t.payload_type = 4
                  ORDER BY t.first_seen DESC LIMIT 20",
             ))?;
             let adverts = sql(stmt
