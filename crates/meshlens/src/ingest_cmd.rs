@@ -156,10 +156,13 @@ fn build_config(
 
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("MESHLENS_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rumqttd=warn"));
+        // The embedded broker logs every client disconnect as an error; meshlens reports what
+        // matters itself. MESHLENS_LOG=info,rumqttd=warn brings the broker's lines back.
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rumqttd=off"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
 }
 
