@@ -103,6 +103,9 @@ pub struct RunArgs {
     /// Address of the embedded MQTT broker that observers publish to.
     #[arg(long, default_value = "127.0.0.1:1883")]
     pub mqtt_listen: SocketAddr,
+    /// Feed the embedded broker a simulated mesh (60 nodes, 6 observers) at a watchable pace.
+    #[arg(long)]
+    pub demo: bool,
 }
 
 fn build_config(
@@ -180,7 +183,7 @@ pub fn ingest(args: IngestArgs) -> ExitCode {
             Err(e) => return usage_error(&e),
         }
     }
-    serve(cfg, None)
+    serve(cfg, None, None)
 }
 
 /// `meshlens run`.
@@ -202,7 +205,13 @@ pub fn run(args: RunArgs) -> ExitCode {
         Ok(mut cfg) => {
             // The reader shares the process: it reads the counters directly.
             cfg.status_file = None;
-            serve(cfg, Some(args.http))
+            let demo = args.demo.then(|| {
+                tracing::info!("demo: publishing a simulated mesh to the embedded broker");
+                // The simulated mesh talks on Public and #test.
+                cfg.decoder.keyring.add_hashtag("test");
+                addr
+            });
+            serve(cfg, Some(args.http), demo)
         }
         Err(e) => usage_error(&e),
     }
@@ -283,7 +292,7 @@ fn usage_error(msg: &str) -> ExitCode {
 
 /// Runs the writer role (and, with `http`, the reader beside it) until SIGTERM or Ctrl-C,
 /// then drains and exits.
-fn serve(cfg: IngestConfig, http: Option<HttpArgs>) -> ExitCode {
+fn serve(cfg: IngestConfig, http: Option<HttpArgs>, demo: Option<SocketAddr>) -> ExitCode {
     let rt = match runtime() {
         Ok(rt) => rt,
         Err(code) => return code,
@@ -325,6 +334,26 @@ fn serve(cfg: IngestConfig, http: Option<HttpArgs>) -> ExitCode {
             }
             None => None,
         };
+        if let Some(addr) = demo {
+            tokio::spawn(async move {
+                let broker = ingest::config::BrokerUrl::parse(&format!("mqtt://{addr}"));
+                if let Ok(b) = broker {
+                    // A year of simulated time at 20× is effectively endless.
+                    let cfg = sim::SimConfig::default();
+                    let r = crate::simulate_cmd::publish(
+                        &b,
+                        cfg,
+                        Duration::from_secs(365 * 86_400),
+                        Some(20.0),
+                        None,
+                    )
+                    .await;
+                    if let Err(e) = r {
+                        tracing::warn!("demo traffic stopped: {e}");
+                    }
+                }
+            });
+        }
         wait_for_signal().await;
         if let Some(s) = server {
             s.shutdown().await;

@@ -4,6 +4,7 @@
 mod decode_cmd;
 mod ingest_cmd;
 mod keys;
+mod simulate_cmd;
 
 use std::process::ExitCode;
 
@@ -25,6 +26,8 @@ enum Command {
     Ingest(ingest_cmd::IngestArgs),
     /// The reader role: the HTTP API and live feed over a database a writer keeps.
     Serve(ingest_cmd::ServeArgs),
+    /// Publish a simulated mesh (with ground truth) to an MQTT broker.
+    Simulate(simulate_cmd::SimulateArgs),
     /// Decode MeshCore frames given as hex (arguments, or one per line on stdin) into JSON lines.
     Decode(decode_cmd::DecodeArgs),
 }
@@ -36,5 +39,6 @@ fn main() -> ExitCode {
         Command::Ingest(args) => ingest_cmd::ingest(args),
         Command::Serve(args) => ingest_cmd::serve_only(args),
         Command::Decode(args) => decode_cmd::run(args),
+        Command::Simulate(args) => simulate_cmd::run(args),
     }
 }
