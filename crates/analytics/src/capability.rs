@@ -153,8 +153,10 @@ pub struct Capability {
     pub samples: Vec<u64>,
     /// First multi-byte evidence ever seen (persisted or this window), Unix ms.
     pub upgraded_at: Option<i64>,
-    /// A repeater active in the window, heard by observers that also hear multi-byte traffic,
-    /// with no multi-byte evidence of its own: who is holding the region back.
+    /// A repeater relaying actively in the window, next to a relay that carries multi-byte
+    /// traffic, in a neighbourhood where observers hear enough multi-byte traffic that it would
+    /// have shown up on it, yet with no multi-byte evidence of its own: who is holding the
+    /// region back.
     pub legacy_suspect: bool,
     /// Observers that heard this node's own adverts in the window (sorted).
     pub heard_by: Vec<u32>,
@@ -188,6 +190,15 @@ impl CapabilityReport {
     }
 }
 
+/// Unambiguous 1-byte relay hops that make a repeater "active" for the legacy-suspect rule.
+pub const LEGACY_MIN_RELAYS: u64 = 3;
+/// Multi-byte observations an observer must hear for its area to count as "where multi-byte
+/// flows".
+pub const LEGACY_MIN_MB_TRAFFIC: u64 = 5;
+/// Multi-byte paths a capable relay would have been expected on before its absence from all of
+/// them makes it a legacy suspect.
+pub const LEGACY_MIN_EXPECTED: f64 = 3.0;
+
 /// Roles whose firmware forwards by default.
 fn forwards_by_default(role: &str) -> bool {
     matches!(role, "repeater" | "room" | "sensor")
@@ -205,6 +216,10 @@ struct Acc {
     samples: Vec<u64>,
     relay_1byte_unique: u64,
     advert_observers: HashSet<u32>,
+    /// Observers that heard its adverts directly or through one relay: its neighbourhood.
+    near_observers: HashSet<u32>,
+    /// Relays seen next to it on 1-byte paths (both hops unambiguous).
+    neighbours: HashSet<u32>,
 }
 
 impl Acc {
@@ -268,7 +283,8 @@ pub struct Inference<'n> {
     by_key: HashMap<&'n str, usize>,
     prefixes: Prefixes,
     acc: Vec<Acc>,
-    mb_observers: HashSet<u32>,
+    mb_observers: HashMap<u32, u64>,
+    all_observers: HashMap<u32, u64>,
     unknown: HashMap<Vec<u8>, u64>,
     distribution: [u64; 3],
     hourly: HashMap<i64, [u64; 3]>,
@@ -287,7 +303,8 @@ impl<'n> Inference<'n> {
                 .collect(),
             prefixes: Prefixes::new(nodes),
             acc: (0..nodes.len()).map(|_| Acc::default()).collect(),
-            mb_observers: HashSet::new(),
+            mb_observers: HashMap::new(),
+            all_observers: HashMap::new(),
             unknown: HashMap::new(),
             distribution: [0; 3],
             hourly: HashMap::new(),
@@ -303,6 +320,7 @@ impl<'n> Inference<'n> {
             prefixes,
             acc,
             mb_observers,
+            all_observers,
             unknown,
             distribution,
             hourly,
@@ -325,6 +343,9 @@ impl<'n> Inference<'n> {
             if let (false, Some(a)) = (no_info, acc.get_mut(i)) {
                 a.adverts.add(o.received_at);
                 a.advert_observers.insert(o.observer);
+                if p.hop_count() <= 1 {
+                    a.near_observers.insert(o.observer);
+                }
                 if a.latest_advert.is_none_or(|(t, _)| o.received_at >= t) {
                     a.latest_advert = Some((o.received_at, size as u8));
                 }
@@ -346,7 +367,30 @@ impl<'n> Inference<'n> {
             *d += 1;
         }
         if size >= 2 {
-            mb_observers.insert(o.observer);
+            *mb_observers.entry(o.observer).or_default() += 1;
+        }
+        *all_observers.entry(o.observer).or_default() += 1;
+        if size == 1 {
+            // Adjacency from consecutive unambiguous 1-byte hops: who relays next to whom.
+            let unique: Vec<Option<u32>> = p
+                .path_hops()
+                .map(|h| match prefixes.candidates(h, nodes).as_slice() {
+                    [only] => Some(*only),
+                    _ => None,
+                })
+                .collect();
+            for w in unique.windows(2) {
+                if let [Some(a), Some(b)] = w
+                    && a != b
+                {
+                    if let Some(x) = acc.get_mut(*a as usize) {
+                        x.neighbours.insert(*b);
+                    }
+                    if let Some(x) = acc.get_mut(*b as usize) {
+                        x.neighbours.insert(*a);
+                    }
+                }
+            }
         }
         for hop in p.path_hops() {
             let c = prefixes.candidates(hop, nodes);
@@ -357,7 +401,7 @@ impl<'n> Inference<'n> {
                 {
                     a.relay_1byte_unique += 1;
                 }
-                return;
+                continue;
             }
             let e = hops.entry(hop.to_vec()).or_insert((0, None));
             e.0 += 1;
@@ -392,12 +436,18 @@ impl<'n> Inference<'n> {
         let Inference {
             acc,
             mb_observers,
+            all_observers,
             unknown,
             distribution,
             hourly,
             hops,
             ..
         } = self;
+        // Whether each node carried multi-byte traffic (for its neighbours' legacy rule).
+        let carried_mb: Vec<bool> = acc
+            .iter()
+            .map(|a| a.advert_mb.count + a.path_unique.count + a.path_ambiguous.count > 0)
+            .collect();
         let mut out: Vec<Capability> = nodes
             .iter()
             .zip(acc)
@@ -444,11 +494,35 @@ impl<'n> Inference<'n> {
                     (Some(a), Some(b)) => Some(a.min(b)),
                     (a, b) => a.or(b),
                 };
-                let active = a.adverts.count > 0 || a.relay_1byte_unique > 0;
+                // Holding back = relaying actively (several unambiguous 1-byte hops) where observers
+                // regularly hear multi-byte traffic, yet never on a multi-byte path itself. A
+                // capable relay that busy would have shown up on one.
+                let active = a.relay_1byte_unique >= LEGACY_MIN_RELAYS;
                 let mut heard_by: Vec<u32> = a.advert_observers.iter().copied().collect();
                 heard_by.sort_unstable();
-                let heard_where_mb_flows =
-                    a.advert_observers.iter().any(|o| mb_observers.contains(o));
+                // Where multi-byte flows: the share of multi-byte traffic at the observers in
+                // this node's neighbourhood (they hear its adverts directly or via one relay). A capable relay carrying `relay_1byte_unique` 1-byte packets
+                // there would be expected on about `n × f / (1 − f)` multi-byte paths.
+                let (mb, all) = a.near_observers.iter().fold((0u64, 0u64), |(m, t), o| {
+                    (
+                        m + mb_observers.get(o).copied().unwrap_or(0),
+                        t + all_observers.get(o).copied().unwrap_or(0),
+                    )
+                });
+                let f = if all == 0 {
+                    0.0
+                } else {
+                    mb as f64 / all as f64
+                };
+                let expected_mb = a.relay_1byte_unique as f64 * f / (1.0 - f).max(0.05);
+                // And multi-byte traffic reached its doorstep: a relay next to it carried some.
+                let neighbour_carries_mb = a
+                    .neighbours
+                    .iter()
+                    .any(|&x| carried_mb.get(x as usize).copied().unwrap_or(false));
+                let heard_where_mb_flows = mb >= LEGACY_MIN_MB_TRAFFIC
+                    && expected_mb >= LEGACY_MIN_EXPECTED
+                    && neighbour_carries_mb;
                 Capability {
                     public_key: n.public_key.clone(),
                     name: n.name.clone(),

@@ -363,20 +363,32 @@ fn persisted_capability_is_never_lowered() {
 #[test]
 fn legacy_suspects_are_active_repeaters_where_multibyte_flows() {
     let legacy = node("1111", "Old", "repeater");
+    let quiet = node("5555", "Quiet", "repeater");
     let isolated = node("2222", "Far", "repeater");
     let comp = node("3333", "Phone", "companion");
     let modern = node("4444", "New", "repeater");
-    let obs = [
-        // Observer 1 hears multi-byte traffic (through the modern repeater).
-        packet(FLOOD_TXT, 0x41, &[0x44, 0x44], 10, 1),
-        advert(&legacy, FLOOD_ADVERT, 0x01, &[0x44], 11, 1),
-        advert(&comp, FLOOD_ADVERT, 0x00, &[], 11, 1),
-        // Observer 2 only ever hears 1-byte traffic.
-        advert(&isolated, FLOOD_ADVERT, 0x00, &[], 12, 2),
-    ];
+    let mut obs = Vec::new();
+    // Observer 1 hears plenty of multi-byte traffic (through the modern repeater)…
+    for t in 0..5 {
+        obs.push(packet(FLOOD_TXT, 0x41, &[0x44, 0x44], 10 + t, 1));
+    }
+    // …and the legacy repeater relaying 1-byte traffic next to the modern one, and adverting.
+    for t in 0..6 {
+        obs.push(packet(FLOOD_TXT, 0x02, &[0x44, 0x11], 20 + t, 1));
+    }
+    obs.push(advert(&legacy, FLOOD_ADVERT, 0x00, &[], 11, 1));
+    // A repeater that only adverts (no relaying seen) is not called out.
+    obs.push(advert(&quiet, FLOOD_ADVERT, 0x00, &[], 11, 1));
+    obs.push(advert(&comp, FLOOD_ADVERT, 0x00, &[], 11, 1));
+    // Observer 2 only ever hears 1-byte traffic, from the isolated repeater.
+    for t in 0..6 {
+        obs.push(packet(FLOOD_TXT, 0x01, &[0x22], 30 + t, 2));
+    }
+    obs.push(advert(&isolated, FLOOD_ADVERT, 0x00, &[], 12, 2));
     let r = run(
         &[
             legacy.clone(),
+            quiet.clone(),
             isolated.clone(),
             comp.clone(),
             modern.clone(),
@@ -384,7 +396,12 @@ fn legacy_suspects_are_active_repeaters_where_multibyte_flows() {
         &obs,
         &HashMap::new(),
     );
-    assert!(r[&legacy.public_key].legacy_suspect);
+    assert!(
+        r[&legacy.public_key].legacy_suspect,
+        "{:?}",
+        r[&legacy.public_key]
+    );
+    assert!(!r[&quiet.public_key].legacy_suspect, "not seen relaying");
     assert!(
         !r[&isolated.public_key].legacy_suspect,
         "not heard where multi-byte flows"

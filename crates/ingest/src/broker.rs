@@ -39,8 +39,9 @@ pub fn start(listen: SocketAddr) -> Result<SocketAddr, String> {
         router: RouterConfig {
             max_connections: 10_000,
             max_outgoing_packet_count: 200,
-            // The router keeps recent publishes per filter in memory; bound it (4 × 4 MiB).
-            max_segment_size: 4 * 1024 * 1024,
+            // The router keeps recent publishes per filter in memory; bound it (4 × 8 MiB),
+            // enough to absorb a burst of ~80,000 observer messages while ingest catches up.
+            max_segment_size: 8 * 1024 * 1024,
             max_segment_count: 4,
             custom_segment: None,
             initialized_filters: None,

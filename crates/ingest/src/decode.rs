@@ -26,13 +26,29 @@ pub enum Outcome {
 }
 
 /// Decoding context: the keys and regions the operator configured.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
 pub struct Decoder {
     /// Channels to try.
     pub keyring: Keyring,
     /// Regions for transport codes.
     pub regions: Regions,
+    /// Advert signature results by packet hash: every copy of an advert (one per observer and
+    /// path) has the same signed bytes, so each is verified once. Bounded: cleared when full.
+    pub verified: std::sync::Mutex<std::collections::HashMap<u64, bool>>,
 }
+
+impl Clone for Decoder {
+    fn clone(&self) -> Self {
+        Decoder {
+            keyring: self.keyring.clone(),
+            regions: self.regions.clone(),
+            verified: Default::default(),
+        }
+    }
+}
+
+/// Most cached signature results.
+const VERIFIED_CAPACITY: usize = 65_536;
 
 impl Decoder {
     /// Turns a packet message received at `received_at` (Unix ms) into a writer item.
@@ -81,7 +97,7 @@ impl Decoder {
         match packet.payload() {
             Ok(Payload::Advert(a)) => {
                 record.from_pubkey = Some(hex::encode(a.public_key));
-                match advert(&a) {
+                match self.advert_checked(&a, record.hash) {
                     Ok(adv) => record.advert = Some(adv),
                     Err(reason) => {
                         record.reject_reason = Some(reason);
@@ -109,12 +125,43 @@ impl Decoder {
     }
 }
 
-/// Validates an advert for a node update, or says why not.
-fn advert(a: &meshcore::payload::Advert<'_>) -> Result<Advert, &'static str> {
+impl Decoder {
+    /// [`advert`], with the signature check answered from the cache when this packet was
+    /// already verified.
+    fn advert_checked(
+        &self,
+        a: &meshcore::payload::Advert<'_>,
+        hash: u64,
+    ) -> Result<Advert, &'static str> {
+        let cached = self
+            .verified
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&hash).copied());
+        let valid = cached.unwrap_or_else(|| {
+            let v = a.verify_signature();
+            if let Ok(mut m) = self.verified.lock() {
+                if m.len() >= VERIFIED_CAPACITY {
+                    m.clear();
+                }
+                m.insert(hash, v);
+            }
+            v
+        });
+        advert(a, valid)
+    }
+}
+
+/// Validates an advert for a node update (given whether its signature verifies), or says why
+/// not.
+fn advert(
+    a: &meshcore::payload::Advert<'_>,
+    signature_valid: bool,
+) -> Result<Advert, &'static str> {
     if a.public_key.iter().all(|&b| b == 0) {
         return Err("zero_pubkey");
     }
-    if !a.verify_signature() {
+    if !signature_valid {
         return Err("invalid_signature");
     }
     let data = a.app_data();
@@ -189,6 +236,21 @@ mod tests {
         assert_eq!(p.hash, 0x708848b1e867703a);
         assert_eq!(p.head_len, 2);
         assert_eq!(p.observer.iata.as_deref(), Some("SEA"));
+    }
+
+    #[test]
+    fn each_advert_is_verified_once_and_copies_agree() {
+        let d = Decoder::default();
+        let mut bad = ADVERT.to_string();
+        bad.replace_range(bad.len() - 2.., "35");
+        for _ in 0..3 {
+            assert_eq!(d.item(msg(ADVERT), 7).1, Outcome::Packet);
+            assert_eq!(
+                d.item(msg(&bad), 7).1,
+                Outcome::RefusedAdvert("invalid_signature")
+            );
+        }
+        assert_eq!(d.verified.lock().unwrap().len(), 2);
     }
 
     #[test]

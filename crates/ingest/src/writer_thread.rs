@@ -165,4 +165,11 @@ fn run_maintenance(writer: &mut Writer, stats: &Stats, maint: Maintenance) {
         Ok(n) => stats.add("retention.nodes_deactivated", n as u64),
         Err(e) => tracing::warn!("node deactivation failed: {e}"),
     }
+    // Readers that never pause can starve SQLite's automatic checkpoints, and the WAL then
+    // grows without bound; a TRUNCATE checkpoint waits for the current (millisecond) reads and
+    // resets it.
+    match writer.checkpoint() {
+        Ok(()) => stats.incr("writer.checkpoints"),
+        Err(e) => tracing::warn!("WAL checkpoint failed: {e}"),
+    }
 }

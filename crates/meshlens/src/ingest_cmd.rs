@@ -115,6 +115,7 @@ fn build_config(
     let mut decoder = Decoder {
         keyring: args.keys.keyring(),
         regions: args.keys.regions(),
+        ..Decoder::default()
     };
     let mut sources = extra_sources;
     if let Some(path) = &args.config {

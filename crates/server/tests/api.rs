@@ -728,3 +728,26 @@ async fn after_a_restart_with_the_window_aged_out_persisted_capability_is_served
     assert_eq!(mb["upgraded_at"], "2023-11-14T22:13:20.000Z");
     s.shutdown().await;
 }
+
+/// However many observers heard a packet, its detail lists a bounded number of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn packet_detail_is_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("meshlens.db");
+    let mut w = store::Writer::open(&db, 0).unwrap();
+    let hex = vector("ack_flood_4hops");
+    let now = server::now_ms();
+    let items: Vec<store::Item> = (0..600)
+        .map(|i| item(&hex, &format!("{i:064x}"), now))
+        .collect();
+    w.write_batch(&items).unwrap();
+    let s = start(&db).await;
+    let (st, d) = get(s.addr, "/api/packets/bbf95563c6eec9fe").await;
+    assert_eq!(st, 200);
+    assert_eq!(d["packet"]["observation_count"], 600);
+    assert_eq!(
+        d["observations"].as_array().unwrap().len(),
+        server::api::packets::MAX_OBSERVATIONS as usize
+    );
+    s.shutdown().await;
+}

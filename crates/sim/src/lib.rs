@@ -179,7 +179,8 @@ pub struct Mesh {
     rng: Rng,
     public: Channel,
     test: Channel,
-    /// Per node: whether it forwarded a multi-byte packet (ground truth for "active relay").
+    /// Per node: whether it forwarded a multi-byte packet that an observer then heard with
+    /// the node's hop in its path (ground truth for "active, observable capable relay").
     pub forwarded_multibyte: Vec<bool>,
     counter: u32,
 }
@@ -218,8 +219,11 @@ impl Mesh {
                 (Firmware::Modern, x) if x < 0.8 => 1,
                 _ => 2,
             };
-            // Spread over a disc of ~25 km around Seattle, denser towards the centre.
-            let r = 25.0 * rng.unit().sqrt();
+            // Spread uniformly over a disc around Seattle whose area grows with the node count
+            // (25 km radius for 60 nodes), so density, and how far a flood reaches, stay
+            // realistic at any size.
+            let radius = 25.0 * (n as f64 / 60.0).sqrt().max(1.0);
+            let r = radius * rng.unit().sqrt();
             let a = rng.unit() * std::f64::consts::TAU;
             nodes.push(SimNode {
                 public_key: meshcore::crypto::public_key_of(&seed),
@@ -307,9 +311,10 @@ impl Mesh {
         out: &mut Vec<Heard>,
     ) {
         let mut forwarded: HashSet<usize> = HashSet::from([origin]);
-        let mut queue: VecDeque<(usize, Vec<u8>, usize)> =
-            VecDeque::from([(origin, Vec::new(), 0)]);
-        while let Some((tx, path, hops)) = queue.pop_front() {
+        // Each entry: transmitter, path so far, hops, and the relays on that path.
+        let mut queue: VecDeque<(usize, Vec<u8>, usize, Vec<usize>)> =
+            VecDeque::from([(origin, Vec::new(), 0, Vec::new())]);
+        while let Some((tx, path, hops, relays)) = queue.pop_front() {
             let neighbours = self.neighbours[tx].clone();
             for (rx, d) in neighbours {
                 let Some((snr, rssi)) = self.link(d) else {
@@ -321,6 +326,11 @@ impl Mesh {
                 if self.nodes[rx].is_observer
                     && let Some(p) = Packet::new(Route::Flood, t, pl, &path, payload)
                 {
+                    if size != PathHashSize::One {
+                        for &relay in &relays {
+                            self.forwarded_multibyte[relay] = true;
+                        }
+                    }
                     out.push(Heard {
                         at_ms: at_ms + hops as i64 * 400,
                         observer: rx,
@@ -343,10 +353,9 @@ impl Mesh {
                 if next.len() > meshcore::MAX_PATH_BYTES {
                     continue;
                 }
-                if size != PathHashSize::One {
-                    self.forwarded_multibyte[rx] = true;
-                }
-                queue.push_back((rx, next, hops + 1));
+                let mut chain = relays.clone();
+                chain.push(rx);
+                queue.push_back((rx, next, hops + 1, chain));
             }
         }
     }

@@ -94,6 +94,21 @@ fn score(seed: u64, nodes: usize, observers: usize, steps: usize) -> Score {
         if c.legacy_suspect {
             s.legacy.1 += 1;
             s.legacy.0 += usize::from(!capable);
+            if capable && std::env::var_os("SIM_DEBUG").is_some() {
+                let i = mesh
+                    .nodes
+                    .iter()
+                    .position(|n| n.key_hex() == c.public_key)
+                    .unwrap_or(0);
+                eprintln!(
+                    "  false legacy suspect {} mode {} forwarded-mb-observed {} adverts {} near {:?}",
+                    t.name,
+                    t.path_hash_mode,
+                    mesh.forwarded_multibyte[i],
+                    c.adverts.count,
+                    c.heard_by
+                );
+            }
         }
     }
     // Recall over active capable relays: modern relays that forwarded multi-byte traffic.

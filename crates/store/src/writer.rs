@@ -88,6 +88,8 @@ impl Writer {
         // lose the last commits, and never corrupts the file.
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", false)?;
+        // After a checkpoint the WAL file is truncated back to at most this.
+        conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.set_prepared_statement_cache_capacity(64);
         schema::migrate(&mut conn, now_ms)?;

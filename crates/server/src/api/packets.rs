@@ -18,6 +18,10 @@ use store::time::iso;
 /// Most packets one request may return.
 pub const MAX_PACKETS: i64 = 10_000;
 
+/// Most observations listed for one packet (the first heard); `observation_count` still says
+/// how many there are. Keeps every response bounded however dense the mesh.
+pub const MAX_OBSERVATIONS: i64 = 500;
+
 const TX_COLUMNS: &str = "t.id, t.hash, t.raw, t.first_seen, t.last_seen, t.observation_count, \
      t.channel, t.scope, t.from_pubkey";
 
@@ -257,10 +261,10 @@ fn observations_for(
         "SELECT o.id, o.transmission_id, ob.id, ob.name, ob.iata, o.received_at, o.snr, o.rssi, o.score, o.head, t.raw
          FROM observations o JOIN observers ob ON ob.idx = o.observer_idx
          JOIN transmissions t ON t.id = o.transmission_id
-         WHERE o.transmission_id = ?1 ORDER BY o.received_at, o.id",
+         WHERE o.transmission_id = ?1 ORDER BY o.received_at, o.id LIMIT ?2",
     ))?;
     for id in ids {
-        let rows = sql(stmt.query_map([id], |r| {
+        let rows = sql(stmt.query_map([*id, MAX_OBSERVATIONS], |r| {
             Ok((
                 r.get::<_, i64>(0)?,
                 r.get::<_, String>(2)?,
