@@ -122,6 +122,20 @@ fn score(seed: u64, nodes: usize, observers: usize, steps: usize) -> Score {
                 .get(&n.key_hex())
                 .is_some_and(|c| c.status != Status::Unknown);
             s.recall.0 += usize::from(found);
+            if !found && std::env::var_os("SIM_DEBUG").is_some() {
+                let k = n.public_key;
+                let twins = mesh
+                    .nodes
+                    .iter()
+                    .filter(|m| m.public_key[..2] == k[..2])
+                    .count()
+                    - 1;
+                let known = idx.get(&n.key_hex()).is_some();
+                eprintln!(
+                    "  recall miss {} {:?} mode {} known {known} 2-byte twins {twins}",
+                    n.name, n.role, n.path_hash_mode
+                );
+            }
         }
     }
     eprintln!(
