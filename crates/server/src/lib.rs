@@ -87,6 +87,8 @@ pub struct AppState {
     ws_clients: AtomicUsize,
     live_sent: AtomicU64,
     stats_cache: tokio::sync::Mutex<Option<(u64, Value)>>,
+    /// `count(*)` of all transmissions, for one commit generation.
+    packets_total: std::sync::Mutex<Option<(u64, i64)>>,
     capability: Arc<capability::CapState>,
     channels_cache: tokio::sync::Mutex<Option<(u64, Value)>>,
 }
@@ -232,6 +234,7 @@ impl Server {
             ws_clients: AtomicUsize::new(0),
             live_sent: AtomicU64::new(0),
             stats_cache: tokio::sync::Mutex::new(None),
+            packets_total: std::sync::Mutex::new(None),
             channels_cache: tokio::sync::Mutex::new(None),
             capability: cap_state,
         });

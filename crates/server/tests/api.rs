@@ -404,6 +404,9 @@ async fn new_observations_are_pushed_live() {
     assert_eq!(v["data"]["hash"], "bbf95563c6eec9fe");
     assert_eq!(v["data"]["observer"], OBS_A);
     assert_eq!(v["data"]["decoded"]["payload_type_name"], "ACK");
+    // The packet list's cached total follows the commit.
+    let (_, list) = get(s.addr, "/api/packets?limit=1").await;
+    assert_eq!(list["total"], 11);
     // A browser page from another site may not subscribe.
     let req = tokio_tungstenite::tungstenite::http::Request::builder()
         .uri(format!("ws://{}/ws", s.addr))
@@ -749,5 +752,21 @@ async fn packet_detail_is_bounded() {
         d["observations"].as_array().unwrap().len(),
         server::api::packets::MAX_OBSERVATIONS as usize
     );
+    s.shutdown().await;
+}
+
+/// A node's advertised hash size comes from the last week of its adverts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn advert_hash_size_ignores_adverts_older_than_a_week() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("meshlens.db");
+    let mut w = store::Writer::open(&db, 0).unwrap();
+    let old = server::now_ms() - 8 * 86_400_000;
+    w.write_batch(&[item(&vector("advert_flood_2byte_hash_5hops"), OBS_A, old)])
+        .unwrap();
+    let s = start(&db).await;
+    let (_, v) = get(s.addr, "/api/nodes").await;
+    assert_eq!(v["total"], 1);
+    assert_eq!(v["nodes"][0]["hash_size"], Value::Null, "{v}");
     s.shutdown().await;
 }

@@ -74,12 +74,16 @@ fn advert_hash_sizes(c: &Connection, keys: &[&str]) -> ApiResult<HashMap<String,
     let mut stmt = sql(c.prepare_cached(
         "SELECT (o.path_len >> 6) + 1, max(o.received_at) FROM transmissions t
          JOIN observations o ON o.transmission_id = t.id
-         WHERE t.from_pubkey = ?1 AND t.payload_type = 4 AND t.route_type IN (0, 1)
+         WHERE t.from_pubkey = ?1 AND t.first_seen >= ?2 AND t.payload_type = 4
+           AND t.route_type IN (0, 1)
          GROUP BY 1 ORDER BY 2 DESC",
     ))?;
+    // The last week of adverts, as the capability window: bounded by traffic, not by the age
+    // of the database.
+    let since = crate::now_ms() - 7 * 86_400_000;
     for k in keys {
         let sizes = sql(stmt
-            .query_map([k], |r| r.get::<_, i64>(0))
+            .query_map(store::rusqlite::params![k, since], |r| r.get::<_, i64>(0))
             .and_then(|m| m.collect::<Result<Vec<_>, _>>()))?;
         if let Some(&latest) = sizes.first() {
             // Reserved size bits never yield a size 4.

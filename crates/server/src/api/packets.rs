@@ -216,12 +216,26 @@ pub async fn list(
     // Rows are transmissions already; groupByHash is accepted for compatibility.
     p.flag("groupByHash")?;
     let filter = Filter::from_params(&p)?;
+    // The unfiltered total counts every transmission: reuse it for one commit generation.
+    let generation = st.generation.load(std::sync::atomic::Ordering::Relaxed);
+    let cached_total = if filter.clauses.is_empty() {
+        st.packets_total
+            .lock()
+            .ok()
+            .and_then(|c| c.filter(|(g, _)| *g == generation).map(|(_, t)| t))
+    } else {
+        None
+    };
+    let unfiltered = filter.clauses.is_empty();
     let (rows, total) = st
         .db
         .query(move |c| {
             let w = filter.where_sql();
             let args = || params_from_iter(filter.args.iter().map(|a| a.as_ref() as &dyn ToSql));
-            let total: i64 = sql(c.query_row(&format!("SELECT count(*) FROM transmissions t {w}"), args(), |r| r.get(0)))?;
+            let total: i64 = match cached_total {
+                Some(t) => t,
+                None => sql(c.query_row(&format!("SELECT count(*) FROM transmissions t {w}"), args(), |r| r.get(0)))?,
+            };
             let mut stmt = sql(c.prepare(&format!(
                 "SELECT {TX_COLUMNS} FROM transmissions t {w} ORDER BY t.first_seen {order}, t.id {order} LIMIT {limit} OFFSET {offset}"
             )))?;
@@ -235,6 +249,9 @@ pub async fn list(
             Ok(((rows, obs), total))
         })
         .await?;
+    if unfiltered && let Ok(mut c) = st.packets_total.lock() {
+        *c = Some((generation, total));
+    }
     let (rows, mut obs) = rows;
     let packets: Vec<Value> = rows
         .iter()
