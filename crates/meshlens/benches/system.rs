@@ -102,6 +102,24 @@ fn vm_rss(pid: u32) -> u64 {
         / 1024
 }
 
+/// The `i`-th request to endpoint `e` (0–7) of the mix.
+fn endpoint(e: usize, i: usize, hashes: &[String], keys: &[String]) -> String {
+    let pick = |v: &[String]| v.get(i % v.len().max(1)).cloned().unwrap_or_default();
+    match e {
+        0 => format!("/api/packets?limit=50&offset={}", i * 50 % 5000),
+        1 => format!("/api/packets/{}", pick(hashes)),
+        2 => format!("/api/nodes?limit=50&offset={}", i * 50 % 1000),
+        3 => format!("/api/nodes/{}", pick(keys)),
+        4 => "/api/observers".into(),
+        5 => format!(
+            "/api/channels/Public/messages?limit=50&offset={}",
+            i * 50 % 2000
+        ),
+        6 => "/api/stats".into(),
+        _ => "/api/analytics/hash-sizes".into(),
+    }
+}
+
 fn pct(v: &mut [f64], p: f64) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     v.get(((v.len() as f64 - 1.0) * p).round() as usize)
@@ -237,28 +255,7 @@ async fn main() {
                 ts.push(tokio::spawn(async move {
                     for r in 0..8usize {
                         let i = c * 8 + r;
-                        let path = match e {
-                            0 => format!("/api/packets?limit=50&offset={}", i * 50 % 5000),
-                            1 => format!(
-                                "/api/packets/{}",
-                                hashes
-                                    .get(i % hashes.len().max(1))
-                                    .cloned()
-                                    .unwrap_or_default()
-                            ),
-                            2 => format!("/api/nodes?limit=50&offset={}", i * 50 % 1000),
-                            3 => format!(
-                                "/api/nodes/{}",
-                                keys.get(i % keys.len().max(1)).cloned().unwrap_or_default()
-                            ),
-                            4 => "/api/observers".into(),
-                            5 => format!(
-                                "/api/channels/Public/messages?limit=50&offset={}",
-                                i * 50 % 2000
-                            ),
-                            6 => "/api/stats".into(),
-                            _ => "/api/analytics/hash-sizes".into(),
-                        };
+                        let path = endpoint(e, i, &hashes, &keys);
                         let _ = get(http, &path).await;
                     }
                 }));
@@ -276,28 +273,7 @@ async fn main() {
             let mut lat = Vec::new();
             for r in 0..60usize {
                 let i = c * 60 + r;
-                let path = match i % 8 {
-                    0 => format!("/api/packets?limit=50&offset={}", i * 50 % 5000),
-                    1 => format!(
-                        "/api/packets/{}",
-                        hashes
-                            .get(i % hashes.len().max(1))
-                            .cloned()
-                            .unwrap_or_default()
-                    ),
-                    2 => format!("/api/nodes?limit=50&offset={}", i * 50 % 1000),
-                    3 => format!(
-                        "/api/nodes/{}",
-                        keys.get(i % keys.len().max(1)).cloned().unwrap_or_default()
-                    ),
-                    4 => "/api/observers".into(),
-                    5 => format!(
-                        "/api/channels/Public/messages?limit=50&offset={}",
-                        i * 50 % 2000
-                    ),
-                    6 => "/api/stats".into(),
-                    _ => "/api/analytics/hash-sizes".into(),
-                };
+                let path = endpoint(i % 8, i, &hashes, &keys);
                 let t = Instant::now();
                 let (st, body) = get(http, &path).await;
                 if st != 200 && r < 8 {

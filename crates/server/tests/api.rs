@@ -97,24 +97,30 @@ fn seed(db: &Path) -> store::Writer {
     w
 }
 
-async fn start(db: &Path) -> Server {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    Server::start(
-        ServerConfig {
-            db_path: db.to_path_buf(),
-            decode: DecodeOptions::default(),
-            allowed_origins: Vec::new(),
-            ingest: None,
-            pool_size: 2,
-            capability: server::capability::CycleConfig {
-                window: Duration::from_secs(7 * 86_400),
-                interval: Duration::from_secs(3600),
-                publish_to: None,
-            },
+/// The reader's configuration for tests: default keys, a week's window, cycles hourly (the
+/// first runs at start).
+fn config(db: &Path) -> ServerConfig {
+    ServerConfig {
+        db_path: db.to_path_buf(),
+        decode: DecodeOptions::default(),
+        allowed_origins: Vec::new(),
+        ingest: None,
+        pool_size: 2,
+        capability: server::capability::CycleConfig {
+            window: Duration::from_secs(7 * 86_400),
+            interval: Duration::from_secs(3600),
+            publish_to: None,
         },
-        listener,
-    )
-    .unwrap()
+    }
+}
+
+async fn start_with(cfg: ServerConfig) -> Result<Server, String> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    Server::start(cfg, listener)
+}
+
+async fn start(db: &Path) -> Server {
+    start_with(config(db)).await.unwrap()
 }
 
 /// A minimal HTTP/1.1 client: method, path, optional body → (status, body).
@@ -430,24 +436,7 @@ async fn refuses_an_unmigrated_database_and_never_writes() {
     let c = store::rusqlite::Connection::open(&db).unwrap();
     c.pragma_update(None, "user_version", 1).unwrap();
     drop(c);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let err = Server::start(
-        ServerConfig {
-            db_path: db.clone(),
-            decode: DecodeOptions::default(),
-            allowed_origins: Vec::new(),
-            ingest: None,
-            pool_size: 1,
-            capability: server::capability::CycleConfig {
-                window: Duration::from_secs(7 * 86_400),
-                interval: Duration::from_secs(3600),
-                publish_to: None,
-            },
-        },
-        listener,
-    )
-    .err()
-    .unwrap();
+    let err = start_with(config(&db)).await.err().unwrap();
     assert!(err.contains("start the writer"), "{err}");
 
     // The pool's connections refuse writes.
@@ -556,23 +545,9 @@ async fn capability_is_served_and_published_and_the_writer_persists_it() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("meshlens.db");
     let mut w = seed(&db);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let s = Server::start(
-        ServerConfig {
-            db_path: db.clone(),
-            decode: DecodeOptions::default(),
-            allowed_origins: Vec::new(),
-            ingest: None,
-            pool_size: 2,
-            capability: server::capability::CycleConfig {
-                window: Duration::from_secs(7 * 86_400),
-                interval: Duration::from_secs(3600),
-                publish_to: Some(dir.path().to_path_buf()),
-            },
-        },
-        listener,
-    )
-    .unwrap();
+    let mut cfg = config(&db);
+    cfg.capability.publish_to = Some(dir.path().to_path_buf());
+    let s = start_with(cfg).await.unwrap();
     let hs = wait_complete(s.addr).await;
     for k in [
         "hourly",
@@ -695,24 +670,10 @@ async fn after_a_restart_with_the_window_aged_out_persisted_capability_is_served
     }])
     .unwrap();
     drop(w);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     // A window of one millisecond: every observation has aged out.
-    let s = Server::start(
-        ServerConfig {
-            db_path: db.clone(),
-            decode: DecodeOptions::default(),
-            allowed_origins: Vec::new(),
-            ingest: None,
-            pool_size: 1,
-            capability: server::capability::CycleConfig {
-                window: Duration::from_millis(1),
-                interval: Duration::from_secs(3600),
-                publish_to: None,
-            },
-        },
-        listener,
-    )
-    .unwrap();
+    let mut cfg = config(&db);
+    cfg.capability.window = Duration::from_millis(1);
+    let s = start_with(cfg).await.unwrap();
     // Served at once (persisted values are loaded before the first request)…
     let (_, d) = get(s.addr, &format!("/api/nodes/{key}")).await;
     assert_eq!(d["node"]["multi_byte"]["status"], "confirmed");
