@@ -69,7 +69,11 @@ impl Stats {
     /// Updates the state of source `name`.
     pub fn source(&self, name: &str, f: impl FnOnce(&mut SourceState)) {
         if let Ok(mut s) = self.sources.lock() {
-            f(s.entry(name.to_owned()).or_default());
+            // Called for every message: no allocation once the source is known.
+            match s.get_mut(name) {
+                Some(state) => f(state),
+                None => f(s.entry(name.to_owned()).or_default()),
+            }
         }
     }
 

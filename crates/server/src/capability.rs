@@ -146,10 +146,13 @@ pub fn compute(c: &Connection, window: Duration) -> rusqlite::Result<CapIndex> {
     // Adverts whose signature failed are recorded by the writer; they are never evidence.
     let mut forged = HashSet::new();
     {
+        // Only those heard in the window: what is held here is bounded by traffic, not by the
+        // age of the database.
         let mut stmt = c.prepare(
-            "SELECT hash FROM rejected_packets WHERE reason = 'invalid_signature' AND hash IS NOT NULL",
+            "SELECT hash FROM rejected_packets WHERE reason = 'invalid_signature' AND hash IN
+               (SELECT hash FROM transmissions WHERE payload_type = 4 AND last_seen >= ?1)",
         )?;
-        for h in stmt.query_map([], |r| r.get::<_, String>(0))? {
+        for h in stmt.query_map([since], |r| r.get::<_, String>(0))? {
             forged.insert(h?);
         }
     }

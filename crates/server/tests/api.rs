@@ -731,3 +731,37 @@ async fn advert_hash_size_ignores_adverts_older_than_a_week() {
     assert_eq!(v["nodes"][0]["hash_size"], Value::Null, "{v}");
     s.shutdown().await;
 }
+
+/// A forged 2-byte advert carrying a known node's key never confirms that node.
+#[test]
+fn forged_adverts_of_known_nodes_are_not_evidence() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("meshlens.db");
+    let mut w = store::Writer::open(&db, 0).unwrap();
+    let valid = vector("advert_flood_zero_hop_repeater"); // 11 00 <payload>, 1-byte mode
+    let payload = &valid[4..];
+    // The same advert re-framed in 2-byte mode stays valid (the header is not signed)…
+    let reframed = format!("1140{payload}");
+    // …but with one name byte changed it is forged.
+    let mut forged = reframed.clone();
+    let last = forged.len() - 2;
+    forged.replace_range(last.., "35");
+    let now = server::now_ms();
+    w.write_batch(&[item(&valid, OBS_A, now), item(&forged, OBS_A, now + 1)])
+        .unwrap();
+    let reader = store::Reader::open(&db).unwrap();
+    let idx = server::capability::compute(reader.conn(), Duration::from_secs(86_400)).unwrap();
+    let node = &idx.report.nodes[0];
+    assert_eq!(
+        node.status,
+        analytics::capability::Status::Unknown,
+        "{node:?}"
+    );
+    // The control: the valid re-framed advert does confirm.
+    w.write_batch(&[item(&reframed, OBS_B, now + 2)]).unwrap();
+    let idx = server::capability::compute(reader.conn(), Duration::from_secs(86_400)).unwrap();
+    assert_eq!(
+        idx.report.nodes[0].status,
+        analytics::capability::Status::Confirmed
+    );
+}
