@@ -69,9 +69,26 @@ pub struct HttpArgs {
     /// How often analytics (the capability cycle) run.
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     pub analytics_interval: Duration,
+    /// Map tile URL template for the web UI (the one outside fetch the UI makes).
+    #[arg(
+        long,
+        env = "MESHLENS_TILE_URL",
+        default_value = "https://tile.openstreetmap.org/{z}/{x}/{y}.png"
+    )]
+    pub tile_url: String,
+    /// Attribution shown under the map tiles.
+    #[arg(long, default_value = "© OpenStreetMap contributors")]
+    pub tile_attribution: String,
 }
 
 impl HttpArgs {
+    fn ui(&self) -> server::web::UiConfig {
+        server::web::UiConfig {
+            tile_url: self.tile_url.clone(),
+            tile_attribution: self.tile_attribution.clone(),
+        }
+    }
+
     fn cycle(&self, data_dir: &std::path::Path) -> server::capability::CycleConfig {
         server::capability::CycleConfig {
             window: self.capability_window,
@@ -238,6 +255,7 @@ pub fn serve_only(args: ServeArgs) -> ExitCode {
         ))),
         pool_size: 4,
         capability: args.http.cycle(&args.data_dir),
+        ui: args.http.ui(),
     };
     rt.block_on(async move {
         let server = match start_server(server_cfg, args.http.http).await {
@@ -323,6 +341,7 @@ fn serve(cfg: IngestConfig, http: Option<HttpArgs>, demo: Option<SocketAddr>) ->
                     ingest: Some(std::sync::Arc::new(SharedStats(ingest.stats()))),
                     pool_size: 4,
                     capability: http.cycle(db.parent().unwrap_or(std::path::Path::new("."))),
+                    ui: http.ui(),
                 };
                 match start_server(cfg, http.http).await {
                     Ok(s) => Some(s),

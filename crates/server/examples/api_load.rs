@@ -191,6 +191,7 @@ fn server_cfg(db: &Path) -> ServerConfig {
             interval: Duration::from_secs(3600),
             publish_to: None,
         },
+        ui: Default::default(),
     }
 }
 

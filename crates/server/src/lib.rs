@@ -5,6 +5,7 @@
 //! - [`db`]: a bounded pool of read-only connections with a per-query deadline.
 //! - [`api`]: the endpoints, CoreScope's paths and top-level shapes.
 //! - [`live`]: commit tailer and `/ws`.
+//! - [`web`]: the embedded web UI and its security headers.
 
 pub mod api;
 pub mod capability;
@@ -12,6 +13,7 @@ pub mod db;
 pub mod error;
 pub mod live;
 pub mod single_flight;
+pub mod web;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -68,6 +70,8 @@ pub struct ServerConfig {
     pub pool_size: usize,
     /// The capability cycle.
     pub capability: capability::CycleConfig,
+    /// The web UI's map tiles.
+    pub ui: web::UiConfig,
 }
 
 /// Shared state of the handlers.
@@ -91,6 +95,9 @@ pub struct AppState {
     packets_total: std::sync::Mutex<Option<(u64, i64)>>,
     capability: Arc<capability::CapState>,
     channels_cache: tokio::sync::Mutex<Option<(u64, Value)>>,
+    ui: web::UiConfig,
+    /// `/api/stats/traffic` answers by window (ms), for a few seconds.
+    traffic_cache: std::sync::Mutex<std::collections::HashMap<i64, (Instant, Value)>>,
 }
 
 /// Advert signature results by packet hash. Bounded: cleared when full.
@@ -152,18 +159,26 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route("/api/analytics/hash-sizes", get(api::analytics::hash_sizes))
         .route("/api/stats", get(api::status::stats))
+        .route("/api/stats/traffic", get(api::status::traffic))
         .route("/api/health", get(api::status::health))
         .route("/api/healthz", get(api::status::healthz))
         .route("/api/openapi.json", get(openapi))
         .route("/api/spec", get(openapi))
+        .route("/api/config/map", get(web::map_config))
         .route("/metrics", get(api::status::metrics))
         .route("/ws", get(live::ws))
-        .fallback(not_found)
+        .fallback(web::asset)
         .layer(axum::middleware::from_fn_with_state(
             Arc::new(single_flight::InFlight::default()),
             single_flight::single_flight,
         ))
         .layer(axum::middleware::map_response(no_store))
+        // gzip for clients that ask (JSON and the UI); the WebSocket upgrade has no body.
+        .layer(
+            tower_http::compression::CompressionLayer::new()
+                .gzip(true)
+                .quality(tower_http::CompressionLevel::Fastest),
+        )
         .with_state(state)
 }
 
@@ -171,14 +186,12 @@ async fn openapi() -> impl axum::response::IntoResponse {
     ([(header::CONTENT_TYPE, "application/json")], OPENAPI)
 }
 
-async fn not_found() -> error::ApiError {
-    error::ApiError::NotFound("no such endpoint".into())
-}
-
-/// API answers are live data: never cached by browsers or CDNs.
+/// API answers are live data: never cached by browsers or CDNs. (UI files set their own
+/// revalidation policy.)
 async fn no_store(mut res: axum::response::Response) -> axum::response::Response {
     res.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        .entry(header::CACHE_CONTROL)
+        .or_insert(HeaderValue::from_static("no-store"));
     res
 }
 
@@ -237,6 +250,8 @@ impl Server {
             packets_total: std::sync::Mutex::new(None),
             channels_cache: tokio::sync::Mutex::new(None),
             capability: cap_state,
+            ui: cfg.ui,
+            traffic_cache: Default::default(),
         });
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
         let (shutdown, mut rx) = tokio::sync::watch::channel(false);

@@ -111,6 +111,7 @@ fn config(db: &Path) -> ServerConfig {
             interval: Duration::from_secs(3600),
             publish_to: None,
         },
+        ui: Default::default(),
     }
 }
 
@@ -764,4 +765,145 @@ fn forged_adverts_of_known_nodes_are_not_evidence() {
         idx.report.nodes[0].status,
         analytics::capability::Status::Confirmed
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn packets_filter_by_path_hash_size_on_every_route() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("meshlens.db");
+    let mut w = seed(&db);
+    // Transport routes put 4 bytes of codes before the path length: a 3-byte-mode flood and
+    // a 1-byte one.
+    let now = server::now_ms();
+    w.write_batch(&[
+        item(
+            &vector("grp_txt_hashtag_test_transport_flood_3byte_mode"),
+            OBS_A,
+            now,
+        ),
+        item(
+            &vector("advert_transport_flood_region_seattle_1hop"),
+            OBS_A,
+            now,
+        ),
+    ])
+    .unwrap();
+    let s = start(&db).await;
+    let (_, all) = get(s.addr, "/api/packets?limit=100").await;
+    let all = all["packets"].as_array().unwrap().clone();
+    assert_eq!(all.len(), 12);
+    let mut sum = 0;
+    for size in 1..=3 {
+        let (st, v) = get(s.addr, &format!("/api/packets?hash_size={size}&limit=100")).await;
+        assert_eq!(st, 200);
+        let want: Vec<&str> = all
+            .iter()
+            .filter(|p| p["hash_size"] == size)
+            .map(|p| p["hash"].as_str().unwrap())
+            .collect();
+        let got: Vec<&str> = v["packets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["hash"].as_str().unwrap())
+            .collect();
+        assert_eq!(got, want, "hash_size={size}");
+        assert_eq!(v["total"], want.len());
+        sum += want.len();
+    }
+    assert_eq!(sum, 12);
+    let (_, three) = get(s.addr, "/api/packets?hashSize=3").await;
+    assert!(three["total"].as_i64().unwrap() >= 1, "{three}");
+    let (st, e) = get(s.addr, "/api/packets?hash_size=4").await;
+    assert_eq!(st, 400);
+    assert!(e["error"].as_str().unwrap().contains("hash_size"));
+    s.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traffic_buckets_count_recent_packets() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("meshlens.db");
+    let _w = seed(&db);
+    let s = start(&db).await;
+    let (st, v) = get(s.addr, "/api/stats/traffic?window=1h").await;
+    assert_eq!(st, 200);
+    let buckets = v["buckets"].as_array().unwrap();
+    assert_eq!(v["bucketMs"], 75_000);
+    assert_eq!(buckets.len(), 48);
+    let packets: i64 = buckets.iter().map(|b| b["packets"].as_i64().unwrap()).sum();
+    let obs: i64 = buckets
+        .iter()
+        .map(|b| b["observations"].as_i64().unwrap())
+        .sum();
+    assert_eq!((packets, obs), (10, 20));
+    // Oldest first, evenly spaced.
+    let t0 = store::time::parse_time(buckets[0]["t"].as_str().unwrap()).unwrap();
+    let t1 = store::time::parse_time(buckets[1]["t"].as_str().unwrap()).unwrap();
+    assert_eq!(t1 - t0, 75_000);
+    for bad in ["0s", "31d", "soon"] {
+        let (st, e) = get(s.addr, &format!("/api/stats/traffic?window={bad}")).await;
+        assert_eq!(st, 400, "{bad}: {e}");
+    }
+    s.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn web_ui_is_served_with_a_strict_csp_and_gzip() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("meshlens.db");
+    let _w = seed(&db);
+    let s = start_with(ServerConfig {
+        ui: server::web::UiConfig {
+            tile_url: "https://tiles.example.org/{z}/{x}/{y}.png".into(),
+            tile_attribution: "<b>tiles</b>".into(),
+        },
+        ..config(&db)
+    })
+    .await
+    .unwrap();
+    let addr = s.addr;
+    let raw = tokio::task::spawn_blocking(move || {
+        let mut c = TcpStream::connect(addr).unwrap();
+        write!(
+            c,
+            "GET / HTTP/1.1\r\nHost: x\r\nAccept-Encoding: gzip\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut raw = Vec::new();
+        c.read_to_end(&mut raw).unwrap();
+        raw
+    })
+    .await
+    .unwrap();
+    let head =
+        String::from_utf8_lossy(&raw[..raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap()])
+            .to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(head.contains("content-encoding: gzip"), "{head}");
+    assert!(head.contains("content-type: text/html"), "{head}");
+    let csp = head
+        .lines()
+        .find(|l| l.starts_with("content-security-policy:"))
+        .unwrap_or_else(|| panic!("no CSP: {head}"));
+    assert!(
+        csp.contains("script-src 'self'") && !csp.contains("unsafe"),
+        "{csp}"
+    );
+    assert!(csp.contains("https://tiles.example.org"), "{csp}");
+
+    let (st, index) = http(s.addr, "GET", "/", None);
+    assert_eq!(st, 200);
+    assert!(index.contains("<script"), "{index}");
+    let (st, map) = get(s.addr, "/api/config/map").await;
+    assert_eq!(st, 200);
+    assert_eq!(map["tileUrl"], "https://tiles.example.org/{z}/{x}/{y}.png");
+    assert_eq!(map["attribution"], "<b>tiles</b>");
+    // Unknown files are 404; unknown API paths stay JSON errors.
+    let (st, _) = http(s.addr, "GET", "/no-such-file.js", None);
+    assert_eq!(st, 404);
+    let (st, e) = get(s.addr, "/api/no-such-endpoint").await;
+    assert_eq!(st, 404);
+    assert!(e["error"].is_string());
+    s.shutdown().await;
 }

@@ -171,6 +171,24 @@ impl Filter {
             );
             f.args.push(Box::new(o));
         }
+        if let Some(h) = p.str("hash_size").or_else(|| p.str("hashSize")) {
+            // The path-length byte's top two bits (wire-format.md §path): its first hex digit
+            // is 0-3 for 1-byte, 4-7 for 2-byte and 8-B for 3-byte hashes. The byte follows
+            // the header, after the 4 bytes of transport codes on TRANSPORT_* routes.
+            let digits = match h {
+                "1" => "'0','1','2','3'",
+                "2" => "'4','5','6','7'",
+                "3" => "'8','9','A','B'",
+                _ => {
+                    return Err(ApiError::BadRequest(format!(
+                        "hash_size must be 1, 2 or 3, got {h:?}"
+                    )));
+                }
+            };
+            f.clauses.push(format!(
+                "substr(hex(substr(t.raw, CASE WHEN t.route_type IN (0, 3) THEN 6 ELSE 2 END, 1)), 1, 1) IN ({digits})"
+            ));
+        }
         if let Some(c) = p.str("channel") {
             f.clauses.push("t.channel = ?".into());
             f.args.push(Box::new(c.to_owned()));

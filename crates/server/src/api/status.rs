@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::header;
 use axum::response::IntoResponse;
 use serde_json::{Value, json};
@@ -12,7 +12,7 @@ use store::time::iso;
 
 use crate::AppState;
 use crate::db::sql;
-use crate::error::ApiResult;
+use crate::error::{ApiError, ApiResult};
 
 /// `GET /api/stats`.
 pub async fn stats(State(st): State<Arc<AppState>>) -> ApiResult<Json<Value>> {
@@ -49,6 +49,80 @@ pub async fn stats(State(st): State<Arc<AppState>>) -> ApiResult<Json<Value>> {
         })
         .await?;
     *cache = Some((generation, v.clone()));
+    Ok(Json(v))
+}
+
+/// `GET /api/stats/traffic?window=24h`: packets and observations per bucket (1/48 of the
+/// window, at least a minute), oldest first, for sparklines. Window at most 30 days.
+pub async fn traffic(
+    State(st): State<Arc<AppState>>,
+    Query(q): Query<std::collections::HashMap<String, String>>,
+) -> ApiResult<Json<Value>> {
+    let p = super::Params(q);
+    let window = match p.str("window") {
+        None => std::time::Duration::from_secs(86_400),
+        Some(w) => store::time::parse_duration(w)
+            .map_err(|e| ApiError::BadRequest(format!("window: {e}")))?,
+    };
+    let window_ms = window.as_millis() as i64;
+    if !(60_000..=30 * 86_400_000).contains(&window_ms) {
+        return Err(ApiError::BadRequest(
+            "window must be between 1m and 30d".into(),
+        ));
+    }
+    // Sparklines need not be fresher than a few seconds; the scan covers the whole window.
+    if let Ok(cache) = st.traffic_cache.lock()
+        && let Some((at, v)) = cache.get(&window_ms)
+        && at.elapsed() < std::time::Duration::from_secs(5)
+    {
+        return Ok(Json(v.clone()));
+    }
+    let bucket = (window_ms / 48).max(60_000);
+    let now = crate::now_ms();
+    let end = (now / bucket + 1) * bucket;
+    let start = end - bucket * (window_ms / bucket).max(1);
+    let rows = st
+        .db
+        .query(move |c| {
+            let mut stmt = sql(c.prepare_cached(
+                "SELECT (first_seen - ?1) / ?2, count(*), sum(observation_count) \
+                 FROM transmissions WHERE first_seen >= ?1 AND first_seen < ?3 GROUP BY 1",
+            ))?;
+            let rows = sql(stmt.query_map([start, bucket, end], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, Option<i64>>(2)?,
+                ))
+            }))?;
+            let mut out = Vec::new();
+            for r in rows {
+                out.push(sql(r)?);
+            }
+            Ok(out)
+        })
+        .await?;
+    let n = ((end - start) / bucket) as usize;
+    let mut buckets: Vec<(i64, i64)> = vec![(0, 0); n];
+    for (i, packets, obs) in rows {
+        if let Some(b) = usize::try_from(i).ok().and_then(|i| buckets.get_mut(i)) {
+            *b = (packets, obs.unwrap_or(0));
+        }
+    }
+    let v = json!({
+        "bucketMs": bucket,
+        "buckets": buckets.iter().enumerate().map(|(i, (p, o))| json!({
+            "t": store::time::iso(start + i as i64 * bucket),
+            "packets": p,
+            "observations": o,
+        })).collect::<Vec<_>>(),
+    });
+    if let Ok(mut cache) = st.traffic_cache.lock() {
+        if cache.len() >= 8 {
+            cache.clear();
+        }
+        cache.insert(window_ms, (std::time::Instant::now(), v.clone()));
+    }
     Ok(Json(v))
 }
 

@@ -1,0 +1,215 @@
+//! Browser tests of the web UI, in real headless Chromium driven by Playwright
+//! (`tests/browser/ui.test.mjs`), against a `meshlens run` fed with a simulated mesh and the
+//! known data of `tests/support/ui_fixture.rs` (a node and a message whose text is markup,
+//! and a fresh packet every 250 ms for the live views).
+//!
+//! Needs `/usr/bin/chromium` (or `$CHROMIUM`), `node`, and `npm ci` run in `tests/browser/`;
+//! `.ci/run` installs all three and sets `MESHLENS_BROWSER_TESTS=1`, which turns a missing
+//! prerequisite into a failure. Without it the test says what is missing and passes, so a
+//! plain `cargo test` works on a machine without a browser.
+//!
+//! Environment of the script: `BASE_URL`, `SCREENSHOT_DIR`, `HOSTILE_NAME`
+//! (`<img src=x onerror=__xss=1>`, a repeater's name), `HOSTILE_TEXT` (a Public channel
+//! message, sent as `Mallory: <text>`), `CHROMIUM`.
+//!
+//! To look at the same data by hand: start `meshlens run --demo --mqtt-listen
+//! 127.0.0.1:18990 --http 127.0.0.1:3111`, then `cargo run -p meshlens --example ui_fixture --
+//! 127.0.0.1:18990`. Screenshots of a run land in `$MESHLENS_SCREENSHOTS` (default: a
+//! temporary directory that is removed).
+
+mod support;
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use support::ui_fixture;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+fn free_port() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+}
+
+/// What is missing to run the browser tests, if anything.
+fn missing_prerequisite(dir: &Path, chromium: &Path) -> Option<String> {
+    if !chromium.exists() {
+        return Some(format!(
+            "{} not found (apt-get install chromium)",
+            chromium.display()
+        ));
+    }
+    if Command::new("node").arg("--version").output().is_err() {
+        return Some("node not found".into());
+    }
+    if !dir.join("node_modules/playwright-core").exists() {
+        return Some(format!("run `npm ci` in {}", dir.display()));
+    }
+    None
+}
+
+async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let Ok(mut s) = tokio::net::TcpStream::connect(addr).await else {
+        return (0, String::new());
+    };
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    if s.write_all(req.as_bytes()).await.is_err() {
+        return (0, String::new());
+    }
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out).await;
+    let text = String::from_utf8_lossy(&out).to_string();
+    let status = text.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// Polls `path` until `ok(body)` holds, or panics after `within`.
+async fn wait_for(addr: SocketAddr, path: &str, within: Duration, ok: impl Fn(&str) -> bool) {
+    let start = Instant::now();
+    loop {
+        let (status, body) = get(addr, path).await;
+        if status == 200 && ok(&body) {
+            return;
+        }
+        assert!(
+            start.elapsed() < within,
+            "{path} not ready after {within:?}: {status} {body:.300}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn web_ui_in_headless_chromium() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
+    let chromium = PathBuf::from(std::env::var("CHROMIUM").unwrap_or("/usr/bin/chromium".into()));
+    if let Some(missing) = missing_prerequisite(&dir, &chromium) {
+        assert!(
+            std::env::var_os("MESHLENS_BROWSER_TESTS").is_none(),
+            "MESHLENS_BROWSER_TESTS is set but {missing}"
+        );
+        eprintln!(
+            "browser tests not run: {missing} (set MESHLENS_BROWSER_TESTS=1 to require them)"
+        );
+        return;
+    }
+
+    let data = tempfile::tempdir().unwrap();
+    let http = free_port();
+    let mqtt = free_port();
+    let _server = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_meshlens"))
+            .arg("run")
+            .arg("--data-dir")
+            .arg(data.path())
+            .args([
+                "--http",
+                &http.to_string(),
+                "--mqtt-listen",
+                &mqtt.to_string(),
+            ])
+            .args(["--analytics-interval", "1s", "--hashtag", "test"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("meshlens run"),
+    );
+    wait_for(http, "/api/healthz", Duration::from_secs(20), |b| {
+        b.contains("\"ready\":true")
+    })
+    .await;
+    // Wait for the writer's MQTT subscription before publishing (QoS 0 is not queued).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // A simulated mesh for every page to have data, then the hostile node and message.
+    let sim = Command::new(env!("CARGO_BIN_EXE_meshlens"))
+        .args(["simulate", "--mqtt", &format!("mqtt://{mqtt}")])
+        .args(["--nodes", "40", "--observers", "4", "--duration", "30m"])
+        .args(["--speed", "max", "--seed", "11"])
+        .output()
+        .expect("meshlens simulate");
+    assert!(
+        sim.status.success(),
+        "simulate: {}",
+        String::from_utf8_lossy(&sim.stderr)
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let publisher = tokio::spawn({
+        let stop = stop.clone();
+        let broker = mqtt.to_string();
+        async move { ui_fixture::publish(&broker, Duration::from_millis(250), stop).await }
+    });
+    wait_for(
+        http,
+        "/api/nodes/search?q=img",
+        Duration::from_secs(20),
+        |b| b.contains("onerror"),
+    )
+    .await;
+    // The capability cycle has run over the simulated traffic.
+    wait_for(
+        http,
+        "/api/analytics/hash-sizes",
+        Duration::from_secs(20),
+        |b| !b.contains("\"confirmed\":0,"),
+    )
+    .await;
+
+    let keep = std::env::var_os("MESHLENS_SCREENSHOTS").map(PathBuf::from);
+    let shots_tmp = tempfile::tempdir().unwrap();
+    let shots = keep.unwrap_or_else(|| shots_tmp.path().to_path_buf());
+    std::fs::create_dir_all(&shots).unwrap();
+    let out = tokio::task::spawn_blocking({
+        let dir = dir.clone();
+        let shots = shots.clone();
+        move || {
+            Command::new("node")
+                .args(["--test", "--test-reporter=spec", "ui.test.mjs"])
+                .current_dir(&dir)
+                .env("BASE_URL", format!("http://{http}"))
+                .env("SCREENSHOT_DIR", &shots)
+                .env("HOSTILE_NAME", ui_fixture::HOSTILE_NAME)
+                .env("HOSTILE_TEXT", ui_fixture::HOSTILE_TEXT)
+                .env("CHROMIUM", &chromium)
+                .output()
+                .expect("node")
+        }
+    })
+    .await
+    .unwrap();
+    stop.store(true, Ordering::Relaxed);
+    let published = publisher.await.unwrap().expect("fixture publisher");
+    let report = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    println!("{report}");
+    assert!(out.status.success(), "browser tests failed:\n{report}");
+    assert!(published > 0, "the live publisher sent nothing");
+    let pngs = std::fs::read_dir(&shots)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .is_ok_and(|e| e.path().extension().is_some_and(|x| x == "png"))
+        })
+        .count();
+    assert!(pngs >= 5, "expected a screenshot per page, found {pngs}");
+}
