@@ -282,18 +282,34 @@ async fn main() {
                         body.get(..200).unwrap_or(&body)
                     );
                 }
-                lat.push((t.elapsed().as_secs_f64() * 1e3, st));
+                lat.push((t.elapsed().as_secs_f64() * 1e3, st, i % 8));
             }
             lat
         }));
     }
     let mut all = Vec::new();
+    let mut by_endpoint: Vec<Vec<f64>> = vec![Vec::new(); 8];
     let mut errors = 0;
     for t in tasks {
-        for (ms, st) in t.await.unwrap_or_default() {
+        for (ms, st, e) in t.await.unwrap_or_default() {
             errors += usize::from(st != 200);
             all.push(ms);
+            by_endpoint[e].push(ms);
         }
+    }
+    for (e, lat) in by_endpoint.iter_mut().enumerate() {
+        let name = endpoint(e, 0, &hashes, &keys);
+        let name = name.split(['?', '/']).take(3).collect::<Vec<_>>().join("/");
+        let name = if matches!(e, 1 | 3) {
+            format!("{name}/{{id}}")
+        } else {
+            name
+        };
+        println!(
+            "  {name:<32} p50 {:7.2} ms  p99 {:7.2} ms",
+            pct(&mut lat.clone(), 0.5),
+            pct(lat, 0.99)
+        );
     }
     println!(
         "api: 16 clients x 60 requests over 8 endpoints: p50 {:.2} ms, p99 {:.2} ms, non-200 {errors}",

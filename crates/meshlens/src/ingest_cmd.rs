@@ -284,7 +284,10 @@ async fn start_server(
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    // Database work runs on the blocking pool; the read pool bounds it already, and a low cap
+    // keeps the number of threads (each with its own allocator arena) small under bursts.
     tokio::runtime::Builder::new_multi_thread()
+        .max_blocking_threads(16)
         .enable_all()
         .build()
         .map_err(|e| {

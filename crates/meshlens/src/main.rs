@@ -32,8 +32,37 @@ enum Command {
     Decode(decode_cmd::DecodeArgs),
 }
 
+/// glibc's malloc gives threads their own arenas (up to 8 per core) and keeps what they
+/// freed; in the system benchmark that was a third of the peak RSS of `meshlens run`
+/// (BENCHMARKS.md). The limit is read before `main`, so the long-running commands re-execute
+/// themselves once with `MALLOC_ARENA_MAX=2` unless the operator chose a value. If that fails,
+/// they carry on as they are.
+fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        use std::os::unix::process::CommandExt;
+        if std::env::var_os("MALLOC_ARENA_MAX").is_some() {
+            return;
+        }
+        let Ok(exe) = std::env::current_exe() else {
+            return;
+        };
+        let err = std::process::Command::new(exe)
+            .args(std::env::args_os().skip(1))
+            .env("MALLOC_ARENA_MAX", "2")
+            .exec();
+        eprintln!("meshlens: could not re-execute with MALLOC_ARENA_MAX=2 ({err}); continuing");
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if matches!(
+        cli.command,
+        Command::Run(_) | Command::Ingest(_) | Command::Serve(_)
+    ) {
+        limit_malloc_arenas();
+    }
     match cli.command {
         Command::Run(args) => ingest_cmd::run(args),
         Command::Ingest(args) => ingest_cmd::ingest(args),

@@ -30,6 +30,9 @@ pub struct CapIndex {
     pub complete: bool,
     /// How long the cycle took.
     pub took: Duration,
+    /// Which swap produced this index (1, 2, ...; 0 before the first): a key for caches of
+    /// answers derived from it.
+    pub serial: u64,
 }
 
 impl CapIndex {
@@ -56,6 +59,7 @@ pub struct CycleConfig {
 #[derive(Default)]
 pub struct CapState {
     current: RwLock<Arc<CapIndex>>,
+    swaps: std::sync::atomic::AtomicU64,
 }
 
 impl CapState {
@@ -64,7 +68,11 @@ impl CapState {
         self.current.read().map(|g| g.clone()).unwrap_or_default()
     }
 
-    fn swap(&self, idx: CapIndex) {
+    fn swap(&self, mut idx: CapIndex) {
+        idx.serial = self
+            .swaps
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            + 1;
         if let Ok(mut g) = self.current.write() {
             *g = Arc::new(idx);
         }
@@ -127,6 +135,7 @@ pub fn cold_index(c: &Connection) -> rusqlite::Result<CapIndex> {
     let (nodes, persisted) = persisted_and_nodes(c)?;
     let report = infer(&nodes, &[], &persisted);
     Ok(CapIndex {
+        serial: 0,
         by_key: report.index(),
         report,
         observer_iata: observer_iata(c)?,
@@ -187,6 +196,7 @@ pub fn compute(c: &Connection, window: Duration) -> rusqlite::Result<CapIndex> {
     drop(rows);
     let report = inf.finish(&persisted);
     Ok(CapIndex {
+        serial: 0,
         by_key: report.index(),
         report,
         observer_iata: observer_iata(c)?,

@@ -98,7 +98,13 @@ pub struct AppState {
     ui: web::UiConfig,
     /// `/api/stats/traffic` answers by window (ms), for a few seconds.
     traffic_cache: std::sync::Mutex<std::collections::HashMap<i64, (Instant, Value)>>,
+    hash_sizes_cache: api::analytics::HashSizesCache,
+    /// Observations per observer in the last hour, for a few seconds.
+    observers_hour: std::sync::Mutex<Option<(Instant, Arc<HourCounts>)>>,
 }
+
+/// Observations per observer index in the last hour.
+pub type HourCounts = std::collections::HashMap<i64, i64>;
 
 /// Advert signature results by packet hash. Bounded: cleared when full.
 #[derive(Default)]
@@ -129,6 +135,18 @@ impl SignatureCache {
         }
         valid
     }
+}
+
+/// The decode report of a frame as the API shows it: everything `meshlens decode` prints
+/// except `channel_key`. A channel configured on the server (a private PSK) must not be handed
+/// to every visitor, and replaying a captured frame to `POST /api/decode` would otherwise
+/// reveal it.
+pub fn decode_for_api(raw: &[u8], opts: &DecodeOptions) -> Value {
+    let mut v = meshcore::report::decode_to_json(raw, opts);
+    if let Some(o) = v.as_object_mut() {
+        o.remove("channel_key");
+    }
+    v
 }
 
 /// Unix milliseconds now.
@@ -252,6 +270,8 @@ impl Server {
             capability: cap_state,
             ui: cfg.ui,
             traffic_cache: Default::default(),
+            observers_hour: Default::default(),
+            hash_sizes_cache: Default::default(),
         });
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
         let (shutdown, mut rx) = tokio::sync::watch::channel(false);

@@ -12,7 +12,7 @@ use axum::extract::State;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use meshcore::report::{DecodeOptions, decode_to_json};
+use meshcore::report::DecodeOptions;
 use serde_json::{Value, json};
 use store::Reader;
 use store::time::iso;
@@ -108,7 +108,7 @@ fn new_observations(
         let frame = meshcore::Packet::decode(&raw)
             .map(|p| [head.as_slice(), p.payload_bytes()].concat())
             .unwrap_or(raw);
-        let decoded = decode_to_json(&frame, decode);
+        let decoded = crate::decode_for_api(&frame, decode);
         let id: i64 = r.get(0)?;
         let msg = json!({"type": "packet", "data": {
             "id": id,

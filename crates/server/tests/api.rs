@@ -907,3 +907,156 @@ async fn web_ui_is_served_with_a_strict_csp_and_gzip() {
     assert!(e["error"].is_string());
     s.shutdown().await;
 }
+
+/// A flood advert signed by the key with `seed`, at `timestamp`, with `hops` hops of `size`.
+fn signed_advert(
+    timestamp: u32,
+    size: meshcore::PathHashSize,
+    hops: u8,
+    route: meshcore::Route,
+) -> String {
+    use meshcore::payload::{Advert, AppData, NodeType};
+    let mut appdata = Vec::new();
+    AppData::new(NodeType::REPEATER, None, Some(b"Sizer")).encode(&mut appdata);
+    let mut payload = Vec::new();
+    Advert::encode_signed(&[7; 32], timestamp, &appdata, &mut payload);
+    let len = meshcore::PathLen::new(size, hops).unwrap();
+    let path = vec![0x5c; len.byte_len()];
+    let frame = meshcore::Packet::new(route, meshcore::PayloadType::Advert, len, &path, &payload)
+        .unwrap()
+        .to_bytes();
+    hex::encode(frame)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_hash_size_is_the_latest_advert_and_flags_mixed_sizes() {
+    use meshcore::{PathHashSize, Route, TransportCodes};
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("meshlens.db");
+    let mut w = store::Writer::open(&db, 0).unwrap();
+    let now = server::now_ms();
+    let ts = (now / 1000) as u32;
+    let codes = TransportCodes {
+        scope: 0x1234,
+        home: 0,
+    };
+    // Older: 1-byte flood. Newer: 3-byte on a transport flood (codes shift the path byte).
+    w.write_batch(&[
+        item(
+            &signed_advert(ts - 5, PathHashSize::One, 2, Route::Flood),
+            OBS_A,
+            now - 5_000,
+        ),
+        item(
+            &signed_advert(ts - 1, PathHashSize::Three, 1, Route::TransportFlood(codes)),
+            OBS_A,
+            now - 1_000,
+        ),
+    ])
+    .unwrap();
+    let s = start(&db).await;
+    let (_, v) = get(s.addr, "/api/nodes").await;
+    let nodes = v["nodes"].as_array().unwrap();
+    assert_eq!(nodes.len(), 1, "{v}");
+    assert_eq!(nodes[0]["advert_count"], 2, "{v}");
+    assert_eq!(nodes[0]["hash_size"], 3, "{v}");
+    assert_eq!(nodes[0]["hash_size_inconsistent"], true, "{v}");
+    s.shutdown().await;
+
+    // Only one size seen: consistent.
+    let dir2 = tempfile::tempdir().unwrap();
+    let db2 = dir2.path().join("meshlens.db");
+    let mut w2 = store::Writer::open(&db2, 0).unwrap();
+    w2.write_batch(&[
+        item(
+            &signed_advert(ts - 3, PathHashSize::Two, 3, Route::Flood),
+            OBS_B,
+            now - 3_000,
+        ),
+        item(
+            &signed_advert(ts, PathHashSize::Two, 1, Route::Flood),
+            OBS_B,
+            now,
+        ),
+    ])
+    .unwrap();
+    let s = start(&db2).await;
+    let (_, v) = get(s.addr, "/api/nodes").await;
+    assert_eq!(v["nodes"][0]["hash_size"], 2, "{v}");
+    assert_eq!(v["nodes"][0]["hash_size_inconsistent"], false, "{v}");
+    s.shutdown().await;
+    drop((w, w2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn channel_keys_never_leave_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("meshlens.db");
+    let _w = seed(&db);
+    // A private channel configured on the server.
+    let mut keyring = Keyring::with_public();
+    keyring.add(meshcore::crypto::Channel::hashtag("test"));
+    let s = start_with(ServerConfig {
+        decode: DecodeOptions {
+            keyring,
+            ..DecodeOptions::default()
+        },
+        ..config(&db)
+    })
+    .await
+    .unwrap();
+    let hex = vector("grp_txt_public_channel_decrypt");
+    // The library's report has the key (the vectors expect it) ...
+    let report =
+        meshcore::report::decode_to_json(&parse_hex(&hex).unwrap(), &DecodeOptions::default());
+    assert!(report["channel_key"].is_string(), "{report}");
+    // ... the API does not, wherever the decoded frame appears.
+    let (_, list) = get(s.addr, "/api/packets?channel=Public").await;
+    let decoded = &list["packets"][0]["decoded"];
+    assert!(
+        decoded["plaintext"]["text"].is_string(),
+        "decrypted: {decoded}"
+    );
+    assert!(decoded.get("channel_key").is_none(), "{decoded}");
+    let addr = s.addr;
+    let (st, body) = tokio::task::spawn_blocking(move || {
+        http(
+            addr,
+            "POST",
+            "/api/decode",
+            Some(&format!("{{\"hex\":\"{hex}\"}}")),
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(st, 200);
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert!(v["decoded"]["plaintext"]["text"].is_string(), "{v}");
+    assert!(!body.contains("channel_key"), "{body}");
+    let hash = list["packets"][0]["hash"].as_str().unwrap().to_string();
+    let (_, detail) = get(s.addr, &format!("/api/packets/{hash}")).await;
+    assert!(!detail.to_string().contains("channel_key"), "{detail}");
+    s.shutdown().await;
+}
+
+/// Every route the router serves is described in the OpenAPI document.
+#[test]
+fn every_route_is_in_the_openapi_document() {
+    let src = include_str!("../src/lib.rs");
+    let spec: Value = serde_json::from_str(server::OPENAPI).unwrap();
+    let routes: Vec<&str> = src
+        .split(".route(")
+        .skip(1)
+        .filter_map(|s| s.trim_start().strip_prefix('"')?.split('"').next())
+        .collect();
+    assert!(routes.len() >= 20, "{routes:?}");
+    for r in routes {
+        if r == "/api/spec" {
+            continue; // an alias of /api/openapi.json
+        }
+        assert!(
+            spec["paths"][r].is_object(),
+            "{r} missing from openapi.json"
+        );
+    }
+}

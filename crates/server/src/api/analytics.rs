@@ -5,7 +5,6 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use axum::Json;
 use axum::extract::{Query, State};
 use serde_json::{Value, json};
 use store::time::{iso, parse_duration};
@@ -39,12 +38,62 @@ fn in_region(c: &Capability, idx: &CapIndex, region: &Option<HashSet<String>>) -
         .any(|o| idx.observer_iata.get(o).is_some_and(|i| codes.contains(i)))
 }
 
+/// Serialized answers of [`hash_sizes`] for the current capability index, by query: the
+/// index changes once per cycle, and the answer for a large mesh is most of a megabyte of
+/// JSON that would otherwise be rebuilt for every request.
+#[derive(Default)]
+pub struct HashSizesCache {
+    inner: std::sync::Mutex<Option<(u64, HashMap<String, axum::body::Bytes>)>>,
+}
+
+impl HashSizesCache {
+    /// Distinct queries kept per cycle.
+    const CAPACITY: usize = 32;
+}
+
 /// `GET /api/analytics/hash-sizes`.
 pub async fn hash_sizes(
     State(st): State<Arc<AppState>>,
     Query(q): Query<HashMap<String, String>>,
-) -> ApiResult<Json<Value>> {
-    let p = Params(q);
+) -> ApiResult<axum::response::Response> {
+    use axum::response::IntoResponse;
+    let idx = st.capability.current();
+    let cycle = idx.serial;
+    let key = format!(
+        "{}|{}",
+        q.get("region").map_or("", |s| s.as_str()),
+        q.get("window").map_or("", |s| s.as_str())
+    );
+    let cached = st.hash_sizes_cache.inner.lock().ok().and_then(|c| {
+        c.as_ref()
+            .filter(|(id, _)| *id == cycle)
+            .and_then(|(_, m)| m.get(&key).cloned())
+    });
+    let body = match cached {
+        Some(b) => b,
+        None => {
+            let v = hash_sizes_json(&idx, Params(q))?;
+            let b = axum::body::Bytes::from(serde_json::to_vec(&v).unwrap_or_default());
+            if let Ok(mut c) = st.hash_sizes_cache.inner.lock() {
+                match c.as_mut() {
+                    Some((id, m)) if *id == cycle && m.len() < HashSizesCache::CAPACITY => {
+                        m.insert(key, b.clone());
+                    }
+                    Some((id, _)) if *id == cycle => {}
+                    _ => *c = Some((cycle, HashMap::from([(key, b.clone())]))),
+                }
+            }
+            b
+        }
+    };
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response())
+}
+
+fn hash_sizes_json(idx: &Arc<CapIndex>, p: Params) -> ApiResult<Value> {
     let region: Option<HashSet<String>> = p.str("region").map(|r| {
         r.split(',')
             .map(|s| s.trim().to_ascii_uppercase())
@@ -58,12 +107,11 @@ pub async fn hash_sizes(
             Some(parse_duration(w).map_err(|e| ApiError::BadRequest(format!("window: {e}")))?)
         }
     };
-    let idx = st.capability.current();
     let r = &idx.report;
     let rows: Vec<&Capability> = r
         .nodes
         .iter()
-        .filter(|c| in_region(c, &idx, &region))
+        .filter(|c| in_region(c, idx, &region))
         .collect();
     let count = |s: Status| rows.iter().filter(|c| c.status == s).count();
     let legacy: Vec<Value> = rows
@@ -88,7 +136,8 @@ pub async fn hash_sizes(
             .cmp(&a.adverts.count)
             .then_with(|| a.public_key.cmp(&b.public_key))
     });
-    let cutoff = window.map(|w| idx.computed_at.max(crate::now_ms()) - w.as_millis() as i64);
+    // Relative to the computation, so the cached answer is the same all cycle long.
+    let cutoff = window.map(|w| idx.computed_at - w.as_millis() as i64);
     let hourly: Vec<Value> = r
         .hourly
         .iter()
@@ -103,7 +152,7 @@ pub async fn hash_sizes(
             json!({"hex": hex, "size": size, "count": n, "name": c.and_then(|c| c.name.clone()), "pubkey": key})
         })
         .collect();
-    Ok(Json(json!({
+    Ok(json!({
         "total": r.distribution.iter().sum::<u64>(),
         "distribution": {"1": r.distribution[0], "2": r.distribution[1], "3": r.distribution[2]},
         "distributionByRepeaters": by_repeaters,
@@ -126,5 +175,5 @@ pub async fn hash_sizes(
         "complete": idx.complete,
         "cycleMs": idx.took.as_millis() as u64,
         "region": region.map(|r| { let mut v: Vec<String> = r.into_iter().collect(); v.sort(); v }),
-    })))
+    }))
 }

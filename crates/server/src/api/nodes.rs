@@ -67,29 +67,57 @@ impl NodeRow {
 }
 
 /// The path-hash size each node advertises with, from its flood adverts (the originator sets
-/// the size bits and forwarders keep them; zero-hop direct adverts say nothing): the size of
-/// the latest one, and whether more than one size was seen.
+/// the size bits and forwarders keep them, so the first-heard frame of a transmission tells;
+/// zero-hop direct adverts say nothing): the size of the latest one, and whether more than
+/// one size was seen. One grouped query over the `(from_pubkey, first_seen)` index, reading
+/// only transmissions (not their observations), for all `keys` at once. (Left to itself the
+/// planner prefers the type index and reads every advert of the week: 16 ms instead of 0.3 ms
+/// for a page of 50 at 200,000 observations.)
 fn advert_hash_sizes(c: &Connection, keys: &[&str]) -> ApiResult<HashMap<String, (u8, bool)>> {
     let mut out: HashMap<String, (u8, bool)> = HashMap::new();
-    let mut stmt = sql(c.prepare_cached(
-        "SELECT (o.path_len >> 6) + 1, max(o.received_at) FROM transmissions t
-         JOIN observations o ON o.transmission_id = t.id
-         WHERE t.from_pubkey = ?1 AND t.first_seen >= ?2 AND t.payload_type = 4
-           AND t.route_type IN (0, 1)
-         GROUP BY 1 ORDER BY 2 DESC",
-    ))?;
+    if keys.is_empty() {
+        return Ok(out);
+    }
+    // The top two bits of the path-length byte, which follows the header (and the 4 bytes of
+    // transport codes on route 0): hex digit 0-3 → 1 byte, 4-7 → 2, 8-B → 3, C-F reserved.
+    let marks = vec!["?"; keys.len()].join(",");
+    let mut stmt = sql(c.prepare_cached(&format!(
+        "SELECT from_pubkey,
+                (instr('0123456789ABCDEF',
+                       substr(hex(substr(raw, CASE WHEN route_type = 0 THEN 6 ELSE 2 END, 1)), 1, 1))
+                 - 1) / 4 + 1 AS size,
+                max(first_seen)
+         FROM transmissions INDEXED BY transmissions_from
+         WHERE from_pubkey IN ({marks}) AND first_seen >= ? AND payload_type = 4
+           AND route_type IN (0, 1)
+         GROUP BY 1, 2"
+    )))?;
     // The last week of adverts, as the capability window: bounded by traffic, not by the age
     // of the database.
     let since = crate::now_ms() - 7 * 86_400_000;
-    for k in keys {
-        let sizes = sql(stmt
-            .query_map(store::rusqlite::params![k, since], |r| r.get::<_, i64>(0))
-            .and_then(|m| m.collect::<Result<Vec<_>, _>>()))?;
-        if let Some(&latest) = sizes.first() {
-            // Reserved size bits never yield a size 4.
-            if (1..=3).contains(&latest) {
-                out.insert((*k).to_owned(), (latest as u8, sizes.len() > 1));
-            }
+    let mut args: Vec<&dyn ToSql> = keys.iter().map(|k| k as &dyn ToSql).collect();
+    args.push(&since);
+    let rows = sql(stmt
+        .query_map(params_from_iter(args), |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, i64>(2)?,
+            ))
+        })
+        .and_then(|m| m.collect::<Result<Vec<_>, _>>()))?;
+    let mut latest: HashMap<String, (i64, i64, usize)> = HashMap::new();
+    for (key, size, at) in rows {
+        let e = latest.entry(key).or_insert((size, at, 0));
+        e.2 += 1;
+        if at > e.1 {
+            (e.0, e.1) = (size, at);
+        }
+    }
+    for (key, (size, _, sizes)) in latest {
+        // Reserved size bits never yield a size 4.
+        if let Ok(size @ 1..=3) = u8::try_from(size) {
+            out.insert(key, (size, sizes > 1));
         }
     }
     Ok(out)

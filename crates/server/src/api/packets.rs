@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
-use meshcore::report::{breakdown, decode_to_json, parse_hex};
+use meshcore::report::{breakdown, parse_hex};
 use meshcore::{PayloadType, RouteType};
 use serde_json::{Map, Value, json};
 use store::rusqlite::{Connection, Row, ToSql, params_from_iter};
@@ -60,7 +60,7 @@ impl TxRow {
 
     /// The API object: identity, times, header fields and the full decode as an object.
     pub fn to_json(&self, st: &AppState) -> Value {
-        let mut decoded = decode_to_json(&self.raw, &st.decode_no_verify);
+        let mut decoded = crate::decode_for_api(&self.raw, &st.decode_no_verify);
         if decoded.get("payload_type_name") == Some(&Value::from("ADVERT")) {
             // Stored frames never change, so each advert is verified once per cache lifetime.
             decoded["signature_valid"] = st.signatures.verify(&self.hash, &self.raw).into();
@@ -448,7 +448,7 @@ pub async fn decode(
         .ok_or_else(|| ApiError::BadRequest("missing \"hex\"".into()))?;
     let bytes = parse_hex(hex).map_err(|e| ApiError::BadRequest(format!("hex: {e}")))?;
     Ok(Json(
-        json!({"decoded": decode_to_json(&bytes, &st.decode), "breakdown": {"ranges":
+        json!({"decoded": crate::decode_for_api(&bytes, &st.decode), "breakdown": {"ranges":
         breakdown(&bytes).into_iter().map(|r| json!({"start": r.start, "end": r.end, "label": r.label})).collect::<Vec<_>>()}}),
     ))
 }

@@ -1,0 +1,534 @@
+// Browser tests of the meshlens web UI, in headless Chromium driven by playwright-core.
+// Run by crates/meshlens/tests/browser.rs (`node --test ui.test.mjs`) against a live
+// `meshlens run` with simulated data, a hostile node name and fresh packets every 250 ms.
+//
+// Environment: BASE_URL (the server), SCREENSHOT_DIR (PNGs of every page go there),
+// HOSTILE_NAME (a node name that is markup), HOSTILE_TEXT (a channel message that is markup),
+// CHROMIUM (the browser binary, default /usr/bin/chromium). Everything else is discovered
+// through the API. Every page opened is watched: an uncaught error, a console error, a
+// failed request (except map tiles, which cannot load offline) or `window.__xss` being set
+// fails the test that opened it.
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { mkdirSync } from 'node:fs';
+import { chromium } from 'playwright-core';
+
+const BASE = (process.env.BASE_URL || 'http://127.0.0.1:3111').replace(/\/$/, '');
+const SHOTS = process.env.SCREENSHOT_DIR || '';
+const HOSTILE = process.env.HOSTILE_NAME || '<img src=x onerror=__xss=1>';
+const HOSTILE_TEXT = process.env.HOSTILE_TEXT || '';
+const T = { timeout: 90_000 };
+
+// A transparent 1×1 PNG served in place of every map tile (the machine may be offline).
+const TILE = Buffer.from('iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAAC0lEQVR4nGNgAAIAAAUAAXpeqz8AAAAASUVORK5CYII=', 'base64');
+
+let browser;
+let tileOrigin = null;
+
+async function api(path) {
+  const res = await fetch(BASE + path);
+  assert.equal(res.status, 200, `GET ${path} answered ${res.status}`);
+  return res.json();
+}
+
+/** Digits of a formatted number ("4,697" → 4697). */
+function count(text) {
+  return Number(String(text).replace(/[^0-9]/g, ''));
+}
+
+before(async () => {
+  browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  });
+  const cfg = await api('/api/config/map');
+  try {
+    tileOrigin = new URL(cfg.tileUrl.replace(/\{s\}\./, 'a.')).origin;
+  } catch {
+    tileOrigin = null;
+  }
+  if (SHOTS) mkdirSync(SHOTS, { recursive: true });
+});
+
+after(async () => {
+  if (browser) await browser.close();
+});
+
+function isTile(url) {
+  if (!tileOrigin || !url) return false;
+  const origin = tileOrigin.replace('://a.', '://');
+  return url.startsWith(tileOrigin) || url.startsWith(origin) || /:\/\/[a-z]\.tile\./.test(url);
+}
+
+/**
+ * Opens `hash` in a fresh context and watches it. Returns {page, problems, close}; close()
+ * checks for XSS and fails on any problem seen.
+ */
+async function open(hash, { scheme = 'light', viewport = { width: 1280, height: 800 }, ready = true } = {}) {
+  const context = await browser.newContext({ viewport, colorScheme: scheme, reducedMotion: 'reduce' });
+  await context.route((url) => isTile(url.href), (route) => route.fulfill({ status: 200, contentType: 'image/png', body: TILE }));
+  const page = await context.newPage();
+  const problems = [];
+  page.on('pageerror', (e) => problems.push(`uncaught error: ${e.message}`));
+  page.on('console', (m) => {
+    if (m.type() !== 'error') return;
+    const where = m.location() && m.location().url;
+    if (isTile(where) || isTile(m.text())) return;
+    problems.push(`console error: ${m.text()}${where ? ` (${where})` : ''}`);
+  });
+  page.on('requestfailed', (r) => {
+    const err = r.failure() ? r.failure().errorText : '';
+    // Aborted fetches are the app cancelling requests of a page it left: expected.
+    if (isTile(r.url()) || err.includes('ERR_ABORTED')) return;
+    problems.push(`request failed: ${r.url()} ${err}`);
+  });
+  page.on('response', (r) => {
+    if (r.status() >= 400 && !isTile(r.url())) problems.push(`HTTP ${r.status()} for ${r.url()}`);
+  });
+  await page.goto(`${BASE}/${hash}`);
+  if (ready) await page.waitForSelector('section[data-page]');
+  return {
+    page,
+    problems,
+    async close() {
+      const xss = await page.evaluate(() => [window.__xss, document.querySelectorAll('img[src="x"], script:not([src]), [onerror], [onmouseover]').length]);
+      await context.close();
+      assert.equal(xss[0], undefined, `window.__xss was set to ${xss[0]}: hostile markup ran`);
+      assert.equal(xss[1], 0, 'an element built from hostile markup exists');
+      assert.deepEqual(problems, [], `problems on ${hash}`);
+    },
+  };
+}
+
+async function shot(page, name) {
+  if (!SHOTS) return;
+  await page.screenshot({ path: join(SHOTS, `${name}.png`) });
+}
+
+/** Waits until the virtual list on the page has loaded at least `min` items. */
+async function listLoaded(page, min = 1) {
+  await page.waitForFunction((m) => {
+    const l = document.querySelector('.vlist');
+    return l && Number(l.dataset.count) >= m && document.querySelector('a.vrow[data-index]');
+  }, min, { timeout: 20_000 });
+}
+
+test('overview shows the counts the API reports, a traffic chart and the roll-out', T, async () => {
+  const before = await api('/api/stats');
+  const { page, close } = await open('#/');
+  await page.waitForSelector('[data-stat="nodes"]');
+  await page.waitForSelector('.stackbar, .notice-error');
+  const after = await api('/api/stats');
+  for (const [hook, key] of [['nodes', 'totalNodes'], ['transmissions', 'totalTransmissions'], ['observers', 'totalObservers']]) {
+    const shown = count(await page.textContent(`[data-stat="${hook}"]`));
+    assert.ok(shown >= before[key] && shown <= after[key], `${hook}: page shows ${shown}, API said ${before[key]}..${after[key]}`);
+  }
+  assert.equal(await page.locator('.notice-error').count(), 0, 'an error notice is shown');
+  await page.waitForSelector('svg.sparkline, [data-page="overview"] .notice');
+  await page.waitForSelector('ul.feed li[data-hash]');
+  assert.equal(await page.evaluate(() => typeof window.L), 'undefined', 'Leaflet must load only on the map page');
+  await shot(page, 'overview');
+  await close();
+});
+
+test('packets: a virtualised list that matches the API', T, async () => {
+  const total0 = (await api('/api/packets?limit=1')).total;
+  const { page, close } = await open('#/packets');
+  await listLoaded(page, Math.min(total0, 100));
+  const hashes = await page.$$eval('a.vrow[data-hash]', (rows) => rows.map((r) => r.dataset.hash));
+  // Everything shown was stored before this request, so it is among the newest packets.
+  const after = await api('/api/packets?limit=2000');
+  const known = new Set(after.packets.map((p) => p.hash));
+  const missing = hashes.filter((h) => !known.has(h));
+  assert.deepEqual(missing, [], 'rows shown that the API does not list among its newest');
+  assert.ok(hashes.length > 0 && hashes.length < 120, `${hashes.length} rows in the DOM: the list is not virtualised`);
+  const order = after.packets.map((p) => p.hash).filter((h) => hashes.includes(h));
+  assert.deepEqual(hashes.filter((h) => order.includes(h)), order, 'rows are not in the API order (newest first)');
+  await shot(page, 'packets');
+  // Rows are keyboard reachable: focus one, arrow down moves to the next, Enter opens it.
+  // (Live updates paused first, so no new row slides in between.)
+  await page.click('button[aria-pressed]');
+  assert.equal(await page.getAttribute('button[aria-pressed]', 'aria-pressed'), 'true');
+  await page.focus('a.vrow[data-index="0"]');
+  await page.keyboard.press('ArrowDown');
+  assert.equal(await page.evaluate(() => document.activeElement.dataset.index), '1');
+  const target = await page.evaluate(() => document.activeElement.dataset.hash);
+  await page.keyboard.press('Enter');
+  await page.waitForSelector(`section[data-page="packet"][data-hash="${target}"]`);
+  await close();
+});
+
+test('packets: 10,000 loaded rows keep a small DOM and scroll', T, async (t) => {
+  const total = (await api('/api/packets?limit=1')).total;
+  const want = Math.min(total, 10_000);
+  const { page, close } = await open('#/packets?limit=10000');
+  await listLoaded(page, want);
+  const result = await page.evaluate(async () => {
+    const scroller = document.querySelector('.vlist-scroll');
+    const frame = () => new Promise((r) => requestAnimationFrame(() => r()));
+    const t0 = performance.now();
+    let worst = 0;
+    for (let i = 1; i <= 40; i++) {
+      const s = performance.now();
+      scroller.scrollTop = (scroller.scrollHeight * i) / 41;
+      await frame();
+      worst = Math.max(worst, performance.now() - s);
+    }
+    const rows = document.querySelectorAll('a.vrow[data-index]');
+    const first = Number(rows[0].dataset.index);
+    const expected = Math.floor(scroller.scrollTop / rows[0].offsetHeight);
+    return { rows: rows.length, first, expected, ms: performance.now() - t0, worst, count: Number(document.querySelector('.vlist').dataset.count) };
+  });
+  assert.ok(result.count >= want, `only ${result.count} of ${want} rows loaded`);
+  assert.ok(result.rows < 120, `${result.rows} rows in the DOM after scrolling`);
+  assert.ok(Math.abs(result.first + 8 - result.expected) <= 10, `rows in view start at ${result.first}, expected about ${result.expected}`);
+  assert.ok(result.worst < 1000, `a scroll frame took ${result.worst.toFixed(0)} ms`);
+  t.diagnostic(`40 scroll steps over ${result.count} rows: ${result.ms.toFixed(0)} ms, worst frame ${result.worst.toFixed(0)} ms`);
+  await close();
+});
+
+test('packets: filters deep-link and change the URL', T, async () => {
+  const adverts = await api('/api/packets?type=ADVERT&limit=1');
+  {
+    const { page, close } = await open('#/packets?type=ADVERT');
+    await listLoaded(page, 1);
+    assert.equal(await page.inputValue('select[name="type"]'), 'ADVERT');
+    const types = await page.$$eval('a.vrow[data-type]', (rows) => rows.map((r) => r.dataset.type));
+    assert.ok(types.length > 0 && types.every((t) => t === 'ADVERT'), `types shown: ${[...new Set(types)]}`);
+    const status = await page.textContent('[data-page="packets"] [role="status"]');
+    assert.ok(count(status.split(' of ')[1]) >= adverts.total, `status "${status}" vs API total ${adverts.total}`);
+    await shot(page, 'packets-adverts');
+    await close();
+  }
+  {
+    const { page, close } = await open('#/packets?hash_size=2');
+    await listLoaded(page, 1);
+    const sizes = await page.$$eval('a.vrow[data-hash-size]', (rows) => rows.map((r) => r.dataset.hashSize));
+    assert.ok(sizes.every((s) => s === '2'), `hash sizes shown: ${[...new Set(sizes)]}`);
+    // Changing a filter in the page updates the address (so it can be shared).
+    await page.selectOption('select[name="route"]', 'FLOOD');
+    await page.waitForFunction(() => location.hash.includes('route=FLOOD') && location.hash.includes('hash_size=2'));
+    await page.waitForFunction(() => {
+      const rows = [...document.querySelectorAll('a.vrow[data-route]')];
+      return rows.length > 0 && rows.every((r) => r.dataset.route === 'FLOOD' && r.dataset.hashSize === '2');
+    }, null, { timeout: 20_000 });
+    await close();
+  }
+});
+
+test('packets: a new packet appears at the top without a reload', T, async () => {
+  const { page, close } = await open('#/packets');
+  await listLoaded(page, 1);
+  await page.evaluate(() => {
+    window.__sameDocument = true;
+    window.__initial = new Set([...document.querySelectorAll('a.vrow[data-hash]')].map((r) => r.dataset.hash));
+  });
+  await page.waitForFunction(() => {
+    const top = document.querySelector('a.vrow[data-index="0"]');
+    return top && !window.__initial.has(top.dataset.hash);
+  }, null, { timeout: 20_000 });
+  assert.equal(await page.evaluate(() => window.__sameDocument), true, 'the page reloaded');
+  await close();
+});
+
+test('live: packets stream in over the WebSocket', T, async () => {
+  const { page, close } = await open('#/live');
+  await page.waitForSelector('ol.feed li[data-hash]', { timeout: 20_000 });
+  const first = await page.locator('ol.feed li').count();
+  await page.waitForFunction((n) => document.querySelectorAll('ol.feed li').length > n, first, { timeout: 20_000 });
+  assert.equal(await page.textContent('#live-status'), 'live');
+  await shot(page, 'live');
+  await close();
+});
+
+test('packet detail: bytes by range with a legend, decoded fields, every observation', T, async () => {
+  const list = await api('/api/packets?limit=50&type=GRP_TXT');
+  const pick = list.packets.find((p) => p.observation_count > 1) || list.packets[0] || (await api('/api/packets?limit=1')).packets[0];
+  const detail = await api(`/api/packets/${pick.hash}`);
+  const { page, close } = await open(`#/packets/${pick.hash}`);
+  await page.waitForSelector('.hex .byte');
+  const bytes = await page.$$eval('.hex .byte', (s) => s.map((x) => x.textContent));
+  assert.equal(bytes.join(''), detail.packet.raw_hex, 'the hex view differs from raw_hex');
+  assert.equal(await page.locator('.hex-legend button.legend-item').count(), detail.breakdown.ranges.length);
+  for (const r of detail.breakdown.ranges) {
+    const cls = await page.getAttribute(`.hex .byte >> nth=${r.start}`, 'data-range');
+    assert.notEqual(cls, '-1', `byte ${r.start} (${r.label}) is not coloured`);
+  }
+  const obsRows = await page.locator('tr[data-obs-id]').count();
+  assert.ok(obsRows >= detail.observations.length, `${obsRows} observation rows, API has ${detail.observations.length}`);
+  const dec = await page.textContent('[aria-labelledby="pk-decoded"]');
+  assert.ok(dec.includes(detail.packet.decoded.payload_type_name));
+  for (const o of detail.observations.slice(0, 3)) {
+    const row = await page.textContent(`tr[data-obs-id="${o.id}"]`);
+    if (typeof o.snr === 'number') assert.ok(row.includes(o.snr.toFixed(1)), `SNR ${o.snr} missing in "${row}"`);
+    if (o.observer_name) assert.ok(row.includes(o.observer_name), `observer ${o.observer_name} missing`);
+  }
+  await shot(page, 'packet-detail');
+  await close();
+});
+
+test('nodes: the directory, role tabs and the capability filter deep-link', T, async () => {
+  const all = await api('/api/nodes?limit=2000');
+  {
+    const { page, close } = await open('#/nodes');
+    await listLoaded(page, Math.min(all.total, 500));
+    const n = Number(await page.getAttribute('.vlist', 'data-count'));
+    const now = (await api('/api/nodes?limit=1')).total;
+    assert.ok(n >= Math.min(all.total, 500) && n <= now, `${n} nodes listed, API total ${all.total}..${now}`);
+    await shot(page, 'nodes');
+    await close();
+  }
+  {
+    const { page, close } = await open('#/nodes?role=repeater');
+    await listLoaded(page, 1);
+    const roles = await page.$$eval('a.vrow[data-role]', (r) => r.map((x) => x.dataset.role));
+    assert.ok(roles.every((r) => r === 'repeater'), `roles shown: ${[...new Set(roles)]}`);
+    assert.equal(await page.getAttribute('[data-role-tab="repeater"]', 'aria-current'), 'page');
+    const n = Number(await page.getAttribute('.vlist', 'data-count'));
+    assert.ok(Math.abs(n - (all.counts.repeater || 0)) <= 2, `${n} repeaters listed, API counts ${all.counts.repeater}`);
+    await close();
+  }
+  {
+    const { page, close } = await open('#/nodes?cap=confirmed');
+    await page.waitForFunction(() => document.querySelector('.vlist') && /loaded/.test(document.querySelector('[data-page="nodes"] [role="status"]').textContent));
+    const caps = await page.$$eval('a.vrow[data-cap]', (r) => r.map((x) => x.dataset.cap));
+    assert.ok(caps.every((c) => c === 'confirmed'), `capabilities shown: ${[...new Set(caps)]}`);
+    assert.equal(await page.inputValue('select[name="cap"]'), 'confirmed');
+    await close();
+  }
+});
+
+test('navigation: links, the back button and keyboard', T, async () => {
+  const { page, close } = await open('#/nodes?role=repeater');
+  await listLoaded(page, 1);
+  const first = await page.getAttribute('a.vrow[data-index="0"]', 'data-pubkey');
+  await page.click('a.vrow[data-index="0"]');
+  await page.waitForSelector(`section[data-page="node"][data-pubkey="${first}"]`);
+  await page.goBack();
+  await page.waitForSelector('section[data-page="nodes"]');
+  assert.ok(page.url().includes('role=repeater'), `back went to ${page.url()}`);
+  await listLoaded(page, 1);
+  assert.equal(await page.getAttribute('[data-role-tab="repeater"]', 'aria-current'), 'page');
+  // The main navigation is made of real links, reachable with Tab.
+  await page.click('#nav a[href="#/multibyte"]');
+  await page.waitForSelector('section[data-page="multibyte"]');
+  await page.goBack();
+  await page.waitForSelector('section[data-page="nodes"]');
+  await page.keyboard.press('Tab');
+  const focused = await page.evaluate(() => document.activeElement && document.activeElement.tagName);
+  assert.ok(['A', 'BUTTON', 'INPUT', 'SELECT'].includes(focused), `Tab focused a ${focused}`);
+  await close();
+});
+
+test('hostile node name and message render as text everywhere', T, async () => {
+  const found = await api(`/api/nodes/search?q=${encodeURIComponent(HOSTILE)}`);
+  const node = found.nodes.find((n) => n.name === HOSTILE);
+  assert.ok(node, `no node named ${HOSTILE} in the API (the fixture publishes one)`);
+  {
+    const { page, close } = await open(`#/nodes?search=${encodeURIComponent(HOSTILE)}`);
+    await page.waitForSelector(`a.vrow[data-pubkey="${node.public_key}"]`, { timeout: 20_000 });
+    assert.equal(await page.textContent(`a.vrow[data-pubkey="${node.public_key}"] .node-name`), HOSTILE);
+    assert.equal(await page.inputValue('input[name="search"]'), HOSTILE);
+    await page.click(`a.vrow[data-pubkey="${node.public_key}"]`);
+    await page.waitForSelector(`section[data-page="node"][data-pubkey="${node.public_key}"]`);
+    assert.equal(await page.textContent('section[data-page="node"] h1'), HOSTILE);
+    await shot(page, 'node-detail-hostile');
+    await close();
+  }
+  {
+    const { page, close } = await open(`#/map?node=${node.public_key}`);
+    await page.waitForSelector('#map[data-ready="true"]', { timeout: 20_000 });
+    await page.waitForSelector(`.map-popup[data-pubkey="${node.public_key}"]`);
+    assert.equal(await page.textContent(`.map-popup[data-pubkey="${node.public_key}"] .popup-name`), HOSTILE);
+    await page.dispatchEvent(`path.node-marker[data-pubkey="${node.public_key}"]`, 'mouseover');
+    await page.waitForSelector('.leaflet-tooltip');
+    assert.equal(await page.textContent('.leaflet-tooltip'), HOSTILE);
+    await shot(page, 'map-hostile-popup');
+    await close();
+  }
+  {
+    const { page, close } = await open(`#/packets?node=${node.public_key}&type=ADVERT`);
+    await listLoaded(page, 1);
+    const summary = await page.textContent('a.vrow[data-index="0"] .col-summary');
+    assert.ok(summary.includes(HOSTILE), `advert summary "${summary}"`);
+    await close();
+  }
+  {
+    const { page, close } = await open(`#/multibyte?aq=${encodeURIComponent(HOSTILE.toLowerCase())}`);
+    await page.waitForSelector('[data-table="adopters"] tbody tr');
+    const rows = await page.locator(`[data-table] tr[data-pubkey="${node.public_key}"]`).count();
+    if (rows) assert.ok((await page.textContent(`[data-table] tr[data-pubkey="${node.public_key}"] a`)).includes(HOSTILE));
+    await close();
+  }
+  if (HOSTILE_TEXT) {
+    // Page through the channel (newest first) until the message is found.
+    let m = null;
+    let pos = 0;
+    for (let offset = 0; !m; offset += 500) {
+      const page = await api(`/api/channels/Public/messages?limit=500&offset=${offset}`);
+      const i = page.messages.findIndex((x) => (x.text || '').includes(HOSTILE_TEXT) || (x.message || '').includes(HOSTILE_TEXT));
+      if (i >= 0) {
+        m = page.messages[i];
+        pos = offset + i;
+      }
+      if (!page.messages.length || offset + 500 >= page.total) break;
+    }
+    assert.ok(m, 'the hostile message is not in the API');
+    const { page, close } = await open(`#/packets/${m.hash}`);
+    await page.waitForSelector('[aria-labelledby="pk-decoded"] dd');
+    assert.ok((await page.textContent('[aria-labelledby="pk-decoded"]')).includes(HOSTILE_TEXT), 'message text not shown literally');
+    await page.hover('[aria-labelledby="pk-decoded"]');
+    await close();
+    if (pos < 150) {
+      const ch = await open('#/channels/Public');
+      await ch.page.waitForSelector(`.messages li[data-hash="${m.hash}"]`);
+      assert.ok((await ch.page.textContent(`.messages li[data-hash="${m.hash}"] .text`)).includes(HOSTILE_TEXT));
+      await ch.page.hover(`.messages li[data-hash="${m.hash}"] .text`);
+      await ch.close();
+    }
+  }
+});
+
+test('multi-byte dashboard matches the capability analytics', T, async () => {
+  const a0 = await api('/api/analytics/hash-sizes');
+  const { page, close } = await open('#/multibyte');
+  await page.waitForSelector('[data-adoption="confirmed"]');
+  await page.waitForSelector('[data-table="adopters"] tbody tr');
+  const a1 = await api('/api/analytics/hash-sizes');
+  for (const [hook, key] of [['confirmed', 'confirmed'], ['suspected', 'suspected'], ['unknown', 'unknown'], ['legacy', 'legacySuspects']]) {
+    const shown = count(await page.textContent(`[data-adoption="${hook}"]`));
+    const lo = Math.min(a0.adoption[key], a1.adoption[key]);
+    const hi = Math.max(a0.adoption[key], a1.adoption[key]);
+    assert.ok(shown >= lo && shown <= hi, `${hook}: shown ${shown}, API ${lo}..${hi}`);
+  }
+  const adopters = await page.locator('[data-table="adopters"] tbody tr[data-pubkey]').count();
+  const expected = [a0, a1].map((a) => a.multiByteCapability.filter((c) => c.status !== 'unknown').length);
+  assert.ok(adopters >= Math.min(...expected) && adopters <= Math.max(...expected), `${adopters} adopters listed, API ${expected}`);
+  const legacy = await page.locator('[data-table="legacy"] tbody tr[data-pubkey]').count();
+  assert.ok([a0, a1].some((a) => a.legacySuspects.length === legacy), `${legacy} legacy suspects listed, API ${a0.legacySuspects.length}/${a1.legacySuspects.length}`);
+  await page.waitForSelector('svg.stacked rect, [aria-labelledby="mb-share"] .notice');
+  // Sorting and filtering the adopters table; the filter goes into the URL.
+  await page.click('[data-table="adopters"] th[data-key="maxHashSize"] button');
+  assert.equal(await page.getAttribute('[data-table="adopters"] th[data-key="maxHashSize"]', 'aria-sort'), 'ascending');
+  await page.selectOption('select[name="astatus"]', 'confirmed');
+  const statuses = await page.$$eval('[data-table="adopters"] tbody tr[data-pubkey]', (r) => r.map((x) => x.dataset.status));
+  assert.ok(statuses.every((s) => s === 'confirmed'), `statuses after filtering: ${[...new Set(statuses)]}`);
+  assert.ok(page.url().includes('astatus=confirmed'));
+  await page.selectOption('select[name="astatus"]', '');
+  await page.evaluate(() => window.scrollTo(0, 0));
+  await shot(page, 'multibyte');
+  await close();
+});
+
+test('observers: health and ingest freshness', T, async () => {
+  const obs = await api('/api/observers');
+  const { page, close } = await open('#/observers');
+  await page.waitForSelector('tr[data-observer]');
+  await page.waitForSelector('[aria-labelledby="ob-ingest"] dl');
+  const rows = await page.locator('tr[data-observer]').count();
+  assert.ok(rows >= obs.observers.length, `${rows} observers listed, API has ${obs.observers.length}`);
+  for (const o of obs.observers.slice(0, 5)) {
+    assert.equal(await page.locator(`tr[data-observer="${o.id}"]`).count(), 1, `observer ${o.id} missing`);
+  }
+  await shot(page, 'observers');
+  await close();
+});
+
+test('channels: the list and the decrypted messages of one', T, async () => {
+  const chans = await api('/api/channels');
+  assert.ok(chans.channels.length > 0, 'no channels in the API');
+  const { page, close } = await open('#/channels');
+  await page.waitForSelector('.channel-list li');
+  assert.equal(await page.locator('.channel-list li').count(), chans.channels.length);
+  const c = chans.channels.find((x) => x.messageCount > 0) || chans.channels[0];
+  await page.click(`.channel-list li[data-channel="${c.hash}"] a`);
+  await page.waitForFunction((h) => decodeURIComponent(location.hash) === `#/channels/${h}`, c.hash);
+  await page.waitForSelector('.messages li[data-hash]');
+  const msgs = await api(`/api/channels/${encodeURIComponent(c.hash)}/messages?limit=5`);
+  const listed = await page.$$eval('.messages li[data-hash]', (l) => l.map((x) => x.dataset.hash));
+  assert.ok(msgs.messages.some((m) => listed.includes(m.hash)), 'none of the latest messages is shown');
+  await shot(page, 'channels');
+  await close();
+});
+
+test('map: Leaflet on demand, a marker per located node, the capability overlay', T, async () => {
+  const nodes = await api('/api/nodes?limit=2000');
+  const located = nodes.nodes.filter((n) => typeof n.lat === 'number' && typeof n.lon === 'number' && (n.lat || n.lon)).length;
+  const { page, close } = await open('#/map');
+  await page.waitForSelector('#map[data-ready="true"]', { timeout: 20_000 });
+  const markers = Number(await page.getAttribute('#map', 'data-markers'));
+  assert.ok(markers >= located && markers <= located + 20, `${markers} markers, ${located} located nodes in the API`);
+  assert.equal(await page.locator('path.node-marker').count(), markers);
+  await page.selectOption('select[name="mode"]', 'capability');
+  await page.waitForFunction(() => location.hash.includes('mode=capability'));
+  const analytics = await api('/api/analytics/hash-sizes');
+  if (analytics.legacySuspects.length) assert.ok(await page.locator('path.node-marker.legacy').count() > 0, 'no legacy suspect is marked');
+  await page.waitForTimeout(400); // tile fade-in
+  await shot(page, 'map');
+  await close();
+});
+
+test('initial load stays small and needs no framework', T, async (t) => {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  let bytes = 0;
+  const files = [];
+  page.on('response', async (r) => {
+    const u = new URL(r.url());
+    if (u.origin !== BASE || u.pathname.startsWith('/api/') || u.pathname.startsWith('/vendor/') || u.pathname === '/ws') return;
+    try {
+      const b = await r.body();
+      bytes += b.length;
+      files.push(u.pathname);
+    } catch {
+      // Redirects and aborted responses have no body.
+    }
+  });
+  await page.goto(`${BASE}/`);
+  await page.waitForSelector('[data-stat="nodes"]');
+  await page.waitForLoadState('networkidle').catch(() => {});
+  assert.ok(files.includes('/') || files.includes('/index.html'), `index not fetched: ${files}`);
+  assert.ok(bytes < 300 * 1024, `initial load is ${bytes} bytes: ${files.join(', ')}`);
+  assert.ok(!files.some((f) => f.includes('leaflet')), 'Leaflet loaded on the overview');
+  t.diagnostic(`initial load ${bytes} bytes in ${files.length} files`);
+  await context.close();
+});
+
+test('dark theme and a phone-sized screen', T, async () => {
+  const { page, close } = await open('#/packets', { scheme: 'dark', viewport: { width: 390, height: 844 } });
+  await listLoaded(page, 1);
+  const bg = await page.evaluate(() => getComputedStyle(document.body).backgroundColor);
+  assert.notEqual(bg, 'rgb(246, 247, 249)', 'the dark theme was not applied');
+  const wide = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
+  assert.ok(wide <= 1, `the packets page is ${wide}px wider than the phone screen`);
+  await shot(page, 'phone-dark-packets');
+  assert.ok(await page.isVisible('#nav-toggle'), 'no menu button on a phone');
+  assert.ok(!(await page.isVisible('#nav a[href="#/map"]')), 'the full navigation is shown on a phone');
+  await page.click('#nav-toggle');
+  assert.equal(await page.getAttribute('#nav-toggle', 'aria-expanded'), 'true');
+  await page.click('#nav a[href="#/map"]');
+  await page.waitForSelector('#map[data-ready="true"]', { timeout: 20_000 });
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
+  assert.ok(overflow <= 1, `the page is ${overflow}px wider than the phone screen`);
+  await shot(page, 'phone-dark-map');
+  await page.goto(`${BASE}/#/multibyte`);
+  await page.waitForSelector('[data-adoption="confirmed"]');
+  await shot(page, 'phone-dark-multibyte');
+  await close();
+});
+
+test('every control has a label', T, async () => {
+  for (const hash of ['#/packets', '#/nodes', '#/map', '#/multibyte', '#/live']) {
+    const { page, close } = await open(hash);
+    await page.waitForTimeout(300);
+    await page.waitForSelector('[data-page] select, [data-page] input');
+    const unlabelled = await page.evaluate(() => [...document.querySelectorAll('[data-page] input, [data-page] select, [data-page] button')]
+      .filter((el) => !(el.labels && el.labels.length) && !el.getAttribute('aria-label') && !(el.textContent || '').trim())
+      .map((el) => el.outerHTML.slice(0, 80)));
+    assert.deepEqual(unlabelled, [], `unlabelled controls on ${hash}`);
+    await close();
+  }
+});

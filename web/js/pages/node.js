@@ -1,0 +1,110 @@
+// Node detail (#/nodes/<pubkey>): what is known about one node, its recent adverts, the path
+// hash size of each advert over time, and the multi-byte capability evidence (status,
+// confidence, counters with first/last times, sample packets, upgraded_at, legacy_suspect).
+
+import { h, replace, notice, defList, svg } from '../dom.js';
+import { get } from '../api.js';
+import { dateTime, ago, num, ms } from '../format.js';
+import { roleBadge, capBadge, hashSizeBadge, CAP_HELP } from '../components/badges.js';
+import { sortableTable } from '../components/table.js';
+
+export const title = 'Node';
+
+function counter(c) {
+  if (!c) return '—';
+  return `${num(c.count)}${c.count ? ` (first ${dateTime(c.first)}, last ${dateTime(c.last)})` : ''}`;
+}
+
+function capabilityPanel(mb) {
+  if (!mb) return notice('No capability information for this node.');
+  const status = mb.status || 'unknown';
+  const path = mb.path || {};
+  return h('div', null,
+    h('p', null, capBadge(status, !!mb.legacy_suspect), ' ', h('span', { class: 'muted' }, CAP_HELP[status] || '')),
+    mb.legacy_suspect ? notice(CAP_HELP.legacy, 'warn') : null,
+    defList([
+      ['Status', status],
+      ['Evidence', mb.evidence || 'none'],
+      ['Confidence', mb.confidence || '—'],
+      ['Largest hash size seen', hashSizeBadge(mb.max_hash_size)],
+      ['Source', mb.source === 'persisted' ? 'persisted (kept from earlier evidence)' : (mb.source || '—')],
+      ['Multi-byte adverts', counter(mb.advert)],
+      ['Adverts of any size', counter(mb.adverts_any_size)],
+      ['Latest advert hash size', hashSizeBadge(mb.latest_advert_hash_size)],
+      ['Relayed multi-byte (unique prefix)', counter(path.unique)],
+      ['Relayed multi-byte (shared prefix)', counter(path.ambiguous)],
+      ['First multi-byte evidence (upgraded at)', mb.upgraded_at ? dateTime(mb.upgraded_at) : 'never'],
+      ['Holding back (legacy suspect)', mb.legacy_suspect ? 'yes' : 'no'],
+      ['Sample packets', Array.isArray(mb.samples) && mb.samples.length
+        ? h('ul', { class: 'hops' }, mb.samples.map((s) => h('li', null, h('a', { href: `#/packets/${encodeURIComponent(s)}` }, s))))
+        : 'none'],
+    ]));
+}
+
+/** One bar per advert (oldest left), height = path hash size. */
+function hashHistory(adverts) {
+  const list = [...adverts].filter((a) => a.hash_size).sort((a, b) => ms(a.timestamp) - ms(b.timestamp));
+  if (!list.length) return notice('No adverts heard recently.');
+  const w = 12, gap = 3, hgt = 48;
+  const chart = svg('svg', { class: 'chart', viewBox: `0 0 ${list.length * (w + gap)} ${hgt}`, width: String(Math.min(720, list.length * (w + gap) * 2)), height: '64', role: 'img',
+    'aria-label': `advert path hash sizes, oldest first: ${list.map((a) => a.hash_size).join(', ')}` });
+  list.forEach((a, i) => {
+    const bh = (a.hash_size / 3) * (hgt - 2);
+    chart.append(svg('rect', { class: `series-${a.hash_size}`, x: i * (w + gap), y: hgt - bh, width: w, height: bh },
+      svg('title', null, `${dateTime(a.timestamp)}: ${a.hash_size}-byte path hashes`)));
+  });
+  const sizes = new Set(list.map((a) => a.hash_size));
+  return h('div', null, chart,
+    h('ul', { class: 'legend' }, [1, 2, 3].map((n) => h('li', null, h('span', { class: `swatch series-${n}`, 'aria-hidden': 'true' }), `${n} byte${n > 1 ? 's' : ''}`))),
+    sizes.size > 1 ? h('p', null, 'This node’s adverts vary in hash size (a known 1.14.0 firmware behaviour: timer adverts stay 1-byte).') : null);
+}
+
+export function mount(root, ctx) {
+  const key = ctx.params.pubkey;
+  const heading = h('h1', { tabindex: '-1' }, 'Node');
+  const body = h('div', null, notice('Loading…'));
+  root.append(h('p', null, h('a', { href: '#/nodes' }, '← All nodes')), heading, body);
+
+  ctx.guard(get(`/api/nodes/${encodeURIComponent(key)}`, null, ctx.signal), body).then((d) => {
+    if (!d || !d.node) return;
+    const n = d.node;
+    root.dataset.pubkey = n.public_key;
+    heading.textContent = n.name || '(no name)';
+    heading.dataset.nodeName = '';
+    const adverts = Array.isArray(d.recentAdverts) ? d.recentAdverts : [];
+    const advTable = sortableTable({
+      label: 'recent adverts', sortKey: 'timestamp', sortDir: 'desc',
+      rowAttrs: (a) => ({ 'data-hash': a.hash }),
+      columns: [
+        { key: 'timestamp', label: 'Heard', render: (a) => h('a', { href: `#/packets/${encodeURIComponent(a.hash)}` }, dateTime(a.timestamp)) },
+        { key: 'route_type_name', label: 'Route', render: (a) => a.route_type_name || '—' },
+        { key: 'hash_size', label: 'Hash size', render: (a) => hashSizeBadge(a.hash_size) },
+        { key: 'hop_count', label: 'Hops', cls: 'num', render: (a) => String(a.hop_count ?? '—') },
+        { key: 'observation_count', label: 'Observations', cls: 'num', render: (a) => num(a.observation_count) },
+        { key: 'name', label: 'Name in advert', value: (a) => (a.decoded && a.decoded.name) || '', render: (a) => (a.decoded && a.decoded.name) || '—' },
+      ],
+    });
+    advTable.setRows(adverts);
+    const hasLoc = typeof n.lat === 'number' && typeof n.lon === 'number' && (n.lat !== 0 || n.lon !== 0);
+    replace(body,
+      h('p', null, roleBadge(n.role), ' ', capBadge(n.multi_byte_status, n.multi_byte && n.multi_byte.legacy_suspect),
+        n.active === false ? h('span', { class: 'badge' }, 'inactive') : null),
+      h('div', { class: 'grid2' },
+        h('section', { class: 'panel', 'aria-labelledby': 'nd-known' }, h('h2', { id: 'nd-known' }, 'What is known'),
+          defList([
+            ['Name', n.name || '—'],
+            ['Public key', h('code', { class: 'break' }, n.public_key)],
+            ['Role', n.role || '—'],
+            ['Location', hasLoc ? `${n.lat.toFixed(5)}, ${n.lon.toFixed(5)}` : 'not advertised'],
+            ['First heard', dateTime(n.first_seen)],
+            ['Last heard', `${dateTime(n.last_seen)} (${ago(n.last_seen)})`],
+            ['Adverts', num(n.advert_count)],
+            ['Advert hash size', h('span', null, hashSizeBadge(n.hash_size), n.hash_size_inconsistent ? ' (varies)' : '')],
+          ]),
+          h('p', null, h('a', { href: `#/packets?node=${encodeURIComponent(n.public_key)}` }, 'Packets from this node'),
+            hasLoc ? [' · ', h('a', { href: `#/map?node=${encodeURIComponent(n.public_key)}` }, 'Show on map')] : null)),
+        h('section', { class: 'panel', 'aria-labelledby': 'nd-cap' }, h('h2', { id: 'nd-cap' }, 'Multi-byte capability'), capabilityPanel(n.multi_byte))),
+      h('section', { class: 'panel', 'aria-labelledby': 'nd-hist' }, h('h2', { id: 'nd-hist' }, 'Advert hash-size history'), hashHistory(adverts)),
+      h('section', { class: 'panel', 'aria-labelledby': 'nd-adv' }, h('h2', { id: 'nd-adv' }, `Recent adverts (${adverts.length})`), advTable.el));
+  });
+}
