@@ -141,7 +141,7 @@ async fn web_ui_in_headless_chromium() {
     // A simulated mesh for every page to have data, then the hostile node and message.
     let sim = Command::new(env!("CARGO_BIN_EXE_meshlens"))
         .args(["simulate", "--mqtt", &format!("mqtt://{mqtt}")])
-        .args(["--nodes", "40", "--observers", "4", "--duration", "30m"])
+        .args(["--nodes", "40", "--observers", "4", "--duration", "9h"])
         .args(["--speed", "max", "--seed", "11"])
         .output()
         .expect("meshlens simulate");

@@ -1060,3 +1060,65 @@ fn every_route_is_in_the_openapi_document() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_filter_by_capability_and_search_by_key_prefix() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("meshlens.db");
+    let _w = seed(&db);
+    let s = start(&db).await;
+    wait_complete(s.addr).await;
+    let (_, all) = get(s.addr, "/api/nodes").await;
+    let all = all["nodes"].as_array().unwrap().clone();
+    assert!(all.iter().all(|n| n["multi_byte_legacy_suspect"] == false));
+    let mut seen = 0;
+    for status in ["confirmed", "suspected", "unknown"] {
+        let want: Vec<&Value> = all
+            .iter()
+            .filter(|n| n["multi_byte_status"] == status)
+            .map(|n| &n["public_key"])
+            .collect();
+        let (st, v) = get(s.addr, &format!("/api/nodes?multiByte={status}")).await;
+        assert_eq!(st, 200);
+        let got: Vec<&Value> = v["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| &n["public_key"])
+            .collect();
+        assert_eq!(got, want, "{status}");
+        assert_eq!(v["total"], want.len(), "{status}");
+        seen += want.len();
+    }
+    assert_eq!(seen, all.len());
+    assert!(
+        all.iter().any(|n| n["multi_byte_status"] == "confirmed"),
+        "the 2-byte advert makes a confirmed node"
+    );
+    // Several values, paging over the filtered list.
+    let (_, two) = get(
+        s.addr,
+        "/api/nodes?multiByte=confirmed,unknown&limit=1&offset=1",
+    )
+    .await;
+    assert_eq!(two["total"], all.len());
+    assert_eq!(two["nodes"][0]["public_key"], all[1]["public_key"]);
+    let (_, legacy) = get(s.addr, "/api/nodes?multiByte=legacy").await;
+    assert_eq!(legacy["nodes"], serde_json::json!([]));
+    let (st, e) = get(s.addr, "/api/nodes?multiByte=upgraded").await;
+    assert_eq!(st, 400, "{e}");
+
+    let key = all[0]["public_key"].as_str().unwrap();
+    let (st, v) = get(s.addr, &format!("/api/nodes/search?prefix={}", &key[..2])).await;
+    assert_eq!(st, 200);
+    let found = v["nodes"].as_array().unwrap();
+    assert!(found.iter().any(|n| n["public_key"] == key), "{v}");
+    assert!(
+        found
+            .iter()
+            .all(|n| n["public_key"].as_str().unwrap().starts_with(&key[..2]))
+    );
+    let (st, _) = get(s.addr, "/api/nodes/search?prefix=zz").await;
+    assert_eq!(st, 400);
+    s.shutdown().await;
+}

@@ -18,6 +18,15 @@ use crate::error::{ApiError, ApiResult};
 /// Most nodes one request may return.
 pub const MAX_NODES: i64 = 2_000;
 
+/// Most nodes a capability-filtered list looks at.
+const MAX_FILTER_SCAN: usize = 100_000;
+
+/// One value of `multiByte`.
+enum CapFilter {
+    Status(analytics::capability::Status),
+    Legacy,
+}
+
 const NODE_COLUMNS: &str = "public_key, name, role, lat, lon, first_seen, last_seen, advert_count";
 
 struct NodeRow {
@@ -62,6 +71,7 @@ impl NodeRow {
             "multi_byte_status": status,
             "multi_byte_evidence": evidence,
             "multi_byte_max_hash_size": max,
+            "multi_byte_legacy_suspect": cap.get(&self.public_key).is_some_and(|c| c.legacy_suspect),
         })
     }
 }
@@ -194,22 +204,74 @@ pub async fn list(
             )));
         }
     };
+    let multi_byte = match p.str("multiByte").or_else(|| p.str("multi_byte")) {
+        None => None,
+        Some(m) => Some(
+            m.split(',')
+                .map(|s| match s.trim() {
+                    "confirmed" => Ok(CapFilter::Status(analytics::capability::Status::Confirmed)),
+                    "suspected" => Ok(CapFilter::Status(analytics::capability::Status::Suspected)),
+                    "unknown" => Ok(CapFilter::Status(analytics::capability::Status::Unknown)),
+                    "legacy" => Ok(CapFilter::Legacy),
+                    other => Err(ApiError::BadRequest(format!(
+                        "multiByte: expected confirmed, suspected, unknown or legacy, got {other:?}"
+                    ))),
+                })
+                .collect::<ApiResult<Vec<_>>>()?,
+        ),
+    };
+    let cap = st.capability.current();
+    let cap_q = cap.clone();
     let (rows, total, counts, sizes) = st
         .db
         .query(move |c| {
             let w = if clauses.is_empty() { String::new() } else { format!("WHERE {}", clauses.join(" AND ")) };
             let a = || params_from_iter(args.iter().map(|a| a.as_ref() as &dyn ToSql));
-            let total: i64 = sql(c.query_row(&format!("SELECT count(*) FROM nodes {w}"), a(), |r| r.get(0)))?;
-            let mut stmt = sql(c.prepare(&format!(
-                "SELECT {NODE_COLUMNS} FROM nodes {w} ORDER BY {order}, public_key LIMIT {limit} OFFSET {offset}"
-            )))?;
-            let rows = sql(stmt.query_map(a(), NodeRow::from_row).and_then(|m| m.collect::<Result<Vec<_>, _>>()))?;
+            let (rows, total) = match multi_byte {
+                None => {
+                    let total: i64 = sql(c.query_row(&format!("SELECT count(*) FROM nodes {w}"), a(), |r| r.get(0)))?;
+                    let mut stmt = sql(c.prepare(&format!(
+                        "SELECT {NODE_COLUMNS} FROM nodes {w} ORDER BY {order}, public_key LIMIT {limit} OFFSET {offset}"
+                    )))?;
+                    (sql(stmt.query_map(a(), NodeRow::from_row).and_then(|m| m.collect::<Result<Vec<_>, _>>()))?, total)
+                }
+                // The capability lives in the reader's index, not in SQL: walk the keys in
+                // order (bounded by the number of nodes, not by traffic), keep the matching
+                // page, then read its rows.
+                Some(filters) => {
+                    let mut stmt = sql(c.prepare(&format!(
+                        "SELECT public_key FROM nodes {w} ORDER BY {order}, public_key LIMIT {MAX_FILTER_SCAN}"
+                    )))?;
+                    let keys = sql(stmt.query_map(a(), |r| r.get::<_, String>(0)).and_then(|m| m.collect::<Result<Vec<_>, _>>()))?;
+                    let matching: Vec<String> = keys
+                        .into_iter()
+                        .filter(|k| {
+                            let c = cap_q.get(k);
+                            filters.iter().any(|f| match f {
+                                CapFilter::Legacy => c.is_some_and(|c| c.legacy_suspect),
+                                CapFilter::Status(s) => c.map_or(analytics::capability::Status::Unknown, |c| c.status) == *s,
+                            })
+                        })
+                        .collect();
+                    let total = matching.len() as i64;
+                    let page: Vec<&String> = matching.iter().skip(offset as usize).take(limit as usize).collect();
+                    let mut by_key: HashMap<String, NodeRow> = HashMap::new();
+                    if !page.is_empty() {
+                        let marks = vec!["?"; page.len()].join(",");
+                        let mut stmt = sql(c.prepare(&format!("SELECT {NODE_COLUMNS} FROM nodes WHERE public_key IN ({marks})")))?;
+                        for r in sql(stmt.query_map(params_from_iter(page.iter()), NodeRow::from_row))? {
+                            let r = sql(r)?;
+                            by_key.insert(r.public_key.clone(), r);
+                        }
+                    }
+                    (page.iter().filter_map(|k| by_key.remove(*k)).collect(), total)
+                }
+            };
             let keys: Vec<&str> = rows.iter().map(|r| r.public_key.as_str()).collect();
             let sizes = advert_hash_sizes(c, &keys)?;
             Ok((rows, total, role_counts(c)?, sizes))
         })
         .await?;
-    let cap = st.capability.current();
     let nodes: Vec<Value> = rows.iter().map(|r| r.to_json(&sizes, &cap)).collect();
     Ok(Json(
         json!({"nodes": nodes, "total": total, "counts": counts}),
@@ -217,11 +279,33 @@ pub async fn list(
 }
 
 /// `GET /api/nodes/search?q=` → `{nodes}`: name substring or public-key prefix, 20 at most.
+/// `?prefix=` matches public-key prefixes only (resolving a path hop to its candidates).
 pub async fn search(
     State(st): State<Arc<AppState>>,
     Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult<Json<Value>> {
     let p = Params(q);
+    if let Some(prefix) = p.str("prefix") {
+        let prefix = hex_prefix("prefix", prefix)?;
+        let rows = st
+            .db
+            .query(move |c| {
+                let mut stmt = sql(c.prepare_cached(&format!(
+                    "SELECT {NODE_COLUMNS} FROM nodes WHERE public_key >= ?1 AND public_key < ?2
+                     ORDER BY last_seen DESC LIMIT 20"
+                )))?;
+                sql(stmt
+                    .query_map([prefix.clone(), format!("{prefix}g")], NodeRow::from_row)
+                    .and_then(|m| m.collect::<Result<Vec<_>, _>>()))
+            })
+            .await?;
+        let cap = st.capability.current();
+        let nodes: Vec<Value> = rows
+            .iter()
+            .map(|r| r.to_json(&HashMap::new(), &cap))
+            .collect();
+        return Ok(Json(json!({"nodes": nodes})));
+    }
     let Some(q) = p.str("q").map(str::to_owned) else {
         return Ok(Json(json!({"nodes": []})));
     };
