@@ -389,6 +389,121 @@ impl Mesh {
         }
     }
 
+    /// An encrypted peer datagram (REQ, RESPONSE, TXT_MSG, PATH) from `src` to `dest`; the
+    /// ciphertext is opaque to observers, so its content only needs to be unique.
+    fn envelope(&self, src: usize, dest: usize, filler: &[u8]) -> Vec<u8> {
+        let mut ct = filler.to_vec();
+        if let Some(head) = ct.get_mut(..4) {
+            head.copy_from_slice(&self.counter.to_le_bytes());
+        }
+        let mut payload = Vec::new();
+        Envelope {
+            dest_hash: self.nodes[dest].public_key[0],
+            src_hash: self.nodes[src].public_key[0],
+            mac: [0x5a, 0xa5],
+            ciphertext: &ct,
+        }
+        .encode(&mut payload);
+        payload
+    }
+
+    /// A direct route from `origin` as a node learns one from a PATH return: up to three
+    /// relays by a walk over forwarding neighbours, then a destination next to the last relay.
+    /// A route of 2- or 3-byte hashes was learnt from a flood of that size, which legacy relays
+    /// drop, so only modern relays can be on it.
+    fn direct_route(&mut self, origin: usize, size: PathHashSize) -> Option<Vec<usize>> {
+        let mut route = vec![origin];
+        let relays = 1 + self.rng.below(3);
+        for _ in 0..relays {
+            let last = route[route.len() - 1];
+            let options: Vec<usize> = self.neighbours[last]
+                .iter()
+                .map(|&(n, _)| n)
+                .filter(|&n| {
+                    let node = &self.nodes[n];
+                    node.role.forwards()
+                        && !route.contains(&n)
+                        && (size == PathHashSize::One || node.firmware == Firmware::Modern)
+                })
+                .collect();
+            if options.is_empty() {
+                break;
+            }
+            route.push(options[self.rng.below(options.len())]);
+        }
+        let last = route[route.len() - 1];
+        let dests: Vec<usize> = self.neighbours[last]
+            .iter()
+            .map(|&(n, _)| n)
+            .filter(|n| !route.contains(n))
+            .collect();
+        if route.len() < 2 || dests.is_empty() {
+            return None;
+        }
+        route.push(dests[self.rng.below(dests.len())]);
+        Some(route)
+    }
+
+    /// Sends a payload along `route` (origin, relays..., destination) as the firmware does:
+    /// the path is the remaining relays, and each relay removes itself before retransmitting,
+    /// so observers hear the path shrink hop by hop (down to a count of 0 that keeps the size
+    /// bits). A lost link ends the journey.
+    fn direct(
+        &mut self,
+        at_ms: i64,
+        route: &[usize],
+        t: PayloadType,
+        size: PathHashSize,
+        payload: &[u8],
+        out: &mut Vec<Heard>,
+    ) {
+        let Some(last) = route.len().checked_sub(1) else {
+            return;
+        };
+        for k in 0..last {
+            let tx = route[k];
+            let remaining = route.get(k + 1..last).unwrap_or_default();
+            let path: Vec<u8> = remaining
+                .iter()
+                .flat_map(|&r| self.nodes[r].public_key[..size.bytes()].to_vec())
+                .collect();
+            let Some(pl) = PathLen::new(size, remaining.len() as u8) else {
+                return;
+            };
+            let Some(frame) =
+                Packet::new(Route::Direct, t, pl, &path, payload).map(|p| p.to_bytes())
+            else {
+                return;
+            };
+            let neighbours = self.neighbours[tx].clone();
+            let mut next_heard = false;
+            for (rx, d) in neighbours {
+                let is_next = rx == route[k + 1];
+                if !self.nodes[rx].is_observer && !is_next {
+                    continue;
+                }
+                let Some((snr, rssi)) = self.link(d) else {
+                    continue;
+                };
+                next_heard |= is_next;
+                if self.nodes[rx].is_observer {
+                    out.push(Heard {
+                        at_ms: at_ms + k as i64 * 400,
+                        observer: rx,
+                        frame: frame.clone(),
+                        snr,
+                        rssi,
+                    });
+                }
+            }
+            let next = &self.nodes[route[k + 1]];
+            let legacy_drop = next.firmware == Firmware::Legacy && size != PathHashSize::One;
+            if !next_heard || (k + 1 < last && legacy_drop) {
+                return;
+            }
+        }
+    }
+
     fn advert_payload(&self, i: usize, at_ms: i64) -> Vec<u8> {
         let n = &self.nodes[i];
         let mut app = Vec::new();
@@ -454,19 +569,51 @@ impl Mesh {
                 channel.encrypt_into(&plain, &mut payload);
                 self.flood(at_ms, i, PayloadType::GrpTxt, size, &payload, &mut out);
             }
-            55..=79 => {
-                let mut ct = [0u8; 16];
-                ct[..4].copy_from_slice(&self.counter.to_le_bytes());
+            55..=64 => {
+                // A flood message to a peer, and the peer's PATH return (a flood too) that
+                // teaches the sender a direct route.
                 let dest = self.rng.below(self.nodes.len());
-                let mut payload = Vec::new();
-                Envelope {
-                    dest_hash: self.nodes[dest].public_key[0],
-                    src_hash: self.nodes[i].public_key[0],
-                    mac: [0x5a, 0xa5],
-                    ciphertext: &ct,
-                }
-                .encode(&mut payload);
+                let payload = self.envelope(i, dest, &[0u8; 16]);
                 self.flood(at_ms, i, PayloadType::TxtMsg, size, &payload, &mut out);
+                if dest != i {
+                    let back = self.envelope(dest, i, &[1u8; 32]);
+                    let dest_size = self.nodes[dest].hash_size();
+                    self.flood(
+                        at_ms + 2_000,
+                        dest,
+                        PayloadType::Path,
+                        dest_size,
+                        &back,
+                        &mut out,
+                    );
+                }
+            }
+            65..=79 => {
+                // Direct traffic on a learnt route: a message and its ACK, or a request and
+                // its response, each way along the route.
+                if let Some(route) = self.direct_route(i, size) {
+                    let dest = route[route.len() - 1];
+                    let (there, back) = if self.rng.unit() < 0.5 {
+                        (PayloadType::TxtMsg, PayloadType::Ack)
+                    } else {
+                        (PayloadType::Req, PayloadType::Response)
+                    };
+                    let payload = self.envelope(i, dest, &[2u8; 16]);
+                    self.direct(at_ms, &route, there, size, &payload, &mut out);
+                    let reply = if back == PayloadType::Ack {
+                        let mut p = Vec::new();
+                        Ack {
+                            crc: self.counter.to_le_bytes(),
+                            extension: &[],
+                        }
+                        .encode(&mut p);
+                        p
+                    } else {
+                        self.envelope(dest, i, &[3u8; 32])
+                    };
+                    let reversed: Vec<usize> = route.iter().rev().copied().collect();
+                    self.direct(at_ms + 1_500, &reversed, back, size, &reply, &mut out);
+                }
             }
             80..=94 => {
                 let mut payload = Vec::new();
