@@ -1,7 +1,8 @@
 // Map (#/map): nodes with a location, coloured by role or — in the multi-byte overlay — by
-// capability status, with repeaters that hold multi-byte back ringed in red. Popups and
-// tooltips are DOM nodes built with textContent (Leaflet would take HTML strings; we never
-// give it any). `?mode=capability` and `?node=<pubkey>` deep-link.
+// capability status, with repeaters that hold multi-byte back (the rows' own
+// `multi_byte_legacy_suspect` flag) ringed in red. Popups and tooltips are DOM nodes built
+// with textContent (Leaflet would take HTML strings; we never give it any). `?mode=capability`
+// and `?node=<pubkey>` deep-link.
 
 import { h, replace, notice, select } from '../dom.js';
 import { get } from '../api.js';
@@ -60,7 +61,6 @@ export function mount(root, ctx) {
   let map = null;
   let layer = null;
   let nodes = [];
-  let legacy = new Set();
   const markers = new Map();
 
   ctx.onCleanup(() => {
@@ -91,7 +91,7 @@ export function mount(root, ctx) {
     let count = 0;
     for (const n of nodes) {
       if (ROLES.includes(n.role) && !shown.has(n.role)) continue;
-      const isLegacy = legacy.has(n.public_key);
+      const isLegacy = !!n.multi_byte_legacy_suspect;
       const relay = n.role === 'repeater' || n.role === 'room';
       const m = L.circleMarker([n.lat, n.lon], {
         radius: relay ? 8 : 5,
@@ -136,15 +136,13 @@ export function mount(root, ctx) {
 
   (async () => {
     try {
-      const [Lf, cfg, res, an] = await Promise.all([
+      const [Lf, cfg, res] = await Promise.all([
         loadLeaflet(),
         get('/api/config/map', null, ctx.signal),
         get('/api/nodes', { limit: MAX_NODES }, ctx.signal),
-        get('/api/analytics/hash-sizes', null, ctx.signal).catch(() => ({})),
       ]);
       if (ctx.signal.aborted) return;
       L = Lf;
-      legacy = new Set((an.legacySuspects || []).map((n) => n.pubkey));
       nodes = (res.nodes || []).filter((n) => typeof n.lat === 'number' && typeof n.lon === 'number' && Number.isFinite(n.lat) && Number.isFinite(n.lon) && (n.lat !== 0 || n.lon !== 0));
       map = L.map(mapEl, { preferCanvas: false, worldCopyJump: true });
       map.attributionControl.setPrefix('Leaflet');

@@ -168,7 +168,7 @@ export function mount(root, ctx) {
       a.complete === false ? notice('The first capability cycle has not finished yet; numbers may be partial.', 'warn') : null,
       h('div', { class: 'cards' },
         ...[['confirmed', ad.confirmed], ['suspected', ad.suspected], ['unknown', ad.unknown], ['legacy', ad.legacySuspects]].map(([k, v]) =>
-          h('div', { class: 'card' }, h('span', { class: 'value', 'data-adoption': k }, num(v || 0)),
+          h('a', { class: 'card', href: `#/nodes?cap=${k}`, title: 'list these nodes in the directory' }, h('span', { class: 'value', 'data-adoption': k }, num(v || 0)),
             h('span', { class: 'label' }, k === 'legacy' ? 'holding back (legacy suspects)' : `${k} nodes`)))),
       h('div', { class: 'grid2' },
         h('section', { class: 'panel', 'aria-labelledby': 'mb-role' }, h('h2', { id: 'mb-role' }, 'Capability by role'),

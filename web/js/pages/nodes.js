@@ -1,6 +1,8 @@
 // Nodes (#/nodes): the directory. Role tabs, name/key search, sort, and a capability filter
-// (confirmed, suspected, unknown, holding back) — all in the URL query. Rows show the
-// multi-byte capability badges; the list is virtualised like the packets list.
+// (confirmed, suspected, unknown, holding back) — all in the URL query and all applied by the
+// server (`multiByte=`), so counts and paging stay right with thousands of nodes. Rows show
+// the multi-byte capability badges, "holding back" from the row's own legacy-suspect flag;
+// the list is virtualised like the packets list.
 
 import { h, replace, select } from '../dom.js';
 import { get } from '../api.js';
@@ -12,13 +14,15 @@ export const title = 'Nodes';
 
 const PAGE = 500;
 const CAPS = [['', 'any capability'], ['confirmed', 'confirmed'], ['suspected', 'suspected'], ['unknown', 'unknown'], ['legacy', 'holding back']];
+const CAP_VALUES = new Set(CAPS.map(([v]) => v).filter(Boolean));
+const CAP_NOTE = { confirmed: 'confirmed multi-byte', suspected: 'suspected multi-byte', unknown: 'unknown capability', legacy: 'holding back multi-byte' };
 const SORTS = [['last_seen', 'last heard'], ['name', 'name'], ['advert_count', 'adverts'], ['first_seen', 'first seen'], ['role', 'role']];
 
 export function mount(root, ctx) {
   const q = ctx.query;
-  let all = [];
-  let shown = [];
-  let legacy = new Set();
+  // A deep link with an unknown capability shows every node rather than an error.
+  if (q.cap && !CAP_VALUES.has(q.cap)) ctx.setQuery({ ...q, cap: '' });
+  const all = [];
   let total = 0;
   let counts = {};
   let loading = false;
@@ -32,11 +36,11 @@ export function mount(root, ctx) {
     label: 'nodes',
     rowHeight: 40,
     key: (n) => n.public_key,
-    rowAttrs: (n) => ({ href: `#/nodes/${encodeURIComponent(n.public_key)}`, 'data-pubkey': n.public_key, 'data-role': n.role || '', 'data-cap': n.multi_byte_status || 'unknown' }),
+    rowAttrs: (n) => ({ href: `#/nodes/${encodeURIComponent(n.public_key)}`, 'data-pubkey': n.public_key, 'data-role': n.role || '', 'data-cap': n.multi_byte_status || 'unknown', 'data-legacy': n.multi_byte_legacy_suspect ? 'true' : null }),
     columns: [
       { key: 'name', label: 'Name', render: (n) => h('span', { class: 'node-name' }, n.name || '(no name)') },
       { key: 'role', label: 'Role', render: (n) => roleBadge(n.role) },
-      { key: 'cap', label: 'Multi-byte', render: (n) => capBadge(n.multi_byte_status, legacy.has(n.public_key)) },
+      { key: 'cap', label: 'Multi-byte', render: (n) => capBadge(n.multi_byte_status, !!n.multi_byte_legacy_suspect) },
       { key: 'hs', label: 'Adv. hash', render: (n) => hashSizeBadge(n.hash_size) },
       { key: 'adverts', label: 'Adverts', render: (n) => num(n.advert_count) },
       { key: 'seen', label: 'Last heard', render: (n) => h('time', { datetime: iso(n.last_seen) }, ago(n.last_seen)) },
@@ -44,7 +48,7 @@ export function mount(root, ctx) {
     ],
     onEndReached: () => loadMore(),
   });
-  list.setItems(shown);
+  list.setItems(all);
   ctx.onCleanup(() => list.destroy());
 
   function change(next) {
@@ -80,21 +84,17 @@ export function mount(root, ctx) {
       h('li', null, h('a', { href: tabHref(r), 'aria-current': (q.role || '') === r ? 'page' : null, 'data-role-tab': r || 'all' }, `${label} (${num(c)})`))));
   }
 
-  function applyCap() {
-    shown.length = 0;
-    for (const n of all) {
-      const s = n.multi_byte_status || 'unknown';
-      if (!q.cap || (q.cap === 'legacy' ? legacy.has(n.public_key) : s === q.cap)) shown.push(n);
-    }
-    const capNote = q.cap ? `, ${num(shown.length)} with this capability` : '';
-    status.textContent = all.length ? `${num(all.length)} of ${num(total)} nodes loaded${capNote}` : 'No nodes match.';
-    list.changed();
+  /** The status line; `data-total` (the server's filtered count) is set once a page has loaded. */
+  function showStatus() {
+    const capNote = q.cap ? ` (${CAP_NOTE[q.cap]})` : '';
+    status.dataset.total = String(total);
+    status.textContent = all.length ? `${num(all.length)} of ${num(total)} nodes loaded${capNote}` : `No nodes match${capNote}.`;
   }
 
   async function load(offset) {
     const gen = generation;
     loading = true;
-    const params = { limit: PAGE, offset, role: q.role, search: q.search, sortBy: q.sortBy, lastHeard: q.lastHeard };
+    const params = { limit: PAGE, offset, role: q.role, search: q.search, sortBy: q.sortBy, lastHeard: q.lastHeard, multiByte: q.cap };
     const res = await ctx.guard(get('/api/nodes', params, ctx.signal), listBox);
     if (gen !== generation) return;
     loading = false;
@@ -111,28 +111,23 @@ export function mount(root, ctx) {
       all.push(n);
     }
     exhausted = res.nodes.length < PAGE || all.length >= total;
-    applyCap();
+    showStatus();
+    list.changed();
   }
   function loadMore() {
     if (!loading && !exhausted) load(all.length);
   }
   function reload() {
     generation++;
-    all = [];
+    all.length = 0;
     exhausted = false;
     loading = false;
+    delete status.dataset.total;
     status.textContent = 'Loading…';
     if (!listBox.contains(list.el)) replace(listBox, list.el);
     list.scrollToTop();
     load(0);
   }
-
-  // Holding-back flags come from the capability analytics, not the node rows.
-  get('/api/analytics/hash-sizes', null, ctx.signal).then((a) => {
-    legacy = new Set((a.legacySuspects || []).map((n) => n.pubkey));
-    for (const n of all) if (legacy.has(n.public_key)) n._v = (n._v || 0) + 1;
-    applyCap();
-  }, () => {});
 
   renderTabs();
   load(0);

@@ -58,8 +58,8 @@ function rollout(a) {
       { key: 'suspected', label: 'suspected', value: ad.suspected || 0 },
       { key: 'unknown', label: 'unknown', value: ad.unknown || 0 },
     ], { label: 'multi-byte capability of nodes' }),
-    h('p', null, h('strong', { 'data-stat': 'legacy' }, num(ad.legacySuspects || 0)), ' repeaters look like they hold multi-byte back. ',
-      h('a', { href: '#/multibyte' }, 'See the roll-out dashboard')),
+    h('p', null, h('strong', { 'data-stat': 'legacy' }, num(ad.legacySuspects || 0)), ' repeaters look like they hold multi-byte back (',
+      h('a', { href: '#/nodes?cap=legacy' }, 'list them'), '). ', h('a', { href: '#/multibyte' }, 'See the roll-out dashboard')),
     h('p', { class: 'muted' }, `Path hash sizes in traffic: 1 B ${pct(dist['1'] || 0, total)}, 2 B ${pct(dist['2'] || 0, total)}, 3 B ${pct(dist['3'] || 0, total)}`));
 }
 

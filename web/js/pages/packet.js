@@ -29,27 +29,77 @@ function decodedList(obj, depth = 0) {
   return defList(pairs);
 }
 
+// Hop lookups remembered per page view (a path has at most 64 hops; this bounds a long visit
+// with many live re-renders all the same), and how many run at once.
+const HOP_CACHE_MAX = 256;
+const HOP_CONCURRENCY = 4;
+// `/api/nodes/search?prefix=` answers at most this many candidates.
+const SEARCH_LIMIT = 20;
+
+/**
+ * Resolves path hops (1- to 3-byte public-key prefixes) to the nodes they may be, through
+ * `/api/nodes/search?prefix=`: one request per distinct hop for the life of the page (however
+ * often the path is drawn), a few at a time, the last HOP_CACHE_MAX hops remembered. Resolves
+ * to the candidate rows (newest first), or null when the lookup failed.
+ */
+function hopResolver(signal) {
+  const cache = new Map(); // hop -> Promise<rows|null>, oldest use first
+  const queue = [];
+  let running = 0;
+  function pump() {
+    while (running < HOP_CONCURRENCY && queue.length && !signal.aborted) {
+      const { hop, resolve } = queue.shift();
+      running++;
+      get('/api/nodes/search', { prefix: hop }, signal)
+        .then((r) => (Array.isArray(r.nodes) ? r.nodes : []), () => null)
+        .then((nodes) => {
+          running--;
+          if (nodes === null) cache.delete(hop); // retried on the next draw
+          resolve(nodes);
+          pump();
+        });
+    }
+  }
+  return (raw) => {
+    const hop = raw.toLowerCase();
+    let p = cache.get(hop);
+    if (p) {
+      cache.delete(hop);
+    } else {
+      p = new Promise((resolve) => queue.push({ hop, resolve }));
+      pump();
+      if (cache.size >= HOP_CACHE_MAX) cache.delete(cache.keys().next().value);
+    }
+    cache.set(hop, p);
+    return p;
+  };
+}
+
 /** The path as chips; each hop resolves to the nodes whose key starts with it. */
-function pathView(path, signal) {
+function pathView(path, resolve) {
   if (!Array.isArray(path) || !path.length) return h('p', { class: 'muted' }, 'No hops: heard directly from the originator (or a direct route with an empty path).');
   const listEl = h('ol', { class: 'hops', 'aria-label': 'path hops in order' });
-  const cache = new Map();
   for (const hop of path) {
-    const li = h('li', { title: 'resolving…' }, hop);
+    const li = h('li', { title: 'resolving…', 'data-hop': hop }, hop);
     listEl.append(li);
-    if (!/^[0-9a-f]{2,6}$/i.test(hop)) continue;
-    if (!cache.has(hop)) cache.set(hop, get('/api/nodes/search', { q: hop }, signal).then((r) => (r.nodes || []).filter((n) => n.public_key.startsWith(hop.toLowerCase())), () => []));
-    cache.get(hop).then((nodes) => {
-      if (!nodes.length) {
+    if (!/^[0-9a-f]{2,6}$/i.test(hop)) {
+      li.title = 'not a key prefix';
+      continue;
+    }
+    resolve(hop).then((nodes) => {
+      li.dataset.candidates = nodes ? String(nodes.length) : '';
+      if (nodes === null) {
+        li.title = 'the lookup failed';
+      } else if (!nodes.length) {
         li.title = 'no known node has this key prefix';
-        return;
-      }
-      if (nodes.length === 1) {
+      } else if (nodes.length === 1) {
         const n = nodes[0];
         replace(li, h('a', { href: `#/nodes/${encodeURIComponent(n.public_key)}`, title: n.public_key }, hop), ' ', n.name || shortKey(n.public_key));
+        li.removeAttribute('title');
       } else {
-        li.title = `${nodes.length} candidates: ${nodes.map((n) => n.name || shortKey(n.public_key)).join(', ')}`;
-        li.append(h('span', { class: 'muted' }, ` (${nodes.length} candidates)`));
+        const many = nodes.length >= SEARCH_LIMIT ? `${nodes.length}+` : String(nodes.length);
+        li.title = `${many} candidates, most recently heard first: ${nodes.map((n) => n.name || shortKey(n.public_key)).join(', ')}`;
+        li.append(h('span', { class: 'muted' }, ` (${many} candidates)`));
       }
     });
   }
@@ -76,6 +126,7 @@ export function mount(root, ctx) {
   const body = h('div', null, notice('Loading…'));
   const summaryEl = h('span', { 'data-summary': '' });
   root.append(h('p', null, h('a', { href: '#/packets' }, '← All packets')), heading, body);
+  const resolveHop = hopResolver(ctx.signal);
 
   ctx.guard(get(`/api/packets/${encodeURIComponent(hash)}`, null, ctx.signal), body).then((d) => {
     if (!d) return;
@@ -108,7 +159,7 @@ export function mount(root, ctx) {
         ])),
       h('section', { class: 'panel', 'aria-labelledby': 'pk-bytes' }, h('h2', { id: 'pk-bytes' }, `Frame bytes (${(p.raw_hex || '').length / 2})`),
         hexView(p.raw_hex, d.breakdown && d.breakdown.ranges)),
-      h('section', { class: 'panel', 'aria-labelledby': 'pk-path' }, h('h2', { id: 'pk-path' }, 'Path (first heard)'), pathView(p.path, ctx.signal)),
+      h('section', { class: 'panel', 'aria-labelledby': 'pk-path' }, h('h2', { id: 'pk-path' }, 'Path (first heard)'), pathView(p.path, resolveHop)),
       h('section', { class: 'panel', 'aria-labelledby': 'pk-decoded' }, h('h2', { id: 'pk-decoded' }, 'Decoded fields'), decodedList(dec)),
       h('section', { class: 'panel', 'aria-labelledby': 'pk-obs' }, h('h2', { id: 'pk-obs' }, 'Observations (', obsCount, ')'), obs.el));
 

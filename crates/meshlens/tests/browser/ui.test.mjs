@@ -270,7 +270,41 @@ test('packet detail: bytes by range with a legend, decoded fields, every observa
   await close();
 });
 
-test('nodes: the directory, role tabs and the capability filter deep-link', T, async () => {
+test('packet detail: path hops resolve to nodes by key prefix, one lookup per distinct hop', T, async () => {
+  const list = await api('/api/packets?limit=500');
+  const withPath = list.packets.filter((p) => Array.isArray(p.path) && p.path.length >= 2);
+  assert.ok(withPath.length > 0, 'no packet with a path of two hops or more');
+  // Prefer a path that repeats a hop, then the longest.
+  const repeats = (p) => new Set(p.path).size < p.path.length;
+  const pick = withPath.find(repeats) || withPath.sort((a, b) => b.path.length - a.path.length)[0];
+  const hops = pick.path.filter((x) => /^[0-9a-f]{2,6}$/i.test(x));
+  const distinct = [...new Set(hops.map((x) => x.toLowerCase()))];
+  const { page, close } = await open(`#/packets/${pick.hash}`);
+  await page.waitForSelector('ol.hops li[data-hop]');
+  await page.waitForFunction((n) => document.querySelectorAll('ol.hops li[data-candidates]').length === n, hops.length, { timeout: 20_000 });
+  const lookups = (await fetched(page)).filter((u) => u.startsWith('/api/nodes/search'));
+  const asked = lookups.map((u) => new URLSearchParams(u.split('?')[1]));
+  assert.ok(asked.every((q) => q.has('prefix') && !q.has('q')), `hop lookups not by prefix: ${lookups}`);
+  assert.deepEqual(asked.map((q) => q.get('prefix')).sort(), [...distinct].sort(), `one lookup per distinct hop: ${lookups}`);
+  // What each hop shows agrees with the API: a single candidate is a link to that node.
+  const shown = await page.$$eval('ol.hops li[data-hop]', (l) => l.map((li) => ({
+    hop: li.dataset.hop, n: li.dataset.candidates, link: li.querySelector('a') && li.querySelector('a').getAttribute('href'),
+  })));
+  assert.deepEqual(shown.map((x) => x.hop), pick.path);
+  for (const hop of distinct) {
+    const api1 = (await api(`/api/nodes/search?prefix=${hop}`)).nodes;
+    assert.ok(api1.every((n) => n.public_key.startsWith(hop)), `?prefix=${hop} answered a node with another prefix`);
+    for (const x of shown.filter((s) => s.hop.toLowerCase() === hop)) {
+      assert.ok(Math.abs(Number(x.n) - api1.length) <= 1, `hop ${hop}: ${x.n} candidates shown, API ${api1.length}`);
+      if (Number(x.n) === 1 && api1.length === 1) assert.equal(x.link, `#/nodes/${api1[0].public_key}`);
+    }
+  }
+  await page.locator('ol.hops').scrollIntoViewIfNeeded();
+  await shot(page, 'packet-path');
+  await close();
+});
+
+test('nodes: the directory and role tabs deep-link', T, async () => {
   const all = await api('/api/nodes?limit=2000');
   {
     const { page, close } = await open('#/nodes');
@@ -291,12 +325,107 @@ test('nodes: the directory, role tabs and the capability filter deep-link', T, a
     assert.ok(Math.abs(n - (all.counts.repeater || 0)) <= 2, `${n} repeaters listed, API counts ${all.counts.repeater}`);
     await close();
   }
+});
+
+/** Waits until the nodes page has a loaded answer; returns its total (the server's count). */
+async function nodesLoaded(page) {
+  await page.waitForSelector('[data-page="nodes"] [role="status"][data-total]', { timeout: 20_000 });
+  return Number(await page.getAttribute('[data-page="nodes"] [role="status"]', 'data-total'));
+}
+
+/** The API paths the page fetched so far (resource timing: every finished fetch). */
+function fetched(page) {
+  return page.evaluate(() => performance.getEntriesByType('resource')
+    .filter((e) => e.initiatorType === 'fetch')
+    .map((e) => { const u = new URL(e.name); return u.pathname + u.search; }));
+}
+
+/** Pubkey → legacy-suspect flag of every node, as the API reports it now. */
+async function legacyFlags() {
+  const res = await api('/api/nodes?limit=2000');
+  return new Map(res.nodes.map((n) => [n.public_key, n.multi_byte_legacy_suspect]));
+}
+
+test('nodes: the capability filter is the server\'s, and holding-back badges come from the rows', T, async () => {
+  for (const cap of ['confirmed', 'legacy']) {
+    const param = `/api/nodes?multiByte=${cap}&limit=1`;
+    const before = (await api(param)).total;
+    const { page, close } = await open(`#/nodes?cap=${cap}`);
+    const shown = await nodesLoaded(page);
+    const after = (await api(param)).total;
+    assert.ok(shown >= Math.min(before, after) && shown <= Math.max(before, after), `cap=${cap}: page shows ${shown} nodes, API total ${before}..${after}`);
+    assert.equal(await page.inputValue('select[name="cap"]'), cap);
+    const status = await page.textContent('[data-page="nodes"] [role="status"]');
+    if (shown) assert.equal(count(status.split(' of ')[1]), shown, `status "${status}" does not show the total ${shown}`);
+    // The filter went to the server, and nothing else was loaded to work it out.
+    const urls = await fetched(page);
+    assert.ok(urls.some((u) => u.startsWith('/api/nodes?') && new URLSearchParams(u.split('?')[1]).get('multiByte') === cap), `no /api/nodes request with multiByte=${cap}: ${urls}`);
+    assert.ok(!urls.some((u) => u.startsWith('/api/analytics/')), `the nodes page fetched analytics: ${urls}`);
+    // The loaded list is the server's filtered page; every row in view carries the badge.
+    const n = Number(await page.getAttribute('.vlist', 'data-count'));
+    assert.equal(n, Math.min(shown, 500), `${n} rows loaded for a total of ${shown}`);
+    const rows = await page.$$eval('a.vrow[data-pubkey]', (r) => r.map((x) => ({
+      cap: x.dataset.cap, legacy: x.dataset.legacy === 'true',
+      badges: [...x.querySelectorAll('.badge.cap')].map((b) => b.className),
+    })));
+    assert.ok(rows.length <= n && (n === 0 || rows.length > 0), `${rows.length} rows in view of ${n}`);
+    for (const r of rows) {
+      if (cap === 'legacy') {
+        assert.ok(r.legacy && r.badges.some((c) => c.includes('cap-legacy')), `a row without the holding-back badge: ${JSON.stringify(r)}`);
+      } else {
+        assert.ok(r.cap === cap && r.badges.some((c) => c.includes(`cap-${cap}`)), `a row without the ${cap} badge: ${JSON.stringify(r)}`);
+      }
+    }
+    if (cap === 'legacy' && !shown) {
+      assert.equal(before + after, 0);
+      assert.match(status, /No nodes match/);
+    }
+    await shot(page, `nodes-cap-${cap}`);
+    await close();
+  }
   {
-    const { page, close } = await open('#/nodes?cap=confirmed');
-    await page.waitForFunction(() => document.querySelector('.vlist') && /loaded/.test(document.querySelector('[data-page="nodes"] [role="status"]').textContent));
-    const caps = await page.$$eval('a.vrow[data-cap]', (r) => r.map((x) => x.dataset.cap));
-    assert.ok(caps.every((c) => c === 'confirmed'), `capabilities shown: ${[...new Set(caps)]}`);
-    assert.equal(await page.inputValue('select[name="cap"]'), 'confirmed');
+    // No capability filter (repeaters, so legacy suspects are in view): a row has the
+    // holding-back badge exactly when the API flags it, and the page needs no analytics call
+    // to know. Choosing a capability goes into the URL.
+    const flags0 = await legacyFlags();
+    const { page, close } = await open('#/nodes?role=repeater');
+    await nodesLoaded(page);
+    await listLoaded(page, 1);
+    const rows = await page.$$eval('a.vrow[data-pubkey]', (r) => r.map((x) => ({ key: x.dataset.pubkey, badge: !!x.querySelector('.badge.cap-legacy') })));
+    const flags1 = await legacyFlags();
+    for (const r of rows) {
+      const want = [flags0.get(r.key), flags1.get(r.key)].filter((f) => f !== undefined);
+      assert.ok(want.length === 0 || want.includes(r.badge), `node ${r.key}: badge ${r.badge}, API flag ${want}`);
+    }
+    const urls = await fetched(page);
+    assert.ok(!urls.some((u) => u.startsWith('/api/analytics/')), `the nodes page fetched analytics: ${urls}`);
+    const legacyTotal = (await api('/api/nodes?multiByte=legacy&role=repeater&limit=1')).total;
+    await page.selectOption('select[name="cap"]', 'legacy');
+    await page.waitForFunction(() => location.hash.includes('cap=legacy') && location.hash.includes('role=repeater'));
+    const shown = await nodesLoaded(page);
+    assert.ok(Math.abs(shown - legacyTotal) <= 2, `holding back: page shows ${shown}, API ${legacyTotal}`);
+    const badges = await page.$$eval('a.vrow[data-pubkey]', (r) => r.map((x) => !!x.querySelector('.badge.cap-legacy')));
+    assert.equal(badges.length, Math.min(shown, badges.length));
+    assert.ok(badges.every(Boolean), 'a row of the holding-back filter has no holding-back badge');
+    if (!legacyTotal) assert.equal(rows.filter((r) => r.badge).length, 0, 'holding-back badges shown, API has no legacy suspect');
+    await close();
+  }
+  {
+    // A legacy suspect found by its key alone still shows the badge (no capability filter).
+    const legacy = (await api('/api/nodes?multiByte=legacy&limit=1')).nodes[0];
+    if (legacy) {
+      const { page, close } = await open(`#/nodes?search=${legacy.public_key.slice(0, 16)}`);
+      await page.waitForSelector(`a.vrow[data-pubkey="${legacy.public_key}"]`, { timeout: 20_000 });
+      assert.equal(await page.locator(`a.vrow[data-pubkey="${legacy.public_key}"] .badge.cap-legacy`).count(), 1);
+      await close();
+    }
+  }
+  {
+    // A deep link with a capability the server does not know shows every node, no error.
+    const { page, close } = await open('#/nodes?cap=bogus');
+    await nodesLoaded(page);
+    assert.equal(await page.inputValue('select[name="cap"]'), '');
+    assert.ok(!page.url().includes('cap='), `the unknown capability stayed in ${page.url()}`);
     await close();
   }
 });
@@ -317,9 +446,16 @@ test('navigation: links, the back button and keyboard', T, async () => {
   await page.waitForSelector('section[data-page="multibyte"]');
   await page.goBack();
   await page.waitForSelector('section[data-page="nodes"]');
+  // Tab from a known start once the page has rendered: pressed while the list is being
+  // replaced, focus can start from a removed element and land on the body.
+  await listLoaded(page, 1);
+  await page.focus('#nav a[href="#/multibyte"]');
   await page.keyboard.press('Tab');
-  const focused = await page.evaluate(() => document.activeElement && document.activeElement.tagName);
-  assert.ok(['A', 'BUTTON', 'INPUT', 'SELECT'].includes(focused), `Tab focused a ${focused}`);
+  const focused = await page.evaluate(() => {
+    const a = document.activeElement;
+    return a ? `${a.tagName} ${a.getAttribute('href')}` : 'nothing';
+  });
+  assert.equal(focused, 'A #/observers', 'Tab moves along the navigation links');
   await close();
 });
 
@@ -464,8 +600,12 @@ test('map: Leaflet on demand, a marker per located node, the capability overlay'
   assert.equal(await page.locator('path.node-marker').count(), markers);
   await page.selectOption('select[name="mode"]', 'capability');
   await page.waitForFunction(() => location.hash.includes('mode=capability'));
-  const analytics = await api('/api/analytics/hash-sizes');
-  if (analytics.legacySuspects.length) assert.ok(await page.locator('path.node-marker.legacy').count() > 0, 'no legacy suspect is marked');
+  // Holding-back rings come from the node rows' own flag (no analytics call needed).
+  const isLocated = (n) => typeof n.lat === 'number' && typeof n.lon === 'number' && (n.lat || n.lon);
+  const ringed = [nodes, await api('/api/nodes?limit=2000')].map((r) => r.nodes.filter((n) => isLocated(n) && n.multi_byte_legacy_suspect).length);
+  const rings = await page.locator('path.node-marker.legacy').count();
+  assert.ok(rings >= Math.min(...ringed) && rings <= Math.max(...ringed), `${rings} legacy rings, API ${ringed}`);
+  assert.ok(!(await fetched(page)).some((u) => u.startsWith('/api/analytics/')), 'the map fetched analytics');
   await page.waitForTimeout(400); // tile fade-in
   await shot(page, 'map');
   await close();
@@ -521,10 +661,18 @@ test('dark theme and a phone-sized screen', T, async () => {
 });
 
 test('every control has a label', T, async () => {
-  for (const hash of ['#/packets', '#/nodes', '#/map', '#/multibyte', '#/live']) {
+  // Each page once it has drawn its data (controls inside tables and lists included).
+  const ready = {
+    '#/packets': (page) => listLoaded(page, 1),
+    '#/nodes': (page) => nodesLoaded(page),
+    '#/map': (page) => page.waitForSelector('#map[data-ready="true"]', { timeout: 20_000 }),
+    '#/multibyte': (page) => page.waitForSelector('[data-table="adopters"] tbody tr', { timeout: 20_000 }),
+    '#/live': (page) => page.waitForSelector('ol.feed li[data-hash]', { timeout: 20_000 }),
+  };
+  for (const [hash, isReady] of Object.entries(ready)) {
     const { page, close } = await open(hash);
-    await page.waitForTimeout(300);
     await page.waitForSelector('[data-page] select, [data-page] input');
+    await isReady(page);
     const unlabelled = await page.evaluate(() => [...document.querySelectorAll('[data-page] input, [data-page] select, [data-page] button')]
       .filter((el) => !(el.labels && el.labels.length) && !el.getAttribute('aria-label') && !(el.textContent || '').trim())
       .map((el) => el.outerHTML.slice(0, 80)));
