@@ -40,11 +40,11 @@ pub fn start(listen: SocketAddr) -> Result<SocketAddr, String> {
             max_connections: 10_000,
             max_outgoing_packet_count: 200,
             // The router keeps recent publishes per filter in memory whether or not they were
-            // consumed, so this is resident once traffic has filled it: 4 × 4 MiB, about
-            // 50,000 observer messages of slack for ingest to catch up (2.5 s at the system
-            // benchmark's 20,000/s; minutes at a real region's rate). 4 × 2 MiB lost messages
-            // in that benchmark when the 2-core machine was busy.
-            max_segment_size: 4 * 1024 * 1024,
+            // consumed, so this is resident once traffic has filled it: 4 × 3 MiB, about
+            // 37,000 observer messages of slack for ingest to catch up (almost 2 s at the system
+            // benchmark's 20,000/s; minutes at a busy region's ~100/s). 4 × 2 MiB lost messages
+            // in that benchmark while the 2-core machine was also running a browser.
+            max_segment_size: 3 * 1024 * 1024,
             max_segment_count: 4,
             custom_segment: None,
             initialized_filters: None,

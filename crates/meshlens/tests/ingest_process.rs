@@ -173,3 +173,47 @@ async fn kill_9_never_corrupts_and_a_restart_resumes() {
     signal(&child, "-TERM");
     assert!(wait_exit(&mut child, Duration::from_secs(10)).success());
 }
+
+fn environ(pid: u32) -> String {
+    std::fs::read(format!("/proc/{pid}/environ"))
+        .map(|b| String::from_utf8_lossy(&b).replace('\0', "\n"))
+        .unwrap_or_default()
+}
+
+/// The long-running commands limit glibc's malloc arenas (a third of the peak RSS in the
+/// system benchmark) by re-executing themselves, unless the operator chose a value.
+#[test]
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn long_running_commands_limit_malloc_arenas() {
+    for (preset, want) in [
+        (None, "MALLOC_ARENA_MAX=2"),
+        (Some("4"), "MALLOC_ARENA_MAX=4"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_meshlens"));
+        cmd.args(["ingest", "--data-dir"])
+            .arg(dir.path())
+            // Nothing listens there: the writer keeps retrying, which is all this needs.
+            .args(["--mqtt", "mqtt://127.0.0.1:9"])
+            .env_remove("MALLOC_ARENA_MAX")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if let Some(v) = preset {
+            cmd.env("MALLOC_ARENA_MAX", v);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let start = Instant::now();
+        let mut env = String::new();
+        // The re-exec keeps the pid; wait until the new image's environment shows.
+        while start.elapsed() < Duration::from_secs(10) {
+            env = environ(child.id());
+            if env.lines().any(|l| l.starts_with("MALLOC_ARENA_MAX=")) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(env.lines().any(|l| l == want), "{preset:?}: {env}");
+    }
+}

@@ -235,6 +235,11 @@ pub fn start(
     stop: Arc<std::sync::atomic::AtomicBool>,
 ) -> Result<std::thread::JoinHandle<()>, String> {
     let reader = Reader::open(&db).map_err(|e| e.to_string())?;
+    // The cycle streams the window once a minute: a page cache would hold nothing it reads
+    // twice, so keep it small (bounded memory).
+    let _ = reader
+        .conn()
+        .pragma_update(None, "cache_size", -crate::db::SCAN_CACHE_KIB);
     state.swap(cold_index(reader.conn()).map_err(|e| e.to_string())?);
     let publisher = cfg.publish_to.as_deref().map(handoff::Publisher::new);
     std::thread::Builder::new()

@@ -17,7 +17,11 @@ pub const QUERY_DEADLINE: Duration = Duration::from_secs(2);
 
 /// Page cache per connection, KiB (bounded memory: size × pool). The OS page cache holds
 /// the rest of the file.
-const CACHE_KIB: i64 = 2 * 1024;
+const CACHE_KIB: i64 = 1024;
+
+/// Page cache of the connections that stream (the capability cycle) or only read the newest
+/// rows (the live tailer), KiB.
+pub const SCAN_CACHE_KIB: i64 = 256;
 
 /// The pool.
 pub struct Db {

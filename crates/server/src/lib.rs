@@ -99,8 +99,11 @@ pub struct AppState {
     /// `/api/stats/traffic` answers by window (ms), for a few seconds.
     traffic_cache: std::sync::Mutex<std::collections::HashMap<i64, (Instant, Value)>>,
     hash_sizes_cache: api::analytics::HashSizesCache,
+    message_counts: api::channels::MessageCounts,
     /// Observations per observer in the last hour, for a few seconds.
     observers_hour: std::sync::Mutex<Option<(Instant, Arc<HourCounts>)>>,
+    /// Whether a background refresh of `observers_hour` is running.
+    observers_refreshing: AtomicBool,
 }
 
 /// Observations per observer index in the last hour.
@@ -271,10 +274,13 @@ impl Server {
             ui: cfg.ui,
             traffic_cache: Default::default(),
             observers_hour: Default::default(),
+            observers_refreshing: AtomicBool::new(false),
             hash_sizes_cache: Default::default(),
+            message_counts: Default::default(),
         });
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
         let (shutdown, mut rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(api::observers::warm(state.clone()));
         let app = router(state);
         let task = tokio::spawn(async move {
             let serve = axum::serve(listener, app).with_graceful_shutdown(async move {

@@ -51,6 +51,8 @@ pub fn spawn_tailer(
                 }
             };
             let c = reader.conn();
+            // It reads only the newest rows, which the WAL and the OS cache hold anyway.
+            let _ = c.pragma_update(None, "cache_size", -crate::db::SCAN_CACHE_KIB);
             let mut watermark: i64 = c
                 .query_row("SELECT coalesce(max(id), 0) FROM observations", [], |r| {
                     r.get(0)

@@ -1132,3 +1132,42 @@ async fn nodes_filter_by_capability_and_search_by_key_prefix() {
     assert_eq!(st, 400);
     s.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn channel_message_totals_follow_new_messages() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("meshlens.db");
+    let mut w = seed(&db);
+    let s = start(&db).await;
+    let (st, v) = get(s.addr, "/api/channels/Public/messages").await;
+    assert_eq!(st, 200);
+    assert_eq!(v["total"], 2, "{v}");
+    // Two more Public messages after the first (full) count: counted on top of it.
+    let now = server::now_ms();
+    for i in 0..2u32 {
+        let mut plain = Vec::new();
+        meshcore::payload::GroupText {
+            timestamp: 1_800_000_000 + i,
+            flags: 0,
+            text: &format!("Bob: hello {i}"),
+        }
+        .encode(&mut plain);
+        let mut payload = Vec::new();
+        meshcore::crypto::Channel::public().encrypt_into(&plain, &mut payload);
+        let frame = meshcore::Packet::new(
+            meshcore::Route::Flood,
+            meshcore::PayloadType::GrpTxt,
+            meshcore::PathLen::ZERO,
+            &[],
+            &payload,
+        )
+        .unwrap()
+        .to_bytes();
+        w.write_batch(&[item(&hex::encode(frame), OBS_A, now + 1 + i64::from(i))])
+            .unwrap();
+    }
+    let (_, v) = get(s.addr, "/api/channels/Public/messages").await;
+    assert_eq!(v["total"], 4, "{v}");
+    assert_eq!(v["messages"].as_array().unwrap().len(), 4);
+    s.shutdown().await;
+}

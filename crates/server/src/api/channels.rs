@@ -90,6 +90,60 @@ fn message_json(p: &Value) -> Value {
     })
 }
 
+/// Messages counted per channel: a full count at most once a minute (retention deletes old
+/// rows), and in between the full count plus the rows first seen since it, a seek on the
+/// `(channel, payload_type, first_seen)` index (a full count of a busy channel's index took
+/// ~10 ms at 2,000,000 observations, on every page).
+#[derive(Default)]
+pub struct MessageCounts {
+    by_channel: std::sync::Mutex<HashMap<String, (std::time::Instant, i64, i64)>>,
+}
+
+impl MessageCounts {
+    const FULL_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+    const CAPACITY: usize = 256;
+}
+
+fn message_count(st: &AppState, c: &store::rusqlite::Connection, channel: &str) -> ApiResult<i64> {
+    let cached = st
+        .message_counts
+        .by_channel
+        .lock()
+        .ok()
+        .and_then(|m| m.get(channel).copied())
+        .filter(|(at, _, _)| at.elapsed() < MessageCounts::FULL_EVERY);
+    if let Some((_, since, base)) = cached {
+        let newer: i64 = sql(c.query_row(
+            "SELECT count(*) FROM transmissions
+             WHERE channel = ?1 AND payload_type = 5 AND first_seen >= ?2",
+            store::rusqlite::params![channel, since],
+            |r| r.get(0),
+        ))?;
+        return Ok(base + newer);
+    }
+    // Everything first seen before `since` now; newer rows are counted on top of it.
+    let since = crate::now_ms();
+    let base: i64 = sql(c.query_row(
+        "SELECT count(*) FROM transmissions
+         WHERE channel = ?1 AND payload_type = 5 AND first_seen < ?2",
+        store::rusqlite::params![channel, since],
+        |r| r.get(0),
+    ))?;
+    let newer: i64 = sql(c.query_row(
+        "SELECT count(*) FROM transmissions
+         WHERE channel = ?1 AND payload_type = 5 AND first_seen >= ?2",
+        store::rusqlite::params![channel, since],
+        |r| r.get(0),
+    ))?;
+    if let Ok(mut m) = st.message_counts.by_channel.lock() {
+        if m.len() >= MessageCounts::CAPACITY {
+            m.clear();
+        }
+        m.insert(channel.to_owned(), (std::time::Instant::now(), since, base));
+    }
+    Ok(base + newer)
+}
+
 /// `GET /api/channels/{hash}/messages` → `{messages, total}`, newest first.
 pub async fn messages(
     State(st): State<Arc<AppState>>,
@@ -104,14 +158,11 @@ pub async fn messages(
             "channel must be 1-128 characters".into(),
         ));
     }
+    let state = st.clone();
     let (rows, total) = st
         .db
         .query(move |c| {
-            let total: i64 = sql(c.query_row(
-                "SELECT count(*) FROM transmissions WHERE channel = ?1 AND payload_type = 5",
-                [&channel],
-                |r| r.get(0),
-            ))?;
+            let total = message_count(&state, c, &channel)?;
             let mut stmt = sql(c.prepare_cached(
                 "SELECT t.id, t.hash, t.raw, t.first_seen, t.last_seen, t.observation_count, t.channel, t.scope, t.from_pubkey
                  FROM transmissions t WHERE t.channel = ?1 AND t.payload_type = 5
