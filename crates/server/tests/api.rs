@@ -902,6 +902,25 @@ async fn web_ui_is_served_with_a_strict_csp_and_gzip() {
     // Unknown files are 404; unknown API paths stay JSON errors.
     let (st, _) = http(s.addr, "GET", "/no-such-file.js", None);
     assert_eq!(st, 404);
+    // Nothing outside web/ is reachable (debug builds read web/ from disk).
+    for path in [
+        "/../Cargo.toml",
+        "/%2e%2e/Cargo.toml",
+        "/..%2fCargo.toml",
+        "/js/../../Cargo.toml",
+        "//etc/passwd",
+    ] {
+        let (st, body) = http(s.addr, "GET", path, None);
+        assert!(
+            st == 404 || st == 400,
+            "{path}: {st} {}",
+            body.get(..80).unwrap_or(&body)
+        );
+        assert!(
+            !body.contains("[workspace]") && !body.contains("root:"),
+            "{path}"
+        );
+    }
     let (st, e) = get(s.addr, "/api/no-such-endpoint").await;
     assert_eq!(st, 404);
     assert!(e["error"].is_string());

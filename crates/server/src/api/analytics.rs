@@ -48,7 +48,10 @@ pub struct HashSizesCache {
 
 impl HashSizesCache {
     /// Distinct queries kept per cycle.
-    const CAPACITY: usize = 32;
+    const CAPACITY: usize = 16;
+    /// Bytes kept per cycle: varied `window`/`region` strings must not make the cache a way
+    /// to pin memory (one answer is ~0.9 MB for 2,000 nodes).
+    const MAX_BYTES: usize = 4 << 20;
 }
 
 /// `GET /api/analytics/hash-sizes`.
@@ -75,12 +78,25 @@ pub async fn hash_sizes(
             let v = hash_sizes_json(&idx, Params(q))?;
             let b = axum::body::Bytes::from(serde_json::to_vec(&v).unwrap_or_default());
             if let Ok(mut c) = st.hash_sizes_cache.inner.lock() {
+                let fits = |m: &HashMap<String, axum::body::Bytes>| {
+                    m.len() < HashSizesCache::CAPACITY
+                        && m.values().map(|v| v.len()).sum::<usize>() + b.len()
+                            <= HashSizesCache::MAX_BYTES
+                };
                 match c.as_mut() {
-                    Some((id, m)) if *id == cycle && m.len() < HashSizesCache::CAPACITY => {
-                        m.insert(key, b.clone());
+                    Some((id, m)) if *id == cycle => {
+                        if fits(m) {
+                            m.insert(key, b.clone());
+                        }
                     }
-                    Some((id, _)) if *id == cycle => {}
-                    _ => *c = Some((cycle, HashMap::from([(key, b.clone())]))),
+                    _ => {
+                        let m = HashMap::new();
+                        if fits(&m) {
+                            *c = Some((cycle, HashMap::from([(key, b.clone())])));
+                        } else {
+                            *c = Some((cycle, m));
+                        }
+                    }
                 }
             }
             b
