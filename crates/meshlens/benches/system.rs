@@ -9,15 +9,18 @@
 //! p50/p99 under 16 concurrent clients, publish-to-WebSocket latency, restart-to-ready and
 //! restart-to-complete, and database bytes per observation.
 
+#[path = "../tests/support/http.rs"]
+mod http;
+
 use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
+use http::get;
 use rumqttc::{AsyncClient, MqttOptions, QoS};
 use sim::{Mesh, SimConfig};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -52,25 +55,6 @@ fn spawn(data: &Path, mqtt: SocketAddr, http: SocketAddr) -> Child {
         .stderr(Stdio::inherit())
         .spawn()
         .expect("meshlens")
-}
-
-async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let Ok(mut s) = tokio::net::TcpStream::connect(addr).await else {
-        return (0, String::new());
-    };
-    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    if s.write_all(req.as_bytes()).await.is_err() {
-        return (0, String::new());
-    }
-    let mut out = Vec::new();
-    let _ = s.read_to_end(&mut out).await;
-    let text = String::from_utf8_lossy(&out).to_string();
-    let status = text.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (status, body)
 }
 
 fn json_num(body: &str, key: &str) -> Option<u64> {

@@ -112,29 +112,25 @@ fn message_count(st: &AppState, c: &store::rusqlite::Connection, channel: &str) 
         .ok()
         .and_then(|m| m.get(channel).copied())
         .filter(|(at, _, _)| at.elapsed() < MessageCounts::FULL_EVERY);
-    if let Some((_, since, base)) = cached {
-        let newer: i64 = sql(c.query_row(
-            "SELECT count(*) FROM transmissions
-             WHERE channel = ?1 AND payload_type = 5 AND first_seen >= ?2",
+    // Messages first seen before `since` (`older`) or at/after it.
+    let count = |older: bool, since: i64| -> ApiResult<i64> {
+        let op = if older { "<" } else { ">=" };
+        sql(c.query_row(
+            &format!(
+                "SELECT count(*) FROM transmissions
+                 WHERE channel = ?1 AND payload_type = 5 AND first_seen {op} ?2"
+            ),
             store::rusqlite::params![channel, since],
             |r| r.get(0),
-        ))?;
-        return Ok(base + newer);
+        ))
+    };
+    if let Some((_, since, base)) = cached {
+        return Ok(base + count(false, since)?);
     }
     // Everything first seen before `since` now; newer rows are counted on top of it.
     let since = crate::now_ms();
-    let base: i64 = sql(c.query_row(
-        "SELECT count(*) FROM transmissions
-         WHERE channel = ?1 AND payload_type = 5 AND first_seen < ?2",
-        store::rusqlite::params![channel, since],
-        |r| r.get(0),
-    ))?;
-    let newer: i64 = sql(c.query_row(
-        "SELECT count(*) FROM transmissions
-         WHERE channel = ?1 AND payload_type = 5 AND first_seen >= ?2",
-        store::rusqlite::params![channel, since],
-        |r| r.get(0),
-    ))?;
+    let base = count(true, since)?;
+    let newer = count(false, since)?;
     if let Ok(mut m) = st.message_counts.by_channel.lock() {
         if m.len() >= MessageCounts::CAPACITY {
             m.clear();

@@ -311,45 +311,34 @@ pub async fn search(
     Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult<Json<Value>> {
     let p = Params(q);
-    if let Some(prefix) = p.str("prefix") {
+    // Key prefix only, or name substring / key prefix.
+    let (condition, args) = if let Some(prefix) = p.str("prefix") {
         let prefix = hex_prefix("prefix", prefix)?;
-        let rows = st
-            .db
-            .query(move |c| {
-                let mut stmt = sql(c.prepare_cached(&format!(
-                    "SELECT {NODE_COLUMNS} FROM nodes WHERE public_key >= ?1 AND public_key < ?2
-                     ORDER BY last_seen DESC LIMIT 20"
-                )))?;
-                sql(stmt
-                    .query_map([prefix.clone(), format!("{prefix}g")], NodeRow::from_row)
-                    .and_then(|m| m.collect::<Result<Vec<_>, _>>()))
-            })
-            .await?;
-        let cap = st.capability.current();
-        let nodes: Vec<Value> = rows
-            .iter()
-            .map(|r| r.to_json(&HashMap::new(), &cap))
-            .collect();
-        return Ok(Json(json!({"nodes": nodes})));
-    }
-    let Some(q) = p.str("q").map(str::to_owned) else {
-        return Ok(Json(json!({"nodes": []})));
+        let end = format!("{prefix}g");
+        ("public_key >= ?1 AND public_key < ?2", [prefix, end])
+    } else {
+        let Some(q) = p.str("q") else {
+            return Ok(Json(json!({"nodes": []})));
+        };
+        if q.chars().count() > 64 {
+            return Err(ApiError::BadRequest("q is too long".into()));
+        }
+        (
+            "name LIKE ?1 ESCAPE '\\' OR public_key LIKE ?2 ESCAPE '\\'",
+            [
+                format!("%{}%", like_escape(q)),
+                format!("{}%", like_escape(&q.to_ascii_lowercase())),
+            ],
+        )
     };
-    if q.chars().count() > 64 {
-        return Err(ApiError::BadRequest("q is too long".into()));
-    }
     let rows = st
         .db
         .query(move |c| {
             let mut stmt = sql(c.prepare_cached(&format!(
-                "SELECT {NODE_COLUMNS} FROM nodes WHERE name LIKE ?1 ESCAPE '\\' OR public_key LIKE ?2 ESCAPE '\\'
-                 ORDER BY last_seen DESC LIMIT 20"
+                "SELECT {NODE_COLUMNS} FROM nodes WHERE {condition} ORDER BY last_seen DESC LIMIT 20"
             )))?;
             sql(stmt
-                .query_map(
-                    [format!("%{}%", like_escape(&q)), format!("{}%", like_escape(&q.to_ascii_lowercase()))],
-                    NodeRow::from_row,
-                )
+                .query_map(args, NodeRow::from_row)
                 .and_then(|m| m.collect::<Result<Vec<_>, _>>()))
         })
         .await?;
