@@ -166,6 +166,10 @@ pub const OPENAPI: &str = include_str!("openapi.json");
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/api/packets", get(api::packets::list))
+        .route(
+            "/api/packets/observations",
+            post(api::packets::batch_observations),
+        )
         .route("/api/packets/{id}", get(api::packets::detail))
         .route("/api/decode", post(api::packets::decode))
         .route("/api/nodes", get(api::nodes::list))
@@ -179,6 +183,10 @@ pub fn router(state: Arc<AppState>) -> Router {
             get(api::channels::messages),
         )
         .route("/api/analytics/hash-sizes", get(api::analytics::hash_sizes))
+        .route(
+            "/api/analytics/hash-collisions",
+            get(api::collisions::hash_collisions),
+        )
         .route("/api/stats", get(api::status::stats))
         .route("/api/stats/traffic", get(api::status::traffic))
         .route("/api/health", get(api::status::health))

@@ -1190,3 +1190,447 @@ async fn channel_message_totals_follow_new_messages() {
     assert_eq!(v["messages"].as_array().unwrap().len(), 4);
     s.shutdown().await;
 }
+
+/// POSTs `body` to the batch observations endpoint → (status, JSON).
+async fn post_observations(addr: SocketAddr, body: String) -> (u16, Value) {
+    let (status, text) = tokio::task::spawn_blocking(move || {
+        http(addr, "POST", "/api/packets/observations", Some(&body))
+    })
+    .await
+    .unwrap();
+    let v = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+    (status, v)
+}
+
+/// The batch answer lists, for each asked hash, the same observations as the packet detail,
+/// with CoreScope's extra fields; unknown hashes map to `[]`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_observations_match_the_packet_detail() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("meshlens.db");
+    let _w = seed(&db);
+    let s = start(&db).await;
+    let (_, list) = get(s.addr, "/api/packets?limit=100").await;
+    let hashes: Vec<String> = list["packets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["hash"].as_str().unwrap().to_string())
+        .collect();
+    assert!(hashes.len() >= 8, "{list}");
+    let unknown = "0123456789abcdef";
+    assert!(!hashes.iter().any(|h| h == unknown));
+    let mut asked: Vec<String> = hashes.clone();
+    asked.push(unknown.into());
+    // Case and repeats do not matter.
+    asked.push(hashes[0].to_ascii_uppercase());
+    let (st, v) =
+        post_observations(s.addr, serde_json::json!({ "hashes": asked }).to_string()).await;
+    assert_eq!(st, 200, "{v}");
+    let results = v["results"].as_object().unwrap();
+    assert_eq!(results.len(), hashes.len() + 1, "{v}");
+    assert_eq!(results[unknown], serde_json::json!([]));
+    for h in &hashes {
+        let (_, d) = get(s.addr, &format!("/api/packets/{h}")).await;
+        let want = d["observations"].as_array().unwrap();
+        let got = results[h.as_str()].as_array().unwrap();
+        // Every seeded frame was heard by both observers.
+        assert_eq!(got.len(), 2, "{h}: {v}");
+        assert_eq!(got.len(), want.len(), "{h}");
+        for (g, w) in got.iter().zip(want) {
+            for k in [
+                "id",
+                "observer_id",
+                "observer_name",
+                "timestamp",
+                "snr",
+                "rssi",
+                "path",
+                "raw_hex",
+            ] {
+                assert_eq!(g[k], w[k], "{h} {k}");
+            }
+            assert_eq!(g["hash"], h.as_str());
+            assert_eq!(g["transmission_id"], d["packet"]["id"]);
+            assert_eq!(g["observer_iata"], "SEA");
+            let path: Value = serde_json::from_str(g["path_json"].as_str().unwrap()).unwrap();
+            assert_eq!(path, w["path"], "{h}");
+        }
+    }
+    // An empty list is an empty answer.
+    let (st, v) = post_observations(s.addr, r#"{"hashes":[]}"#.into()).await;
+    assert_eq!(
+        (st, v),
+        (200, serde_json::json!({"results": {}, "truncated": false}))
+    );
+    s.shutdown().await;
+}
+
+/// However many observers heard it, a packet lists at most MAX_OBSERVATIONS in the batch too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_observations_are_bounded_per_packet() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("meshlens.db");
+    let mut w = store::Writer::open(&db, 0).unwrap();
+    let hex = vector("ack_flood_4hops");
+    let now = server::now_ms();
+    let items: Vec<store::Item> = (0..600)
+        .map(|i| item(&hex, &format!("{i:064x}"), now))
+        .collect();
+    w.write_batch(&items).unwrap();
+    let s = start(&db).await;
+    let (st, v) = post_observations(s.addr, r#"{"hashes":["bbf95563c6eec9fe"]}"#.into()).await;
+    assert_eq!(st, 200);
+    assert_eq!(
+        v["results"]["bbf95563c6eec9fe"].as_array().unwrap().len(),
+        server::api::packets::MAX_OBSERVATIONS as usize
+    );
+    s.shutdown().await;
+}
+
+/// The whole batch answer is bounded too: past MAX_BATCH_OBSERVATIONS the lists are cut and
+/// `truncated` says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_observations_are_bounded_in_all() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("meshlens.db");
+    let mut w = store::Writer::open(&db, 0).unwrap();
+    let now = server::now_ms();
+    let per_packet = server::api::packets::MAX_OBSERVATIONS as usize;
+    let packets = server::api::packets::MAX_BATCH_OBSERVATIONS / per_packet + 1;
+    let mut hashes = Vec::new();
+    for k in 0..packets as u32 {
+        let mut payload = Vec::new();
+        meshcore::payload::Ack {
+            crc: k.to_le_bytes(),
+            extension: &[],
+        }
+        .encode(&mut payload);
+        let frame = meshcore::Packet::new(
+            meshcore::Route::Flood,
+            meshcore::PayloadType::Ack,
+            meshcore::PathLen::ZERO,
+            &[],
+            &payload,
+        )
+        .unwrap();
+        hashes.push(format!("{:016x}", frame.hash().to_u64()));
+        let hex = hex::encode(frame.to_bytes());
+        let items: Vec<store::Item> = (0..per_packet)
+            .map(|i| item(&hex, &format!("{i:064x}"), now))
+            .collect();
+        w.write_batch(&items).unwrap();
+    }
+    let s = start(&db).await;
+    let body = serde_json::json!({ "hashes": hashes }).to_string();
+    let (st, v) = post_observations(s.addr, body).await;
+    assert_eq!(st, 200);
+    let total: usize = v["results"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|l| l.as_array().unwrap().len())
+        .sum();
+    assert_eq!(total, server::api::packets::MAX_BATCH_OBSERVATIONS);
+    assert_eq!(v["truncated"], true);
+    // A batch under the bound is whole.
+    let body = serde_json::json!({ "hashes": &hashes[..2] }).to_string();
+    let (_, v) = post_observations(s.addr, body).await;
+    assert_eq!(v["truncated"], false);
+    assert_eq!(
+        v["results"][&hashes[1]].as_array().unwrap().len(),
+        per_packet
+    );
+    s.shutdown().await;
+}
+
+/// Malformed, oversized or over-long batch requests are refused with a JSON error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_observations_refuse_hostile_bodies() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("meshlens.db");
+    let _w = seed(&db);
+    let s = start(&db).await;
+    let too_many: Vec<String> = (0..201).map(|i| format!("{i:016x}")).collect();
+    let huge = format!(r#"{{"hashes":[],"pad":"{}"}}"#, "x".repeat(200_000));
+    for body in [
+        "not json".to_string(),
+        "".into(),
+        "{}".into(),
+        "[]".into(),
+        r#"{"hashes":"0123456789abcdef"}"#.into(),
+        r#"{"hashes":null}"#.into(),
+        r#"{"hashes":[12345]}"#.into(),
+        r#"{"hashes":["zz23456789abcdef"]}"#.into(),
+        r#"{"hashes":["0123456789abcde"]}"#.into(),
+        r#"{"hashes":["0123456789abcdef0"]}"#.into(),
+        r#"{"hashes":["' OR 1=1 --"]}"#.into(),
+        serde_json::json!({ "hashes": too_many }).to_string(),
+        huge,
+    ] {
+        let (st, v) = post_observations(s.addr, body.clone()).await;
+        assert_eq!(st, 400, "{}: {v}", &body[..body.len().min(80)]);
+        assert!(v["error"].is_string(), "{v}");
+    }
+    // Exactly the limit is fine; unknown hashes are empty lists.
+    let at_limit: Vec<String> = (0..200).map(|i| format!("{i:016x}")).collect();
+    let (st, v) = post_observations(
+        s.addr,
+        serde_json::json!({ "hashes": at_limit }).to_string(),
+    )
+    .await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["results"].as_object().unwrap().len(), 200);
+    assert!(
+        v["results"]
+            .as_object()
+            .unwrap()
+            .values()
+            .all(|l| l == &serde_json::json!([]))
+    );
+    s.shutdown().await;
+}
+
+/// Like `item`, with the observer in region `iata`.
+fn item_in(hex: &str, observer: &str, iata: &str, at: i64) -> store::Item {
+    let d = Decoder {
+        keyring: Keyring::with_public(),
+        ..Decoder::default()
+    };
+    let msg = PacketMessage {
+        observer: TopicObserver {
+            id: observer.into(),
+            iata: iata.into(),
+        },
+        origin: None,
+        region: None,
+        raw: parse_hex(hex).unwrap(),
+        snr: Some(5.0),
+        rssi: Some(-100.0),
+        score: None,
+    };
+    d.item(msg, at).0
+}
+
+/// A 1-byte flood advert of a repeater with key `seed`, `name` and an optional position.
+fn advert_of(seed: &[u8; 32], name: &[u8], at: Option<(i32, i32)>, timestamp: u32) -> String {
+    use meshcore::payload::{Advert, AppData, Location, NodeType};
+    let mut appdata = Vec::new();
+    let loc = at.map(|(lat_raw, lon_raw)| Location { lat_raw, lon_raw });
+    AppData::new(NodeType::REPEATER, loc, Some(name)).encode(&mut appdata);
+    let mut payload = Vec::new();
+    Advert::encode_signed(seed, timestamp, &appdata, &mut payload);
+    let len = meshcore::PathLen::new(meshcore::PathHashSize::One, 0).unwrap();
+    meshcore::Packet::new(
+        meshcore::Route::Flood,
+        meshcore::PayloadType::Advert,
+        len,
+        &[],
+        &payload,
+    )
+    .map(|p| hex::encode(p.to_bytes()))
+    .unwrap()
+}
+
+/// Three seeds: the first two keys share 2 bytes, the third shares only the first byte.
+fn colliding_seeds() -> [[u8; 32]; 3] {
+    use meshcore::payload::public_key_of;
+    let seed = |i: u32| {
+        let mut s = [0x42u8; 32];
+        s[..4].copy_from_slice(&i.to_le_bytes());
+        s
+    };
+    let mut by2: std::collections::HashMap<[u8; 2], u32> = Default::default();
+    let mut pair = None;
+    for i in 0..100_000u32 {
+        let k = public_key_of(&seed(i));
+        if let Some(j) = by2.insert([k[0], k[1]], i) {
+            pair = Some((j, i, k[0], k[1]));
+            break;
+        }
+    }
+    let (a, b, first, second) = pair.expect("no 2-byte collision found");
+    let c = (0..1_000_000u32)
+        .map(|i| i + 200_000)
+        .find(|i| {
+            let k = public_key_of(&seed(*i));
+            k[0] == first && k[1] != second
+        })
+        .expect("no 1-byte collision found");
+    [seed(a), seed(b), seed(c)]
+}
+
+/// Prefix (uppercase, `bytes` bytes) → sorted keys, for prefixes shared by several nodes.
+fn expected_collisions(
+    nodes: &[Value],
+    bytes: usize,
+) -> std::collections::BTreeMap<String, Vec<String>> {
+    let mut m: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for n in nodes {
+        let k = n["public_key"].as_str().unwrap();
+        m.entry(k[..bytes * 2].to_ascii_uppercase())
+            .or_default()
+            .push(k.to_string());
+    }
+    m.retain(|_, v| v.len() > 1);
+    m.values_mut().for_each(|v| v.sort());
+    m
+}
+
+/// The collisions an answer lists, in the same form, after checking each entry's shape.
+fn listed_collisions(v: &Value, bytes: usize) -> std::collections::BTreeMap<String, Vec<String>> {
+    let size = &v["by_size"][bytes.to_string()];
+    let list = size["collisions"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{v}"));
+    assert_eq!(size["stats"]["collision_count"], list.len());
+    list.iter()
+        .map(|c| {
+            assert_eq!(c["byte_size"], bytes);
+            let nodes = c["nodes"].as_array().unwrap();
+            assert_eq!(c["appearances"], nodes.len());
+            let mut keys: Vec<String> = nodes
+                .iter()
+                .map(|n| n["public_key"].as_str().unwrap().to_string())
+                .collect();
+            keys.sort();
+            (c["prefix"].as_str().unwrap().to_string(), keys)
+        })
+        .collect()
+}
+
+/// Prefix collisions are the shared key prefixes of the known nodes (as `/api/nodes` lists
+/// them) at 1, 2 and 3 bytes, restricted by region like `/api/nodes?region=`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hash_collisions_are_the_shared_prefixes_of_known_nodes() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("meshlens.db");
+    let mut w = seed(&db);
+    let now = server::now_ms();
+    let ts = (now / 1000) as u32;
+    let seeds = colliding_seeds();
+    let evil = r#"<img src=x onerror=alert(1)>"'\"#;
+    let frames = [
+        advert_of(
+            &seeds[0],
+            evil.as_bytes(),
+            Some((47_600_000, -122_300_000)),
+            ts - 3,
+        ),
+        advert_of(&seeds[1], b"Twin", Some((47_700_000, -122_400_000)), ts - 2),
+        advert_of(&seeds[2], b"Cousin", None, ts - 1),
+    ];
+    let items: Vec<store::Item> = frames
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            item_in(
+                f,
+                "c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3",
+                "PDX",
+                now - 3_000 + i as i64,
+            )
+        })
+        .collect();
+    w.write_batch(&items).unwrap();
+    let ground: Vec<String> = seeds
+        .iter()
+        .map(|s| hex::encode(meshcore::payload::public_key_of(s)))
+        .collect();
+    let s = start(&db).await;
+    wait_complete(s.addr).await;
+    for region in ["", "PDX", "SEA", "sea,pdx", "ZZZ"] {
+        let q = if region.is_empty() {
+            String::new()
+        } else {
+            format!("?region={region}")
+        };
+        let sep = if q.is_empty() { "?" } else { "&" };
+        let (_, nv) = get(s.addr, &format!("/api/nodes{q}{sep}limit=2000")).await;
+        let nodes = nv["nodes"].as_array().unwrap().clone();
+        let (st, v) = get(s.addr, &format!("/api/analytics/hash-collisions{q}")).await;
+        assert_eq!(st, 200, "{v}");
+        assert!(v["inconsistent_nodes"].is_array(), "{v}");
+        for bytes in [1, 2, 3] {
+            let size = &v["by_size"][bytes.to_string()];
+            assert_eq!(size["stats"]["total_nodes"], nodes.len(), "{region}: {v}");
+            assert_eq!(
+                listed_collisions(&v, bytes),
+                expected_collisions(&nodes, bytes),
+                "{region} {bytes}"
+            );
+        }
+        // The matrix cells hold every node exactly once.
+        let cells = v["by_size"]["1"]["one_byte_cells"].as_object().unwrap();
+        assert_eq!(cells.len(), 256);
+        assert_eq!(
+            cells
+                .values()
+                .map(|c| c.as_array().unwrap().len())
+                .sum::<usize>(),
+            nodes.len()
+        );
+        let cells2 = v["by_size"]["2"]["two_byte_cells"].as_object().unwrap();
+        assert_eq!(cells2.len(), 256);
+        assert_eq!(
+            cells2
+                .values()
+                .map(|c| c["group_nodes"].as_array().unwrap().len())
+                .sum::<usize>(),
+            nodes.len()
+        );
+        // The ground keys collide wherever they are known.
+        let known = nodes.iter().any(|n| n["public_key"] == ground[0].as_str());
+        assert_eq!(known, region != "SEA" && region != "ZZZ", "{region}");
+        let one = listed_collisions(&v, 1);
+        let two = listed_collisions(&v, 2);
+        let p1 = ground[0][..2].to_ascii_uppercase();
+        let p2 = ground[0][..4].to_ascii_uppercase();
+        if known {
+            assert!(one[&p1].len() >= 3 && ground.iter().all(|g| one[&p1].contains(g)));
+            assert!(two[&p2].contains(&ground[0]) && two[&p2].contains(&ground[1]));
+            assert!(!two[&p2].contains(&ground[2]));
+            let entry = v["by_size"]["2"]["collisions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|c| c["prefix"] == p2.as_str())
+                .unwrap();
+            // Two positions about 14 km apart: a local collision.
+            assert_eq!(entry["with_coords"], 2, "{entry}");
+            assert_eq!(entry["classification"], "local", "{entry}");
+            let d = entry["max_dist_km"].as_f64().unwrap();
+            assert!((5.0..30.0).contains(&d), "{d}");
+            // Node names are data, returned verbatim as JSON strings.
+            let named = entry["nodes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|n| n["public_key"] == ground[0].as_str())
+                .unwrap();
+            assert_eq!(named["name"], evil);
+            assert_eq!(named["role"], "repeater");
+            assert_eq!(named["hash_size"], 1);
+        } else {
+            assert!(!one.contains_key(&p1) || !one[&p1].contains(&ground[0]));
+        }
+        if region == "ZZZ" {
+            assert!(nodes.is_empty());
+            for bytes in ["1", "2", "3"] {
+                assert_eq!(v["by_size"][bytes]["collisions"], serde_json::json!([]));
+            }
+        }
+    }
+    // Hostile region text is data: no match, no error.
+    let (st, v) = get(
+        s.addr,
+        "/api/analytics/hash-collisions?region=%27%3BDROP%20TABLE%20nodes%3B--",
+    )
+    .await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["by_size"]["1"]["stats"]["total_nodes"], 0);
+    let (st, v) = get(s.addr, "/api/analytics/hash-collisions?region=%2C%20%2C").await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["by_size"]["2"]["collisions"], serde_json::json!([]));
+    s.shutdown().await;
+}

@@ -3,6 +3,7 @@
 
 pub mod analytics;
 pub mod channels;
+pub mod collisions;
 pub mod nodes;
 pub mod observers;
 pub mod packets;

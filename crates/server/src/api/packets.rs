@@ -1,4 +1,5 @@
-//! `/api/packets`, `/api/packets/{id|hash}` and `POST /api/decode`.
+//! `/api/packets`, `/api/packets/{id|hash}`, `POST /api/packets/observations` and
+//! `POST /api/decode`.
 
 use std::sync::Arc;
 
@@ -451,4 +452,104 @@ pub async fn decode(
         json!({"decoded": crate::decode_for_api(&bytes, &st.decode), "breakdown": {"ranges":
         breakdown(&bytes).into_iter().map(|r| json!({"start": r.start, "end": r.end, "label": r.label})).collect::<Vec<_>>()}}),
     ))
+}
+
+/// Most hashes one `POST /api/packets/observations` may ask for (CoreScope's limit).
+pub const MAX_BATCH_HASHES: usize = 200;
+
+/// Most observations one `POST /api/packets/observations` answer holds in all (200 dense-mesh
+/// adverts at 500 each would be 100,000 rows, tens of megabytes of JSON); past it the lists
+/// are cut and `truncated` is true.
+pub const MAX_BATCH_OBSERVATIONS: usize = 10_000;
+
+/// Largest accepted body of `POST /api/packets/observations`: 200 quoted 16-digit hashes fit
+/// in under 5 KiB, so anything near this is not a real request.
+pub const MAX_BATCH_BODY: usize = 64 * 1024;
+
+/// Validates the `{"hashes": [...]}` body: at most [`MAX_BATCH_HASHES`] strings of 16 hex
+/// digits each, returned lowercase and deduplicated in request order.
+fn batch_hashes(body: &[u8]) -> ApiResult<Vec<String>> {
+    if body.len() > MAX_BATCH_BODY {
+        return Err(ApiError::BadRequest("body too large".into()));
+    }
+    let v: Value = serde_json::from_slice(body).map_err(|_| {
+        ApiError::BadRequest("body must be JSON {\"hashes\": [\"<16 hex digits>\", ...]}".into())
+    })?;
+    let list = v
+        .get("hashes")
+        .and_then(Value::as_array)
+        .ok_or_else(|| ApiError::BadRequest("missing \"hashes\" array".into()))?;
+    if list.len() > MAX_BATCH_HASHES {
+        return Err(ApiError::BadRequest(format!(
+            "too many hashes (max {MAX_BATCH_HASHES})"
+        )));
+    }
+    let mut out: Vec<String> = Vec::with_capacity(list.len());
+    for h in list {
+        let h = h
+            .as_str()
+            .map(|s| s.trim().to_ascii_lowercase())
+            .filter(|s| s.len() == 16 && s.bytes().all(|b| b.is_ascii_hexdigit()))
+            .ok_or_else(|| ApiError::BadRequest("each hash must be 16 hex digits".into()))?;
+        if !out.contains(&h) {
+            out.push(h);
+        }
+    }
+    Ok(out)
+}
+
+/// `POST /api/packets/observations` with `{"hashes": [...]}` → `{"results": {hash:
+/// [observation, ...]}}`: the observations of each transmission (the first
+/// [`MAX_OBSERVATIONS`] heard), as in the packet detail plus CoreScope's per-observation
+/// fields. A hash nobody stored maps to `[]`.
+pub async fn batch_observations(
+    State(st): State<Arc<AppState>>,
+    body: axum::body::Bytes,
+) -> ApiResult<Json<Value>> {
+    let hashes = batch_hashes(&body)?;
+    let found = st
+        .db
+        .query(move |c| {
+            let mut stmt = sql(c.prepare_cached("SELECT id FROM transmissions WHERE hash = ?1"))?;
+            let mut ids: Vec<(String, Option<i64>)> = Vec::with_capacity(hashes.len());
+            for h in hashes {
+                let id = match stmt.query_row([&h], |r| r.get::<_, i64>(0)) {
+                    Ok(id) => Some(id),
+                    Err(store::rusqlite::Error::QueryReturnedNoRows) => None,
+                    Err(e) => return Err(e.into()),
+                };
+                ids.push((h, id));
+            }
+            let known: Vec<i64> = ids.iter().filter_map(|(_, id)| *id).collect();
+            let obs = observations_for(c, &known)?;
+            Ok((ids, obs))
+        })
+        .await?;
+    let (ids, mut obs) = found;
+    let mut results = Map::new();
+    let mut left = MAX_BATCH_OBSERVATIONS;
+    let mut truncated = false;
+    for (hash, id) in ids {
+        let mut list: Vec<Value> = Vec::new();
+        if let Some(id) = id {
+            let all = obs.remove(&id).unwrap_or_default();
+            truncated |= all.len() > left;
+            for mut o in all.into_iter().take(left) {
+                // CoreScope's names: the transmission, the observer's region, and the path as
+                // a JSON-encoded string.
+                let path_json = o
+                    .get("path")
+                    .map(Value::to_string)
+                    .unwrap_or_else(|| "[]".into());
+                o["transmission_id"] = id.into();
+                o["hash"] = hash.clone().into();
+                o["observer_iata"] = o.get("iata").cloned().unwrap_or(Value::Null);
+                o["path_json"] = path_json.into();
+                list.push(o);
+            }
+        }
+        left -= list.len();
+        results.insert(hash, Value::Array(list));
+    }
+    Ok(Json(json!({ "results": results, "truncated": truncated })))
 }
