@@ -229,7 +229,13 @@ pub fn run(args: RunArgs) -> ExitCode {
                 cfg.decoder.keyring.add_hashtag("test");
                 addr
             });
-            serve(cfg, Some(args.http), demo)
+            let mut http = args.http;
+            if args.demo {
+                // A newcomer should see confirmed and suspected nodes within seconds, not after
+                // the first minute.
+                http.analytics_interval = http.analytics_interval.min(Duration::from_secs(5));
+            }
+            serve(cfg, Some(http), demo)
         }
         Err(e) => usage_error(&e),
     }

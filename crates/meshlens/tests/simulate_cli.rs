@@ -1,6 +1,8 @@
 //! `meshlens simulate` publishes a simulated mesh that the writer ingests, and writes its
 //! ground truth.
 
+mod support;
+
 use std::process::Command;
 use std::time::Duration;
 
@@ -107,4 +109,53 @@ async fn simulate_publishes_what_ingest_stores() {
         .unwrap();
     assert_eq!(bad.status.code(), Some(2));
     ingest.shutdown().await;
+}
+
+/// `meshlens run --demo` (the README's first command) shows a living network with confirmed
+/// and suspected nodes within seconds, not after the first analytics minute.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_demo_shows_capability_within_seconds() {
+    let free = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .unwrap()
+    };
+    let (http, mqtt) = (free(), free());
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_meshlens"))
+        .args(["run", "--demo", "--data-dir"])
+        .arg(dir.path())
+        .args([
+            "--http",
+            &http.to_string(),
+            "--mqtt-listen",
+            &mqtt.to_string(),
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    let mut last = serde_json::Value::Null;
+    while start.elapsed() < Duration::from_secs(30) {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let (_, body) = support::http::get(http, "/api/analytics/hash-sizes").await;
+        if let Ok(v) = serde_json::from_str::<serde_json::Value>(&body) {
+            last = v;
+            let confirmed = last["adoption"]["confirmed"].as_u64().unwrap_or(0);
+            let suspected = last["adoption"]["suspected"].as_u64().unwrap_or(0);
+            if confirmed > 0 && suspected > 0 {
+                break;
+            }
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        last["adoption"]["confirmed"].as_u64().unwrap_or(0) > 0
+            && last["adoption"]["suspected"].as_u64().unwrap_or(0) > 0,
+        "after {:?}: {}",
+        start.elapsed(),
+        last["adoption"]
+    );
 }
