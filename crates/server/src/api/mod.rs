@@ -4,6 +4,8 @@
 pub mod analytics;
 pub mod channels;
 pub mod collisions;
+pub mod config;
+pub mod node_health;
 pub mod nodes;
 pub mod observers;
 pub mod packets;
