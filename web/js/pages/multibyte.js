@@ -128,6 +128,59 @@ async function regionTable(ctx, regions) {
   return t.el;
 }
 
+const CLASS_HELP = {
+  local: 'the nodes sharing the prefix are close together: hops through it are genuinely ambiguous',
+  regional: 'the nodes are some way apart: the observer usually tells them apart',
+  distant: 'the nodes are far apart: unlikely to be confused in practice',
+  incomplete: 'not all of these nodes advertise a location',
+};
+
+function km(v) {
+  return typeof v === 'number' && Number.isFinite(v) ? `${v < 10 ? v.toFixed(1) : Math.round(v)} km` : '—';
+}
+
+function collisionNodeLink(n) {
+  const key = n.public_key || n.pubkey || '';
+  return h('a', { href: `#/nodes/${encodeURIComponent(key)}`, title: key, 'data-pubkey': key }, n.name || shortKey(key));
+}
+
+/** One hash size of the collision analytics: a stats line and a sortable table. */
+function collisionSize(size, data) {
+  const st = (data && data.stats) || {};
+  const list = Array.isArray(data && data.collisions) ? data.collisions : [];
+  const t = sortableTable({
+    label: `${size}-byte prefix collisions`, sortKey: 'max_dist_km', sortDir: 'asc',
+    rowAttrs: (c) => ({ 'data-prefix': c.prefix, 'data-classification': c.classification }),
+    empty: `No two nodes share a ${size}-byte prefix.`,
+    columns: [
+      { key: 'prefix', label: 'Prefix', render: (c) => h('code', null, c.prefix) },
+      { key: 'nodes', label: 'Nodes', value: (c) => (Array.isArray(c.nodes) ? c.nodes.length : 0),
+        render: (c) => h('ul', { class: 'hops' }, (Array.isArray(c.nodes) ? c.nodes : []).map((n) => h('li', null, collisionNodeLink(n), ' ', roleBadge(n.role)))) },
+      { key: 'appearances', label: 'Seen in paths', cls: 'num', render: (c) => num(c.appearances ?? 0) },
+      { key: 'max_dist_km', label: 'Max distance', cls: 'num', render: (c) => `${km(c.max_dist_km)}${Array.isArray(c.nodes) && c.with_coords < c.nodes.length ? ` (${c.with_coords ?? 0} located)` : ''}` },
+      { key: 'classification', label: 'Classification', render: (c) => h('span', { class: `badge coll-${String(c.classification || 'unknown').replace(/[^a-z]/g, '')}`, title: CLASS_HELP[c.classification] || '' }, c.classification || '—') },
+    ],
+  });
+  t.setRows(list);
+  return h('div', { class: 'collision-size', 'data-size': size, 'data-collisions': String(list.length) },
+    h('h3', null, `${size}-byte prefixes (${num(list.length)} collision${list.length === 1 ? '' : 's'})`),
+    h('p', { class: 'muted', 'data-collision-stats': size },
+      `${num(st.using_this_size ?? 0)} nodes use ${size}-byte hashes; ${num(st.unique_prefixes ?? 0)} distinct prefixes among ${num(st.nodes_for_byte ?? st.total_nodes ?? 0)} nodes; `,
+      `${num(st.collision_count ?? list.length)} shared; ${typeof st.pct_used === 'number' ? st.pct_used.toFixed(st.pct_used < 0.01 ? 4 : 2) : '0'}% of ${num(st.space_size ?? 0)} possible prefixes used.`),
+    t.el);
+}
+
+function collisionsPanel(c) {
+  const by = (c && c.by_size) || {};
+  const incons = Array.isArray(c && c.inconsistent_nodes) ? c.inconsistent_nodes : [];
+  return h('div', null,
+    ['1', '2', '3'].map((k) => collisionSize(k, by[k])),
+    h('h3', null, `Nodes whose advert hash size varies (${num(incons.length)})`),
+    incons.length
+      ? h('ul', { class: 'hops', 'data-inconsistent': String(incons.length) }, incons.map((n) => h('li', null, collisionNodeLink(n))))
+      : notice('Every node advertises a single hash size.'));
+}
+
 export function mount(root, ctx) {
   const q = ctx.query;
   const body = h('div', null, notice('Loading…'));
@@ -138,12 +191,29 @@ export function mount(root, ctx) {
   const regionSel = select('Region', [['', 'all regions']], q.region || '', (v) => {
     ctx.setQuery({ ...q, region: v });
     load();
+    loadCollisions();
   }, { name: 'region' });
+  const collBox = h('div', null, notice('Loading…'));
+  const coll = h('section', { class: 'panel', 'aria-labelledby': 'mb-coll', 'data-section': 'collisions' },
+    h('h2', { id: 'mb-coll' }, 'Prefix collisions'),
+    h('p', { class: 'muted' }, 'Nodes whose public keys start with the same bytes: a path hop with that prefix could be any of them. Longer hashes make collisions rarer.'),
+    collBox);
   root.append(h('h1', { tabindex: '-1' }, 'Multi-byte roll-out'),
     h('p', { class: 'lead' }, 'Which nodes forward 2- and 3-byte path hashes (firmware 1.14 and later), and which repeaters hold a region back. Capability is inferred from traffic: ',
       h('strong', null, 'confirmed'), ' from the node’s own multi-byte adverts, ', h('strong', null, 'suspected'), ' from its key prefix on multi-byte paths.'),
     h('div', { class: 'filters' }, h('label', null, 'Traffic window', windowSel), h('label', null, 'Region', regionSel)),
-    body);
+    body, coll);
+
+  // The collisions load on their own, without waiting for (or holding up) the rest.
+  let collSeq = 0;
+  async function loadCollisions() {
+    const mine = ++collSeq;
+    const c = await ctx.guard(get('/api/analytics/hash-collisions', { region: q.region }, ctx.signal), collBox);
+    if (!c || mine !== collSeq) return;
+    replace(collBox, collisionsPanel(c));
+    coll.dataset.ready = 'true';
+  }
+  loadCollisions();
 
   let regions = [];
   get('/api/observers', null, ctx.signal).then((o) => {

@@ -4,7 +4,7 @@
 
 import { h, replace, notice, defList, svg } from '../dom.js';
 import { get } from '../api.js';
-import { dateTime, ago, num, ms } from '../format.js';
+import { dateTime, ago, num, ms, dB, shortKey, iso } from '../format.js';
 import { roleBadge, capBadge, hashSizeBadge, CAP_HELP } from '../components/badges.js';
 import { sortableTable } from '../components/table.js';
 
@@ -59,11 +59,97 @@ function hashHistory(adverts) {
     sizes.size > 1 ? h('p', null, 'This node’s adverts vary in hash size (a known 1.14.0 firmware behaviour: timer adverts stay 1-byte).') : null);
 }
 
+/** Reception (#nd-rx): who hears this node, how well, and the totals. */
+function receptionPanel(d) {
+  const s = d.stats || {};
+  const observers = Array.isArray(d.observers) ? d.observers : [];
+  const t = sortableTable({
+    label: 'observers hearing this node', sortKey: 'packetCount', sortDir: 'desc',
+    rowAttrs: (o) => ({ 'data-observer-id': o.observer_id }),
+    empty: 'No observer has heard this node.',
+    columns: [
+      { key: 'observer_name', label: 'Observer', value: (o) => o.observer_name || o.observer_id,
+        render: (o) => h('span', { class: 'observer-name', title: o.observer_id }, o.observer_name || shortKey(o.observer_id)) },
+      { key: 'avgSnr', label: 'Avg SNR', cls: 'num', render: (o) => dB(o.avgSnr, 'dB') },
+      { key: 'avgRssi', label: 'Avg RSSI', cls: 'num', render: (o) => dB(o.avgRssi, 'dBm') },
+      { key: 'packetCount', label: 'Packets', cls: 'num', render: (o) => num(o.packetCount) },
+    ],
+  });
+  t.setRows(observers);
+  return h('div', null,
+    h('div', { class: 'cards cards-small' },
+      [['totalTransmissions', 'transmissions', num(s.totalTransmissions ?? 0)],
+        ['totalObservations', 'observations', num(s.totalObservations ?? 0)],
+        ['packetsToday', 'packets today', num(s.packetsToday ?? 0)],
+        ['avgSnr', 'average SNR', dB(s.avgSnr, 'dB')],
+        ['avgHops', 'average hops', typeof s.avgHops === 'number' ? s.avgHops.toFixed(1) : '—'],
+        ['lastHeard', 'last heard', s.lastHeard ? ago(s.lastHeard) : 'never'],
+      ].map(([k, label, v]) => h('div', { class: 'card' }, h('span', { class: 'value', 'data-health-stat': k }, v), h('span', { class: 'label' }, label)))),
+    observers.length ? null : notice('No observer has reported this node yet.'),
+    t.el);
+}
+
+/** One hop chip: a link when the prefix resolves to a node; the node itself highlighted. */
+function hopChip(hop, self) {
+  const isSelf = hop.pubkey && hop.pubkey === self;
+  const label = hop.name || hop.prefix || '?';
+  const title = `${hop.prefix || ''}${hop.ambiguous ? ' (prefix shared by several nodes: best guess)' : ''}${isSelf ? ' (this node)' : ''}`;
+  const cls = ['hop', isSelf ? 'hop-self' : null, hop.ambiguous ? 'hop-ambiguous' : null, hop.pubkey ? null : 'hop-unknown'].filter(Boolean).join(' ');
+  return h('li', { class: cls, 'data-prefix': hop.prefix, 'data-hop-pubkey': hop.pubkey || null, 'data-ambiguous': hop.ambiguous ? 'true' : null, title },
+    hop.pubkey
+      ? h('a', { href: `#/nodes/${encodeURIComponent(hop.pubkey)}`, 'aria-current': isSelf ? 'true' : null }, label)
+      : h('span', null, label),
+    hop.ambiguous ? h('span', { class: 'hop-flag', 'aria-label': 'ambiguous prefix' }, ' ?') : null);
+}
+
+/** Paths through this node (#nd-paths): distinct hop sequences, most used first. */
+function pathsPanel(d, self) {
+  const paths = Array.isArray(d.paths) ? d.paths : [];
+  if (!paths.length) return notice('No relayed path through this node has been heard.');
+  const t = sortableTable({
+    label: 'paths through this node', sortKey: 'count', sortDir: 'desc',
+    rowAttrs: (p) => ({ 'data-path': (p.hops || []).map((x) => x.prefix).join(','), 'data-sample': p.sampleHash }),
+    columns: [
+      { key: 'hops', label: 'Path (first hop left)', value: (p) => (p.hops || []).length,
+        render: (p) => h('ol', { class: 'hops path-hops', 'aria-label': `${(p.hops || []).length} hops` }, (p.hops || []).map((x) => hopChip(x, self))) },
+      { key: 'count', label: 'Packets', cls: 'num', render: (p) => num(p.count) },
+      { key: 'lastSeen', label: 'Last heard', value: (p) => ms(p.lastSeen), render: (p) => (p.lastSeen ? h('time', { datetime: iso(p.lastSeen), title: dateTime(p.lastSeen) }, ago(p.lastSeen)) : '—') },
+      { key: 'sampleHash', label: 'Sample', value: null,
+        render: (p) => (p.sampleHash ? h('a', { href: `#/packets/${encodeURIComponent(p.sampleHash)}`, class: 'mono' }, p.sampleHash) : '—') },
+    ],
+  });
+  t.setRows(paths);
+  return h('div', null,
+    h('p', { class: 'muted' }, `${num(d.totalPaths ?? paths.length)} distinct paths over ${num(d.totalTransmissions ?? 0)} transmissions. `,
+      'A hop marked ? is a prefix several nodes share; the name shown is the best guess.'),
+    t.el);
+}
+
 export function mount(root, ctx) {
   const key = ctx.params.pubkey;
   const heading = h('h1', { tabindex: '-1' }, 'Node');
   const body = h('div', null, notice('Loading…'));
-  root.append(h('p', null, h('a', { href: '#/nodes' }, '← All nodes')), heading, body);
+  const rxBox = h('div', null, notice('Loading…'));
+  const pathsBox = h('div', null, notice('Loading…'));
+  const rx = h('section', { class: 'panel', 'aria-labelledby': 'nd-rx', 'data-section': 'health' }, h('h2', { id: 'nd-rx' }, 'Reception'), rxBox);
+  const paths = h('section', { class: 'panel', 'aria-labelledby': 'nd-paths', 'data-section': 'paths' }, h('h2', { id: 'nd-paths' }, 'Paths through this node'), pathsBox);
+  root.append(h('p', null, h('a', { href: '#/nodes' }, '← All nodes')), heading, body, rx, paths);
+
+  // Reception and paths load on their own: neither waits for, nor holds up, the rest.
+  const enc = encodeURIComponent(key);
+  ctx.guard(get(`/api/nodes/${enc}/health`, null, ctx.signal), rxBox).then((d) => {
+    if (!d) return;
+    replace(rxBox, receptionPanel(d));
+    rx.dataset.ready = 'true';
+  });
+  ctx.guard(get(`/api/nodes/${enc}/paths`, null, ctx.signal), pathsBox).then((d) => {
+    if (!d) return;
+    const n = Array.isArray(d.paths) ? d.paths.length : 0;
+    paths.querySelector('h2').textContent = `Paths through this node (${num(d.totalPaths ?? n)})`;
+    replace(pathsBox, pathsPanel(d, (d.node && d.node.public_key) || key));
+    paths.dataset.ready = 'true';
+    paths.dataset.count = String(n);
+  });
 
   ctx.guard(get(`/api/nodes/${encodeURIComponent(key)}`, null, ctx.signal), body).then((d) => {
     if (!d || !d.node) return;

@@ -271,8 +271,11 @@ test('packet detail: bytes by range with a legend, decoded fields, every observa
 });
 
 test('packet detail: path hops resolve to nodes by key prefix, one lookup per distinct hop', T, async () => {
-  const list = await api('/api/packets?limit=500');
-  const withPath = list.packets.filter((p) => Array.isArray(p.path) && p.path.length >= 2);
+  // The fixture adds a one-hop packet every 250 ms: on a server that has run a few minutes
+  // the newest 500 are all its own, so look further back when they hold no longer path.
+  const multiHop = (l) => l.packets.filter((p) => Array.isArray(p.path) && p.path.length >= 2);
+  let withPath = multiHop(await api('/api/packets?limit=500'));
+  if (!withPath.length) withPath = multiHop(await api('/api/packets?limit=10000')).slice(0, 500);
   assert.ok(withPath.length > 0, 'no packet with a path of two hops or more');
   // Prefer a path that repeats a hop, then the longest.
   const repeats = (p) => new Set(p.path).size < p.path.length;
@@ -679,4 +682,131 @@ test('every control has a label', T, async () => {
     assert.deepEqual(unlabelled, [], `unlabelled controls on ${hash}`);
     await close();
   }
+});
+
+/** A repeater with relayed paths and at least one observer hearing it (the busiest one). */
+async function busyNode() {
+  const list = await api('/api/nodes?limit=200&role=repeater');
+  let best = null;
+  for (const n of list.nodes.filter((x) => x.name !== HOSTILE).slice(0, 15)) {
+    const p = await api(`/api/nodes/${n.public_key}/paths`);
+    if (p.paths.length && (!best || p.paths.length > best.paths)) best = { key: n.public_key, paths: p.paths.length };
+  }
+  assert.ok(best, 'no repeater with relayed paths in the API');
+  return best.key;
+}
+
+test('node detail: reception per observer and the paths through the node match the API', T, async () => {
+  const key = await busyNode();
+  const h0 = await api(`/api/nodes/${key}/health`);
+  const p0 = await api(`/api/nodes/${key}/paths`);
+  const { page, close } = await open(`#/nodes/${key}`);
+  await page.waitForSelector('[data-section="health"][data-ready="true"]', { timeout: 20_000 });
+  await page.waitForSelector('[data-section="paths"][data-ready="true"]', { timeout: 20_000 });
+  const h1 = await api(`/api/nodes/${key}/health`);
+  const p1 = await api(`/api/nodes/${key}/paths`);
+  // Reception: one row per observer, names as text.
+  const rows = await page.locator('[data-section="health"] tbody tr[data-observer-id]').count();
+  assert.ok([h0, h1].some((x) => x.observers.length === rows), `${rows} observer rows, API ${h0.observers.length}/${h1.observers.length}`);
+  assert.ok(rows > 0, 'no observer rows');
+  const o = h1.observers.find((x) => x.observer_name) || h1.observers[0];
+  const cell = await page.textContent(`[data-section="health"] tr[data-observer-id="${o.observer_id}"]`);
+  if (o.observer_name) assert.ok(cell.includes(o.observer_name), `observer name ${o.observer_name} not in "${cell}"`);
+  const packets = count(await page.textContent(`[data-section="health"] tr[data-observer-id="${o.observer_id}"] td:nth-child(4)`));
+  assert.ok([h0, h1].some((x) => (x.observers.find((y) => y.observer_id === o.observer_id) || {}).packetCount === packets), `packet count ${packets} shown for ${o.observer_id}`);
+  const tx = count(await page.textContent('[data-health-stat="totalTransmissions"]'));
+  const lo = Math.min(h0.stats.totalTransmissions, h1.stats.totalTransmissions);
+  const hi = Math.max(h0.stats.totalTransmissions, h1.stats.totalTransmissions);
+  assert.ok(tx >= lo && tx <= hi, `transmissions shown ${tx}, API ${lo}..${hi}`);
+  // Paths: one row per path, hop chips linking to nodes, the node itself highlighted.
+  const shown = Number(await page.getAttribute('[data-section="paths"]', 'data-count'));
+  const pathRows = await page.locator('[data-section="paths"] tbody tr[data-path]').count();
+  assert.equal(pathRows, shown);
+  assert.ok([p0, p1].some((x) => x.paths.length === pathRows), `${pathRows} path rows, API ${p0.paths.length}/${p1.paths.length}`);
+  const heading = await page.textContent('#nd-paths');
+  assert.ok([p0, p1].some((x) => count(heading) === x.totalPaths), `heading "${heading}", API ${p0.totalPaths}/${p1.totalPaths}`);
+  const self = p1.paths.some((p) => p.hops.some((x) => x.pubkey === key));
+  if (self) assert.ok(await page.locator('[data-section="paths"] li.hop-self').count() > 0, 'the node is not highlighted in its paths');
+  const first = p1.paths.find((p) => p.sampleHash);
+  if (first) {
+    await page.click(`[data-section="paths"] tr[data-sample="${first.sampleHash}"] a[href="#/packets/${first.sampleHash}"]`);
+    await page.waitForSelector(`section[data-page="packet"][data-hash="${first.sampleHash}"]`);
+    await page.goBack();
+    await page.waitForSelector('[data-section="paths"][data-ready="true"]');
+  }
+  const hop = p1.paths.flatMap((p) => p.hops).find((x) => x.pubkey && x.pubkey !== key);
+  if (hop) {
+    await page.click(`[data-section="paths"] li[data-hop-pubkey="${hop.pubkey}"] a >> nth=0`);
+    await page.waitForSelector(`section[data-page="node"][data-pubkey="${hop.pubkey}"]`);
+  }
+  await page.goto(`${BASE}/#/nodes/${key}`);
+  await page.waitForSelector('[data-section="paths"][data-ready="true"]');
+  await page.evaluate(() => document.querySelector('[data-section="health"]').scrollIntoView());
+  await shot(page, 'node-reception-paths');
+  await close();
+});
+
+test('multi-byte: prefix collisions per hash size match the API', T, async () => {
+  const c0 = await api('/api/analytics/hash-collisions');
+  const { page, close } = await open('#/multibyte');
+  await page.waitForSelector('[data-section="collisions"][data-ready="true"]', { timeout: 20_000 });
+  const c1 = await api('/api/analytics/hash-collisions');
+  for (const size of ['1', '2', '3']) {
+    const box = `[data-section="collisions"] .collision-size[data-size="${size}"]`;
+    const rows = await page.locator(`${box} tbody tr[data-prefix]`).count();
+    const api2 = [c0, c1].map((c) => c.by_size[size].collisions.length);
+    assert.ok(api2.includes(rows), `${size}-byte: ${rows} collision rows, API ${api2}`);
+    assert.equal(Number(await page.getAttribute(box, 'data-collisions')), rows);
+    const stats = await page.textContent(`[data-collision-stats="${size}"]`);
+    const uniq = [c0, c1].map((c) => c.by_size[size].stats.unique_prefixes);
+    const m = /([0-9][^a-z]*) distinct prefixes/.exec(stats);
+    assert.ok(m && uniq.includes(count(m[1])), `${size}-byte stats "${stats}", API unique ${uniq}`);
+    if (!rows) {
+      assert.equal(await page.locator(`${box} tbody td.muted`).count(), 1, `${size}-byte: no empty state`);
+      continue;
+    }
+    // Every node of a shown collision is a link to its page, named as text.
+    const c = c1.by_size[size].collisions[0] || c0.by_size[size].collisions[0];
+    const row = `${box} tr[data-prefix="${c.prefix}"]`;
+    if (await page.locator(row).count()) {
+      const links = await page.$$eval(`${row} a[data-pubkey]`, (l) => l.map((a) => [a.getAttribute('href'), a.textContent]));
+      assert.equal(links.length, c.nodes.length);
+      for (const n of c.nodes) assert.ok(links.some(([href, text]) => href === `#/nodes/${n.public_key}` && (!n.name || text === n.name)), `node ${n.name} missing in collision ${c.prefix}`);
+    }
+    // Sortable with the table component.
+    await page.click(`${box} th[data-key="prefix"] button`);
+    assert.equal(await page.getAttribute(`${box} th[data-key="prefix"]`, 'aria-sort'), 'ascending');
+    const prefixes = await page.$$eval(`${box} tbody tr[data-prefix]`, (r) => r.map((x) => x.dataset.prefix));
+    assert.deepEqual(prefixes, [...prefixes].sort((a, b) => a.localeCompare(b, undefined, { numeric: true, sensitivity: 'base' })));
+  }
+  await page.evaluate(() => document.querySelector('[data-section="collisions"]').scrollIntoView());
+  await shot(page, 'multibyte-collisions');
+  await close();
+});
+
+test('hostile node: reception and paths sections render its name as text', T, async () => {
+  const found = await api(`/api/nodes/search?q=${encodeURIComponent(HOSTILE)}`);
+  const node = found.nodes.find((n) => n.name === HOSTILE);
+  assert.ok(node, `no node named ${HOSTILE} in the API`);
+  const health = await api(`/api/nodes/${node.public_key}/health`);
+  const paths = await api(`/api/nodes/${node.public_key}/paths`);
+  const { page, close } = await open(`#/nodes/${node.public_key}`);
+  await page.waitForSelector('[data-section="health"][data-ready="true"]', { timeout: 20_000 });
+  await page.waitForSelector('[data-section="paths"][data-ready="true"]', { timeout: 20_000 });
+  await page.waitForSelector(`section[data-page="node"][data-pubkey="${node.public_key}"]`);
+  assert.equal(await page.textContent('section[data-page="node"] h1'), HOSTILE);
+  const rows = await page.locator('[data-section="health"] tbody tr[data-observer-id]').count();
+  assert.ok(rows >= health.observers.length, `${rows} observer rows, API ${health.observers.length}`);
+  if (paths.paths.length) {
+    assert.ok(await page.locator('[data-section="paths"] tbody tr[data-path]').count() > 0);
+    const chips = await page.$$eval(`[data-section="paths"] li[data-hop-pubkey="${node.public_key}"] a`, (l) => l.map((a) => a.textContent));
+    assert.ok(chips.every((t) => t === HOSTILE), `hostile hop chips: ${chips}`);
+  } else {
+    assert.equal(await page.locator('[data-section="paths"] .notice').count(), 1, 'no empty state for paths');
+  }
+  await page.hover('[data-section="health"]');
+  await page.hover('[data-section="paths"]');
+  assert.equal(await page.evaluate(() => window.__xss), undefined);
+  await shot(page, 'node-hostile-reception');
+  await close();
 });
