@@ -78,25 +78,15 @@ pub async fn hash_sizes(
             let v = hash_sizes_json(&idx, Params(q))?;
             let b = axum::body::Bytes::from(serde_json::to_vec(&v).unwrap_or_default());
             if let Ok(mut c) = st.hash_sizes_cache.inner.lock() {
-                let fits = |m: &HashMap<String, axum::body::Bytes>| {
-                    m.len() < HashSizesCache::CAPACITY
-                        && m.values().map(|v| v.len()).sum::<usize>() + b.len()
-                            <= HashSizesCache::MAX_BYTES
-                };
-                match c.as_mut() {
-                    Some((id, m)) if *id == cycle => {
-                        if fits(m) {
-                            m.insert(key, b.clone());
-                        }
-                    }
-                    _ => {
-                        let m = HashMap::new();
-                        if fits(&m) {
-                            *c = Some((cycle, HashMap::from([(key, b.clone())])));
-                        } else {
-                            *c = Some((cycle, m));
-                        }
-                    }
+                if c.as_ref().is_none_or(|(id, _)| *id != cycle) {
+                    *c = Some((cycle, HashMap::new()));
+                }
+                if let Some((_, m)) = c.as_mut()
+                    && m.len() < HashSizesCache::CAPACITY
+                    && m.values().map(|v| v.len()).sum::<usize>() + b.len()
+                        <= HashSizesCache::MAX_BYTES
+                {
+                    m.insert(key, b.clone());
                 }
             }
             b

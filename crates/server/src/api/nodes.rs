@@ -146,8 +146,7 @@ fn hash_sizes(
     let mut missing = Vec::new();
     for &k in keys {
         match cap.get(k) {
-            Some(n) if n.latest_advert_size.is_some_and(|s| (1..=3).contains(&s)) => {
-                let latest = n.latest_advert_size.unwrap_or(1);
+            Some(n) if let Some(latest @ 1..=3) = n.latest_advert_size => {
                 // Multi-byte and 1-byte adverts both seen in the window.
                 let mixed = n.advert_mb.count > 0 && n.advert_mb.count < n.adverts.count;
                 out.insert(k.to_owned(), (latest, mixed));

@@ -63,15 +63,17 @@ fn last_hour(c: &store::rusqlite::Connection) -> ApiResult<HashMap<i64, i64>> {
 }
 
 /// [`last_hour`], shared for a few seconds: a rate needs no fresher figure, and the count
-/// reads an hour of index (about 70 ms for an hour of 2,000,000 observations). Stale answers
-/// are served while one background refresh runs, so only the very first request waits.
+/// reads an hour of index (about 70 ms for an hour of 2,000,000 observations). An answer up
+/// to a minute old is served while one background refresh runs, so under steady use no
+/// request waits; an older one (after a quiet spell) is recomputed first.
 async fn hour_counts(st: &Arc<AppState>) -> ApiResult<Arc<crate::HourCounts>> {
     const FRESH: std::time::Duration = std::time::Duration::from_secs(5);
-    let cached = st
-        .observers_hour
-        .lock()
-        .ok()
-        .and_then(|c| c.as_ref().map(|(at, v)| (at.elapsed() < FRESH, v.clone())));
+    const USABLE: std::time::Duration = std::time::Duration::from_secs(60);
+    let cached = st.observers_hour.lock().ok().and_then(|c| {
+        c.as_ref()
+            .filter(|(at, _)| at.elapsed() < USABLE)
+            .map(|(at, v)| (at.elapsed() < FRESH, v.clone()))
+    });
     let store = |st: &AppState, v: Arc<crate::HourCounts>| {
         if let Ok(mut c) = st.observers_hour.lock() {
             *c = Some((std::time::Instant::now(), v));
