@@ -4,7 +4,7 @@
 #   scripts/fuzz.sh [SECONDS]     # default 300
 #
 # Installs cargo-fuzz if missing, seeds fuzz/corpus/decode from the real captured frames in
-# shared/vectors/corpus.txt (MESHLENS_VECTORS overrides the vectors directory), then runs the
+# testdata/vectors/corpus.txt (MESHLENS_VECTORS overrides the vectors directory), then runs the
 # `decode` target. Exits non-zero when libFuzzer finds a crash; the input is left in
 # fuzz/artifacts/decode/ (reproduce with `cargo +nightly fuzz run decode <file>`).
 set -euo pipefail
@@ -18,7 +18,7 @@ case "$seconds" in
 esac
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-vectors="${MESHLENS_VECTORS:-$root/../shared/vectors}"
+vectors="${MESHLENS_VECTORS:-$root/testdata/vectors}"
 corpus_txt="$vectors/corpus.txt"
 seed_dir="$root/fuzz/corpus/decode"
 
@@ -32,7 +32,7 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
 fi
 
 if [[ ! -f "$corpus_txt" ]]; then
-    echo "error: $corpus_txt not found (set MESHLENS_VECTORS to the shared/vectors directory)" >&2
+    echo "error: $corpus_txt not found (set MESHLENS_VECTORS to a vectors directory)" >&2
     exit 1
 fi
 

@@ -11,8 +11,9 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use crate::config::{Scheme, SourceConfig};
-use crate::decode::{Decoder, Outcome};
-use crate::message::{self, Message};
+use crate::decode::Decoder;
+use crate::message;
+use crate::pipeline::Pipeline;
 use crate::stats::Stats;
 use crate::writer_thread::{WriterMsg, now_ms};
 
@@ -123,6 +124,7 @@ pub async fn run(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let name = cfg.name.clone();
+    let pipeline = Pipeline::new(cfg.clone(), decoder, writer, stats.clone());
     stats.source(&name, |s| {
         s.state = "connecting";
         s.broker = cfg.broker.display();
@@ -168,7 +170,7 @@ pub async fn run(
                     }
                     Ok(Event::Incoming(Packet::Publish(p))) => {
                         last_activity = Instant::now();
-                        handle_publish(&cfg, &p.topic, &p.payload, &decoder, &writer, &stats).await;
+                        pipeline.publish(&p.topic, &p.payload, p.retain).await;
                     }
                     Ok(_) => {}
                     Err(e) => {
@@ -195,61 +197,6 @@ pub async fn run(
     }
 }
 
-async fn handle_publish(
-    cfg: &SourceConfig,
-    topic: &str,
-    payload: &[u8],
-    decoder: &Decoder,
-    writer: &mpsc::Sender<WriterMsg>,
-    stats: &Stats,
-) {
-    stats.incr("mqtt.messages");
-    let received_at = now_ms();
-    stats.source(&cfg.name, |s| {
-        s.messages += 1;
-        s.last_message_at = Some(received_at);
-    });
-    let item = match message::parse(topic, payload) {
-        Ok(Message::Packet(p)) => {
-            let iata = p.region.as_deref().unwrap_or(&p.observer.iata);
-            if !cfg.accepts_iata(iata) {
-                stats.incr("filtered.iata");
-                return;
-            }
-            let (item, outcome) = decoder.item(p, received_at);
-            match outcome {
-                Outcome::Packet => stats.incr("packets"),
-                Outcome::RefusedAdvert(reason) => {
-                    stats.incr("packets");
-                    stats.incr(refused_advert_counter(reason));
-                }
-                Outcome::InvalidFrame(code) => {
-                    stats.incr(invalid_frame_counter(code));
-                    if let Some(n) = stats.should_log("invalid_frame") {
-                        tracing::info!(source = %cfg.name, "invalid frame ({code}); {n} more since last report");
-                    }
-                }
-            }
-            item
-        }
-        Ok(Message::Status(s)) => {
-            stats.incr("statuses");
-            crate::status_item(s, received_at)
-        }
-        Err(r) => {
-            stats.incr(refusal_counter(r));
-            if let Some(n) = stats.should_log(refusal_counter(r)) {
-                tracing::info!(source = %cfg.name, "refused a message on {topic:?}: {r}; {n} more since last report");
-            }
-            return;
-        }
-    };
-    // Waits when the writer is behind: backpressure, not loss.
-    if writer.send(WriterMsg::Item(item)).await.is_err() {
-        stats.incr("writer.closed");
-    }
-}
-
 /// Counter name for a refused message.
 pub fn refusal_counter(r: message::Refusal) -> &'static str {
     use message::Refusal::*;
@@ -265,7 +212,7 @@ pub fn refusal_counter(r: message::Refusal) -> &'static str {
     }
 }
 
-fn invalid_frame_counter(code: &str) -> &'static str {
+pub(crate) fn invalid_frame_counter(code: &str) -> &'static str {
     match code {
         "too_short" => "invalid_frame.too_short",
         "truncated_transport_codes" => "invalid_frame.truncated_transport_codes",
@@ -277,7 +224,7 @@ fn invalid_frame_counter(code: &str) -> &'static str {
     }
 }
 
-fn refused_advert_counter(reason: &str) -> &'static str {
+pub(crate) fn refused_advert_counter(reason: &str) -> &'static str {
     match reason {
         "invalid_signature" => "refused_advert.invalid_signature",
         "zero_pubkey" => "refused_advert.zero_pubkey",

@@ -22,10 +22,10 @@ fn vector(name: &str) -> String {
     let dir = std::env::var_os("MESHLENS_VECTORS")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/vectors")
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../testdata/vectors")
         });
     std::fs::read_to_string(dir.join("packets.jsonl"))
-        .expect("shared/vectors/packets.jsonl")
+        .expect("testdata/vectors/packets.jsonl")
         .lines()
         .map(|l| serde_json::from_str::<Value>(l).unwrap())
         .find(|v| v["name"] == name)

@@ -1,5 +1,5 @@
 //! Criterion benchmarks of the wire-format decoder over the real captured corpus
-//! (`shared/vectors/corpus.txt`, 588 frames).
+//! (`testdata/vectors/corpus.txt`, 588 frames).
 //!
 //! Run with `cargo bench -p meshcore --bench decode` (add `-- --quick` for a fast pass).
 //! `MESHLENS_VECTORS` overrides the vectors directory. Timings are reported, never asserted.
@@ -18,17 +18,17 @@ use meshcore::region::Regions;
 use meshcore::report::{DecodeOptions, decode_to_json, parse_hex};
 use meshcore::{Header, Packet, Payload, PayloadType};
 
-/// The vectors directory: `$MESHLENS_VECTORS`, else `shared/vectors` next to the repo.
+/// The vectors directory: `$MESHLENS_VECTORS`, else the repository's `testdata/vectors`.
 fn vectors_dir() -> PathBuf {
     let dir = std::env::var_os("MESHLENS_VECTORS")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/vectors")
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../testdata/vectors")
         });
     if !dir.join("corpus.txt").is_file() || !dir.join("hashtag-channels.json").is_file() {
         panic!(
             "benchmark vectors not found: expected corpus.txt and hashtag-channels.json in {} \
-             (set MESHLENS_VECTORS to the shared/vectors directory)",
+             (set MESHLENS_VECTORS to a vectors directory)",
             dir.display()
         );
     }

@@ -1,4 +1,4 @@
-//! Every real and synthetic vector in `shared/vectors` decoded and compared key by key with
+//! Every real and synthetic vector in `testdata/vectors` decoded and compared key by key with
 //! its expectation. Set `MESHLENS_VECTORS` to use another copy of the vectors.
 
 use std::path::PathBuf;
@@ -11,7 +11,7 @@ fn vectors_dir() -> PathBuf {
     let dir = std::env::var_os("MESHLENS_VECTORS")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/vectors")
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../testdata/vectors")
         });
     assert!(
         dir.join("packets.jsonl").is_file(),

@@ -14,7 +14,7 @@ fn vectors() -> PathBuf {
     let dir = std::env::var_os("MESHLENS_VECTORS")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/vectors")
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../testdata/vectors")
         });
     assert!(
         dir.join("corpus.txt").is_file(),

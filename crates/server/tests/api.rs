@@ -19,7 +19,7 @@ fn vectors_dir() -> PathBuf {
     std::env::var_os("MESHLENS_VECTORS")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/vectors")
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../testdata/vectors")
         })
 }
 
@@ -92,6 +92,7 @@ fn seed(db: &Path) -> store::Writer {
             ..Default::default()
         },
         now,
+        false,
     ));
     w.write_batch(&items).unwrap();
     w
