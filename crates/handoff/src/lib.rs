@@ -19,7 +19,11 @@
 //!   directory is fsynced: a reader of the file sees the old snapshot or the new one, whole,
 //!   never a mix, whatever happens to the publishing process. Concurrent publishes coalesce
 //!   (single-flight; the newest wins). The writer reads the file with [`read_snapshot`], which
-//!   turns every problem with the file into a typed [`ReadError`] and never panics.
+//!   turns every problem with the file into a typed [`ReadError`] and never panics. Reading
+//!   is more lenient than writing, so that the seed's (CoreScope's) files are accepted too: an
+//!   entry needs only `public_key` and `status` (the rest may be absent or `null`), and an
+//!   entry that is not well-formed is skipped and counted ([`Snapshot::skipped`]) instead of
+//!   failing the whole file.
 //!
 //! - **One-shot request queues** ([`Queue`]): the reader drops a request file
 //!   (`request-<id>.json`), the writer lists [`Queue::pending`] requests, acts on them and
@@ -65,8 +69,9 @@ pub use error::Error;
 pub use publish::{Outcome, Publisher};
 pub use queue::{MAX_PENDING_PER_CALL, MAX_QUEUE_FILE_BYTES, Queue, RequestId, RequestStatus};
 pub use snapshot::{
-    Entry, MAX_SNAPSHOT_BYTES, ReadError, SNAPSHOT_DIR, SNAPSHOT_FILE, SNAPSHOT_VERSION, Snapshot,
-    Status, read_snapshot, snapshot_path,
+    Entry, Evidence, MAX_SKIP_REASONS, MAX_SNAPSHOT_BYTES, ReadEntry, ReadError, SNAPSHOT_DIR,
+    SNAPSHOT_FILE, SNAPSHOT_VERSION, SkippedEntries, Snapshot, Status, read_snapshot,
+    snapshot_path,
 };
 pub use time::format_rfc3339_ms;
 

@@ -5,7 +5,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use crate::fsutil::{Replace, ensure_dir, sweep_stale_temp_files, write_atomic};
 use crate::snapshot::{
-    Entry, MAX_SNAPSHOT_BYTES, SNAPSHOT_DIR, SNAPSHOT_FILE, SNAPSHOT_VERSION, Snapshot, Status,
+    Entry, MAX_SNAPSHOT_BYTES, SNAPSHOT_DIR, SNAPSHOT_FILE, SNAPSHOT_VERSION, SnapshotFile, Status,
     read_snapshot,
 };
 use crate::time::{format_rfc3339_ms, now_ms};
@@ -167,11 +167,11 @@ impl Publisher {
             state.swept = true;
         }
         let count = entries.len();
-        let snapshot = Snapshot {
+        let snapshot = SnapshotFile {
             version: SNAPSHOT_VERSION,
             generation,
             written_at: format_rfc3339_ms(now),
-            entries,
+            entries: &entries,
         };
         let mut bytes = serde_json::to_vec(&snapshot)?;
         bytes.push(b'\n');

@@ -5,8 +5,8 @@ use std::fs;
 use std::path::Path;
 
 use handoff::{
-    Entry, MAX_SNAPSHOT_BYTES, Outcome, Publisher, ReadError, SNAPSHOT_DIR, Snapshot, Status,
-    format_rfc3339_ms, read_snapshot, snapshot_path,
+    Entry, Evidence, MAX_SKIP_REASONS, MAX_SNAPSHOT_BYTES, Outcome, Publisher, ReadEntry,
+    ReadError, SNAPSHOT_DIR, Snapshot, Status, format_rfc3339_ms, read_snapshot, snapshot_path,
 };
 
 fn entry(n: u32, status: Status) -> Entry {
@@ -23,6 +23,23 @@ fn entry(n: u32, status: Status) -> Entry {
             .is_multiple_of(2)
             .then(|| "2026-11-25T18:00:00.123Z".to_string()),
     }
+}
+
+/// The entries of a snapshot our own publisher wrote, back in the form they were published
+/// in. Such a file has no entry to skip and every field present.
+fn published(snapshot: &Snapshot) -> Vec<Entry> {
+    assert_eq!(snapshot.skipped.count, 0, "{:?}", snapshot.skipped);
+    snapshot
+        .entries
+        .iter()
+        .map(|e: &ReadEntry| Entry {
+            public_key: e.public_key.clone(),
+            status: e.status,
+            evidence: e.evidence.map_or("", Evidence::as_str).to_owned(),
+            max_hash_size: e.max_hash_size.expect("the publisher writes max_hash_size"),
+            upgraded_at: e.upgraded_at.clone(),
+        })
+        .collect()
 }
 
 fn written(outcome: Outcome) -> (u64, usize) {
@@ -84,11 +101,12 @@ fn publish_then_read_round_trips_and_drops_unknown() {
     let snapshot = read(dir.path());
     assert_eq!(snapshot.version, 1);
     assert_eq!(snapshot.generation, generation);
+    assert_eq!(snapshot.file_generation, Some(generation));
     let kept: Vec<Entry> = all
         .into_iter()
         .filter(|e| e.status != Status::Unknown)
         .collect();
-    assert_eq!(snapshot.entries, kept);
+    assert_eq!(published(&snapshot), kept);
     assert!(
         is_rfc3339_ms_utc(&snapshot.written_at),
         "{}",
@@ -232,7 +250,7 @@ fn leftover_partial_temp_file_does_not_affect_the_snapshot() {
     .unwrap();
     let snapshot = read(dir.path());
     assert_eq!(snapshot.generation, first);
-    assert_eq!(snapshot.entries, vec![entry(1, Status::Confirmed)]);
+    assert_eq!(published(&snapshot), vec![entry(1, Status::Confirmed)]);
 
     let (second, _) = written(
         publisher
@@ -241,7 +259,7 @@ fn leftover_partial_temp_file_does_not_affect_the_snapshot() {
     );
     let snapshot = read(dir.path());
     assert_eq!(snapshot.generation, second);
-    assert_eq!(snapshot.entries, vec![entry(2, Status::Suspected)]);
+    assert_eq!(published(&snapshot), vec![entry(2, Status::Suspected)]);
     // A fresh leftover is not ours to remove (it may be another publisher's in-flight file).
     assert!(garbage.exists());
 
@@ -311,7 +329,7 @@ fn failed_publish_leaves_the_previous_snapshot_intact() {
     assert!(!err.to_string().contains('\n'), "{err}");
     let snapshot = read(dir.path());
     assert_eq!(snapshot.generation, first);
-    assert_eq!(snapshot.entries, vec![entry(1, Status::Confirmed)]);
+    assert_eq!(published(&snapshot), vec![entry(1, Status::Confirmed)]);
     // The publisher keeps working once the directory is writable again.
     let (second, _) = written(publisher.publish(vec![]).unwrap());
     assert!(second > first);
@@ -419,17 +437,26 @@ fn hostile_files_are_typed_errors() {
     );
     malformed(
         d,
-        "no-version",
-        b"{\"generation\":1,\"writtenAt\":\"x\",\"entries\":[]}",
-    );
-    malformed(
-        d,
         "string-version",
         b"{\"version\":\"1\",\"generation\":1,\"writtenAt\":\"x\",\"entries\":[]}",
     );
     malformed(d, "negative-version", b"{\"version\":-1}");
     malformed(d, "huge-version", b"{\"version\":4294967296}");
     malformed(d, "missing-fields", b"{\"version\":1}");
+    // Without version and generation (the seed's form), the other two are still required.
+    malformed(d, "only-entries", b"{\"entries\":[]}");
+    malformed(d, "only-written-at", b"{\"writtenAt\":\"x\"}");
+    malformed(d, "empty-object", b"{}");
+    malformed(
+        d,
+        "string-generation",
+        b"{\"generation\":\"1\",\"writtenAt\":\"x\",\"entries\":[]}",
+    );
+    malformed(
+        d,
+        "duplicate-generation",
+        b"{\"generation\":1,\"generation\":2,\"writtenAt\":\"x\",\"entries\":[]}",
+    );
     malformed(
         d,
         "trailing",
@@ -452,28 +479,20 @@ fn hostile_files_are_typed_errors() {
     );
     malformed(
         d,
-        "wrong-types",
-        br#"{"version":1,"generation":1,"writtenAt":"x","entries":[{"public_key":7,"status":"confirmed","evidence":"advert","max_hash_size":2,"upgraded_at":null}]}"#,
+        "entries-missing",
+        b"{\"version\":1,\"generation\":1,\"writtenAt\":\"x\"}",
     );
     malformed(
         d,
-        "hash-size-overflow",
-        br#"{"version":1,"generation":1,"writtenAt":"x","entries":[{"public_key":"ab","status":"confirmed","evidence":"advert","max_hash_size":300,"upgraded_at":null}]}"#,
+        "written-at-missing",
+        b"{\"version\":1,\"generation\":1,\"entries\":[]}",
     );
-    let msg = malformed(
+    // Invalid JSON inside an entry is invalid JSON: the file, not the entry, is malformed.
+    malformed(
         d,
-        "bad-status",
-        b"{\"version\":1,\"generation\":1,\"writtenAt\":\"x\",\"entries\":[{\"public_key\":\"ab\",\"status\":\"conf\\nirmed\\r\",\"evidence\":\"\",\"max_hash_size\":1}]}",
+        "entry-syntax",
+        b"{\"version\":1,\"generation\":1,\"writtenAt\":\"x\",\"entries\":[{\"public_key\":}]}",
     );
-    assert!(msg.contains("status") || msg.contains("variant"), "{msg}");
-
-    // A long hostile string does not make a long log line.
-    let long = format!(
-        r#"{{"version":1,"generation":1,"writtenAt":"x","entries":[{{"public_key":"ab","status":"{}","evidence":"","max_hash_size":1}}]}}"#,
-        "x".repeat(100_000)
-    );
-    let msg = malformed(d, "long-status", long.as_bytes());
-    assert!(msg.chars().count() <= 301, "{} chars", msg.chars().count());
 }
 
 #[test]
@@ -504,13 +523,274 @@ fn unknown_fields_are_ignored_and_upgraded_at_may_be_absent() {
         dir.path(),
         "future.json",
         br#"{"version":1,"generation":42,"writtenAt":"2026-11-25T18:00:00.123Z","note":{"deep":[1,2,3]},
-            "entries":[{"public_key":"ab","status":"suspected","evidence":"path","max_hash_size":3,"extra":true}]}"#,
+            "entries":[{"public_key":"abababababababababababababababababababababababababababababababab","status":"suspected","evidence":"path","max_hash_size":3,"extra":true}]}"#,
     );
     let snapshot = read_snapshot(&path).unwrap().unwrap();
     assert_eq!(snapshot.generation, 42);
     assert_eq!(snapshot.entries.len(), 1);
     assert_eq!(snapshot.entries[0].status, Status::Suspected);
     assert_eq!(snapshot.entries[0].upgraded_at, None);
+    assert_eq!(snapshot.skipped.count, 0);
+}
+
+/// A seed (CoreScope) entry: what `public_key` is used in the tests below.
+fn key(n: u8) -> String {
+    format!("{n:02x}").repeat(32)
+}
+
+#[test]
+fn the_seeds_format_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    // Exactly the seed's entries (§4.3): public_key, status and evidence, evidence omitted
+    // when empty; no max_hash_size or upgraded_at. Its writtenAt is an RFC 3339 string with
+    // nanoseconds, as Go's time.Time marshals it.
+    let body = format!(
+        r#"{{"version":1,"generation":1795629600123,"writtenAt":"2026-11-25T18:00:00.123456789Z","entries":[{{"public_key":"{}","status":"confirmed","evidence":"advert"}},{{"public_key":"{}","status":"unknown"}},{{"public_key":"{}","status":"suspected","evidence":"path"}}]}}"#,
+        key(1),
+        key(2),
+        key(3)
+    );
+    let path = write_file(dir.path(), "seed.json", body.as_bytes());
+    let snapshot = read_snapshot(&path).unwrap().unwrap();
+    assert_eq!(snapshot.generation, 1_795_629_600_123);
+    assert_eq!(snapshot.file_generation, Some(1_795_629_600_123));
+    assert_eq!(snapshot.written_at, "2026-11-25T18:00:00.123456789Z");
+    assert_eq!(snapshot.skipped.count, 0, "{:?}", snapshot.skipped);
+    let seed_entry = |n, status, evidence| ReadEntry {
+        public_key: key(n),
+        status,
+        evidence,
+        max_hash_size: None,
+        upgraded_at: None,
+    };
+    assert_eq!(
+        snapshot.entries,
+        vec![
+            seed_entry(1, Status::Confirmed, Some(Evidence::Advert)),
+            seed_entry(2, Status::Unknown, None),
+            seed_entry(3, Status::Suspected, Some(Evidence::Path)),
+        ]
+    );
+}
+
+#[test]
+fn the_seeds_file_without_version_or_generation_is_version_1_without_a_generation() {
+    let dir = tempfile::tempdir().unwrap();
+    // Exactly what the seed writes (§4.3): no version, no generation.
+    let body = format!(
+        r#"{{"writtenAt":"2026-11-25T18:00:00.123456789Z","entries":[{{"public_key":"{}","status":"confirmed","evidence":"advert"}},{{"public_key":"{}","status":"unknown"}},{{"public_key":"{}","status":"suspected","evidence":"path"}}]}}"#,
+        key(1),
+        key(2),
+        key(3)
+    );
+    let path = write_file(dir.path(), "seed.json", body.as_bytes());
+    let snapshot = read_snapshot(&path).unwrap().unwrap();
+    assert_eq!(snapshot.version, 1);
+    assert_eq!(snapshot.file_generation, None);
+    assert_eq!(snapshot.generation, 0);
+    assert_eq!(snapshot.written_at, "2026-11-25T18:00:00.123456789Z");
+    assert_eq!(snapshot.skipped.count, 0, "{:?}", snapshot.skipped);
+    let seed_entry = |n, status, evidence| ReadEntry {
+        public_key: key(n),
+        status,
+        evidence,
+        max_hash_size: None,
+        upgraded_at: None,
+    };
+    assert_eq!(
+        snapshot.entries,
+        vec![
+            seed_entry(1, Status::Confirmed, Some(Evidence::Advert)),
+            seed_entry(2, Status::Unknown, None),
+            seed_entry(3, Status::Suspected, Some(Evidence::Path)),
+        ]
+    );
+}
+
+#[test]
+fn version_and_generation_are_each_optional_and_null_is_absent() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, body, generation) in [
+        (
+            "no-version",
+            r#"{"generation":5,"writtenAt":"x","entries":[]}"#,
+            Some(5),
+        ),
+        (
+            "no-generation",
+            r#"{"version":1,"writtenAt":"x","entries":[]}"#,
+            None,
+        ),
+        (
+            "nulls",
+            r#"{"version":null,"generation":null,"writtenAt":"x","entries":[]}"#,
+            None,
+        ),
+        (
+            "generation-0",
+            r#"{"version":1,"generation":0,"writtenAt":"x","entries":[]}"#,
+            Some(0),
+        ),
+    ] {
+        let path = write_file(dir.path(), name, body.as_bytes());
+        let snapshot = read_snapshot(&path)
+            .unwrap_or_else(|e| panic!("{name}: {e}"))
+            .unwrap();
+        assert_eq!(snapshot.version, 1, "{name}");
+        assert_eq!(snapshot.file_generation, generation, "{name}");
+        assert_eq!(snapshot.generation, generation.unwrap_or(0), "{name}");
+    }
+}
+
+#[test]
+fn a_publisher_after_a_seed_file_starts_from_the_clock() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = snapshot_path(dir.path());
+    fs::create_dir_all(path.parent().unwrap()).unwrap();
+    fs::write(
+        &path,
+        br#"{"writtenAt":"2026-11-25T18:00:00Z","entries":[]}"#,
+    )
+    .unwrap();
+    let publisher = Publisher::new(dir.path());
+    let (generation, _) = written(publisher.publish(vec![]).unwrap());
+    assert!(
+        generation > 1_700_000_000_000,
+        "from the clock: {generation}"
+    );
+    assert_eq!(read(dir.path()).file_generation, Some(generation));
+}
+
+#[test]
+fn null_fields_are_absent_and_keys_are_lowercased() {
+    let dir = tempfile::tempdir().unwrap();
+    let body = format!(
+        r#"{{"version":1,"generation":3,"writtenAt":"x","entries":[{{"public_key":"{}","status":"confirmed","evidence":null,"max_hash_size":null,"upgraded_at":null}},{{"public_key":"{}","status":"suspected","evidence":""}}]}}"#,
+        "AB".repeat(32),
+        key(4)
+    );
+    let path = write_file(dir.path(), "nulls.json", body.as_bytes());
+    let snapshot = read_snapshot(&path).unwrap().unwrap();
+    assert_eq!(snapshot.skipped.count, 0, "{:?}", snapshot.skipped);
+    assert_eq!(snapshot.entries[0].public_key, "ab".repeat(32));
+    assert_eq!(snapshot.entries[0].evidence, None);
+    assert_eq!(snapshot.entries[0].max_hash_size, None);
+    assert_eq!(snapshot.entries[1].evidence, None);
+}
+
+#[test]
+fn malformed_entries_are_skipped_and_counted_and_the_rest_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = |n: u8| {
+        format!(
+            r#"{{"public_key":"{}","status":"confirmed","evidence":"advert","max_hash_size":2}}"#,
+            key(n)
+        )
+    };
+    let bad = [
+        // Wrong types.
+        r#"{"public_key":7,"status":"confirmed"}"#.to_string(),
+        format!(
+            r#"{{"public_key":"{}","status":"confirmed","max_hash_size":"2"}}"#,
+            key(9)
+        ),
+        format!(
+            r#"{{"public_key":"{}","status":"confirmed","upgraded_at":5}}"#,
+            key(9)
+        ),
+        format!(
+            r#"{{"public_key":"{}","status":"confirmed","evidence":["advert"]}}"#,
+            key(9)
+        ),
+        // Bad public keys.
+        r#"{"public_key":"ab","status":"confirmed"}"#.to_string(),
+        format!(
+            r#"{{"public_key":"{}zz","status":"confirmed"}}"#,
+            "ab".repeat(31)
+        ),
+        format!(
+            r#"{{"public_key":"{}","status":"confirmed"}}"#,
+            "é".repeat(32)
+        ),
+        // Unknown or missing status.
+        format!(r#"{{"public_key":"{}","status":"conf\nirmed\r"}}"#, key(9)),
+        format!(r#"{{"public_key":"{}","status":2}}"#, key(9)),
+        format!(r#"{{"public_key":"{}"}}"#, key(9)),
+        // Values out of range.
+        format!(
+            r#"{{"public_key":"{}","status":"confirmed","max_hash_size":300}}"#,
+            key(9)
+        ),
+        format!(
+            r#"{{"public_key":"{}","status":"confirmed","max_hash_size":4}}"#,
+            key(9)
+        ),
+        format!(
+            r#"{{"public_key":"{}","status":"confirmed","max_hash_size":0}}"#,
+            key(9)
+        ),
+        format!(
+            r#"{{"public_key":"{}","status":"confirmed","evidence":"gossip"}}"#,
+            key(9)
+        ),
+        // Not objects.
+        "[1, 5, \"x\"]".to_string(),
+        "null".to_string(),
+        "\"entry\"".to_string(),
+        // A long hostile string.
+        format!(
+            r#"{{"public_key":"{}","status":"{}"}}"#,
+            key(9),
+            "x".repeat(100_000)
+        ),
+    ];
+    let mut all = vec![good(1)];
+    all.extend(bad.iter().cloned());
+    all.push(good(2));
+    let body = format!(
+        r#"{{"version":1,"generation":11,"writtenAt":"x","entries":[{}]}}"#,
+        all.join(",")
+    );
+    let path = write_file(dir.path(), "mixed.json", body.as_bytes());
+    let snapshot = read_snapshot(&path).unwrap().unwrap();
+    let keys: Vec<&str> = snapshot
+        .entries
+        .iter()
+        .map(|e| e.public_key.as_str())
+        .collect();
+    assert_eq!(keys, [key(1), key(2)]);
+    assert_eq!(snapshot.skipped.count, bad.len() as u64);
+    // Reasons are kept for the first few only, one short line each, saying which entry.
+    assert_eq!(snapshot.skipped.reasons.len(), MAX_SKIP_REASONS);
+    for (i, reason) in snapshot.skipped.reasons.iter().enumerate() {
+        assert!(
+            reason.starts_with(&format!("entry {}: ", i + 1)),
+            "{reason}"
+        );
+        assert!(!reason.contains('\n') && !reason.contains('\r'), "{reason}");
+    }
+
+    // Each bad entry on its own, also as the last: skipped, never the file; a reason that
+    // names the problem, and never a long line.
+    for (i, entry) in bad.iter().enumerate() {
+        let body = format!(
+            r#"{{"version":1,"generation":1,"writtenAt":"x","entries":[{},{entry}]}}"#,
+            good(1)
+        );
+        let path = write_file(dir.path(), &format!("bad-{i}.json"), body.as_bytes());
+        let snapshot = read_snapshot(&path)
+            .unwrap_or_else(|e| panic!("{entry}: {e}"))
+            .unwrap();
+        assert_eq!(snapshot.entries.len(), 1, "{entry}");
+        assert_eq!(snapshot.skipped.count, 1, "{entry}");
+        let reason = &snapshot.skipped.reasons[0];
+        assert!(
+            reason.chars().count() <= 301,
+            "{} chars",
+            reason.chars().count()
+        );
+        assert!(!reason.contains('\n') && !reason.contains('\r'), "{reason}");
+    }
 }
 
 #[test]
@@ -520,6 +800,11 @@ fn other_versions_are_unsupported() {
         (
             "v2",
             r#"{"version":2,"generation":1,"writtenAt":"x","entries":[]}"#,
+            2,
+        ),
+        (
+            "v2-without-generation",
+            r#"{"version":2,"writtenAt":"x","entries":[]}"#,
             2,
         ),
         (
@@ -646,8 +931,8 @@ fn written_file_is_one_json_document_and_a_newline() {
     let bytes = fs::read(snapshot_path(dir.path())).unwrap();
     assert_eq!(bytes.last(), Some(&b'\n'));
     assert_eq!(bytes.iter().filter(|b| **b == b'\n').count(), 1);
-    let parsed: Snapshot = serde_json::from_slice(&bytes).unwrap();
-    assert_eq!(parsed, read(dir.path()));
+    let parsed: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(parsed["generation"], read(dir.path()).generation);
 }
 
 #[test]
@@ -670,7 +955,7 @@ fn an_oversized_publish_is_refused_and_the_previous_snapshot_stays() {
     }
     let snapshot = read(dir.path());
     assert_eq!(snapshot.generation, first);
-    assert_eq!(snapshot.entries, vec![entry(1, Status::Confirmed)]);
+    assert_eq!(published(&snapshot), vec![entry(1, Status::Confirmed)]);
     let names: Vec<_> = fs::read_dir(dir.path().join(SNAPSHOT_DIR))
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())

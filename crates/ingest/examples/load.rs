@@ -1,6 +1,7 @@
-//! Ingest load benchmark: observers publishing through a real MQTT broker (the embedded one,
-//! over loopback TCP) as fast as they can, measured until every observation is committed; then
-//! the same rows written straight into SQLite through the writer as the ceiling.
+//! Ingest load benchmark: observers publishing to the embedded MQTT broker over loopback TCP,
+//! exactly as `meshlens run` serves them (each publish handed straight to the writer's queue),
+//! measured until every observation is committed; then the same rows written straight into
+//! SQLite through the writer as the ceiling.
 //!
 //! ```sh
 //! cargo run --release -p ingest --example load -- [OBSERVERS] [TRANSMISSIONS] [HEARD_BY] [RATE]
@@ -12,7 +13,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ingest::config::SourceConfig;
 use ingest::decode::Decoder;
 use ingest::message::{PacketMessage, TopicObserver};
 use ingest::mqtt::SourceSettings;
@@ -68,10 +68,9 @@ async fn main() {
     );
 
     // Through MQTT.
-    let broker = ingest::broker::start("127.0.0.1:0".parse().expect("addr")).expect("broker");
-    let ingest = Ingest::start(IngestConfig {
+    let mut ingest = Ingest::start(IngestConfig {
         db_path: dir.path().join("mqtt.db"),
-        sources: vec![SourceConfig::from_url("load", &format!("mqtt://{broker}")).expect("url")],
+        sources: Vec::new(),
         decoder: Decoder::default(),
         maintenance: Maintenance::default(),
         maintenance_interval: Duration::from_secs(3600),
@@ -80,11 +79,11 @@ async fn main() {
         mbcap: None,
     })
     .expect("ingest");
+    let listener = ingest::broker::bind("127.0.0.1:0".parse().expect("addr")).expect("bind");
+    let broker = ingest
+        .serve_embedded_broker(listener, ingest::broker::BrokerSettings::default())
+        .expect("broker");
     let stats = ingest.stats();
-    while stats.sources().get("load").map(|s| s.state) != Some("connected") {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    tokio::time::sleep(Duration::from_millis(300)).await; // SUBACK
 
     let mut clients = Vec::new();
     for o in 0..observers {
@@ -188,6 +187,7 @@ async fn main() {
                 snr: Some(7.0),
                 rssi: Some(-101.0),
                 score: Some(1000),
+                airtime_ms: None,
             };
             items.push(decoder.item(msg, 1_700_000_000_000).0);
         }

@@ -87,6 +87,7 @@ impl Decoder {
             snr: msg.snr,
             rssi: msg.rssi,
             score: msg.score,
+            airtime_ms: msg.airtime_ms,
             from_pubkey: None,
             channel: None,
             scope: self.regions.match_scope(&packet).map(str::to_owned),
@@ -164,10 +165,12 @@ fn advert(
     if !signature_valid {
         return Err("invalid_signature");
     }
+    // The signed view, as `meshlens decode` and the API report it: the name is never made of
+    // appdata bytes the signature does not cover.
     let data = a.app_data();
     let name = data
-        .and_then(|d| d.name)
-        .map(sanitize_name)
+        .and_then(|d| d.name_lossy())
+        .map(|n| sanitize_name(&n))
         .filter(|n| !n.is_empty());
     let location = data
         .and_then(|d| d.location)
@@ -183,14 +186,13 @@ fn advert(
     })
 }
 
-/// Lossy UTF-8, control characters dropped, cut at a character boundary within
-/// [`MAX_NAME_BYTES`]. Still attacker-controlled text: escape it wherever it is shown.
-fn sanitize_name(raw: &[u8]) -> String {
+/// The advert's name (already lossy UTF-8, as the decode report shows it) with control
+/// characters dropped, cut at a character boundary within [`MAX_NAME_BYTES`] and trimmed. A
+/// printable name is stored exactly as reported. Still attacker-controlled text: escape it
+/// wherever it is shown.
+fn sanitize_name(name: &str) -> String {
     let mut out = String::new();
-    for c in String::from_utf8_lossy(raw)
-        .chars()
-        .filter(|c| !c.is_control())
-    {
+    for c in name.chars().filter(|c| !c.is_control()) {
         if out.len() + c.len_utf8() > MAX_NAME_BYTES {
             break;
         }
@@ -216,6 +218,7 @@ mod tests {
             snr: Some(5.0),
             rssi: None,
             score: None,
+            airtime_ms: None,
         }
     }
 
@@ -294,10 +297,34 @@ mod tests {
         assert_eq!(p.channel.as_deref(), Some("enc_11"));
     }
 
+    /// A real advert whose appdata is exactly the 32 signed bytes (vector
+    /// `advert_flood_ww7str_exact_32b_appdata`): bytes appended to it keep the signature valid.
+    const ADVERT_32B_APPDATA: &str = "11007E7662676F7F0850A8A355BAAFBFC1EB7B4174C340442D7D7161C9474A2C94006CE7CF682E58408DD8FCC51906ECA98EBF94A037886BDADE7ECD09FD92B839491DF3809C9454F5286D1D3370AC31A34593D569E9A042A3B41FD331DFFB7E18599CE1E60992A076D50238C5B8F85757375354522F50756765744D65736820436F75676172";
+
+    #[test]
+    fn ingest_stores_the_name_decode_reports_and_never_the_unsigned_tail() {
+        let tail = b" ADMIN (unsigned)";
+        let mut frame = meshcore::report::parse_hex(ADVERT_32B_APPDATA).unwrap();
+        frame.extend_from_slice(tail);
+        let signed_name = "WW7STR/PugetMesh Cougar";
+        let report =
+            meshcore::report::decode_to_json(&frame, &meshcore::report::DecodeOptions::default());
+        assert_eq!(report["signature_valid"], true, "{report}");
+        assert_eq!(report["name"], signed_name, "{report}");
+        assert_eq!(report["unsigned_tail"], hex::encode(tail));
+
+        let (item, outcome) = Decoder::default().item(msg(&hex::encode(&frame)), 7);
+        assert_eq!(outcome, Outcome::Packet);
+        let Item::Packet(p) = item else { panic!() };
+        let stored = p.advert.unwrap().name.unwrap();
+        assert_eq!(stored, signed_name);
+        assert_eq!(report["name"], stored.as_str());
+    }
+
     #[test]
     fn names_are_sanitized_and_bounded() {
-        assert_eq!(sanitize_name(b"a\x00b\x1bc"), "abc");
-        assert_eq!(sanitize_name("é".repeat(40).as_bytes()).len(), 32);
-        assert_eq!(sanitize_name(b"\xff"), "\u{fffd}");
+        assert_eq!(sanitize_name("a\x00b\x1bc"), "abc");
+        assert_eq!(sanitize_name(&"é".repeat(40)).len(), 32);
+        assert_eq!(sanitize_name(&String::from_utf8_lossy(b"\xff")), "\u{fffd}");
     }
 }

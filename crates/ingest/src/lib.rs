@@ -30,7 +30,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use store::{Item, Observer, Status, Writer};
+use store::{Delivery, Item, Observer, Status, Writer};
 use tokio::sync::{mpsc, watch};
 
 use crate::config::SourceConfig;
@@ -65,6 +65,7 @@ pub struct IngestConfig {
 /// A running writer role.
 pub struct Ingest {
     stats: Arc<Stats>,
+    decoder: Arc<Decoder>,
     shutdown: watch::Sender<bool>,
     writer_tx: mpsc::Sender<WriterMsg>,
     writer: std::thread::JoinHandle<()>,
@@ -170,6 +171,7 @@ impl Ingest {
         }
         Ok(Ingest {
             stats,
+            decoder,
             shutdown,
             writer_tx,
             writer,
@@ -180,6 +182,39 @@ impl Ingest {
     /// Counters and source states.
     pub fn stats(&self) -> Arc<Stats> {
         self.stats.clone()
+    }
+
+    /// A publish pipeline into this writer for an in-process source named `name`.
+    pub fn pipeline(&self, name: &str, broker: &str) -> Result<pipeline::Pipeline, String> {
+        let cfg = SourceConfig::from_url(name, broker)?;
+        Ok(pipeline::Pipeline::new(
+            cfg,
+            self.decoder.clone(),
+            self.writer_tx.clone(),
+            self.stats.clone(),
+        ))
+    }
+
+    /// Serves the embedded MQTT broker on `listener`, its publishes going straight into this
+    /// writer (source `embedded`). It stops with [`Ingest::shutdown`], before the writer drains.
+    #[cfg(feature = "embedded-broker")]
+    pub fn serve_embedded_broker(
+        &mut self,
+        listener: std::net::TcpListener,
+        settings: broker::BrokerSettings,
+    ) -> Result<std::net::SocketAddr, String> {
+        let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        let pipeline = self.pipeline("embedded", &format!("mqtt://{addr}"))?;
+        let b = broker::serve(
+            listener,
+            Some(pipeline),
+            self.stats.clone(),
+            settings,
+            self.shutdown.subscribe(),
+        )?;
+        let addr = b.addr;
+        self.tasks.push(tokio::spawn(b.join()));
+        Ok(addr)
     }
 
     /// A sender into the writer (for in-process producers such as an embedded broker link).
@@ -207,10 +242,10 @@ impl Ingest {
     }
 }
 
-/// A writer item from a status message. `retained` marks a broker's stored copy (history).
+/// A writer item from a status message. `retained` marks a broker's stored copy: history,
+/// which the writer lets fill in unknown fields but never lets make the observer look alive.
+/// The status' own `timestamp` is kept only when plausible ([`message::SentAt::plausible`]).
 pub fn status_item(s: StatusMessage, received_at: i64, retained: bool) -> Item {
-    // Retained copies are not told apart yet: see issue 11 item 3.
-    let _ = retained;
     Item::Status(Status {
         observer: s.observer.map(|o| Observer {
             id: o.id,
@@ -218,6 +253,12 @@ pub fn status_item(s: StatusMessage, received_at: i64, retained: bool) -> Item {
             iata: Some(o.iata),
         }),
         received_at,
+        delivery: if retained {
+            Delivery::Retained
+        } else {
+            Delivery::Live
+        },
+        sent_at: s.sent_at.and_then(|t| t.plausible(received_at)),
         status: s.status,
         model: s.model,
         firmware: s.firmware,
@@ -229,5 +270,7 @@ pub fn status_item(s: StatusMessage, received_at: i64, retained: bool) -> Item {
         tx_air_secs: s.tx_air_secs,
         rx_air_secs: s.rx_air_secs,
         recv_errors: s.recv_errors,
+        queue_len: s.queue_len,
+        debug_flags: s.debug_flags,
     })
 }

@@ -1,11 +1,24 @@
 //! MQTT messages from observers, as meshcoretomqtt and its relatives publish them
 //! (wire-format.md §7), parsed leniently: any key case, numbers as JSON numbers or strings with
-//! units, every RF field optional. Pure functions; every rejection has a stable reason code.
+//! units, every RF field optional, the uploader's `"unknown"` placeholder read as absent.
+//! Pure functions; every rejection has a stable reason code, and a field that makes no sense
+//! is dropped, never an error.
 
 use serde_json::{Map, Value};
 
 /// Largest payload accepted; a real packet message is under 1 KiB.
 pub const MAX_PAYLOAD_BYTES: usize = 64 * 1024;
+
+/// Longest airtime taken as real: a 255-byte frame at the slowest LoRa settings MeshCore
+/// uses is seconds on air, so a longer `duration` is garbage and dropped.
+pub const MAX_AIRTIME_MS: i64 = 600_000;
+
+/// How far ahead of its arrival a status' own time may be (clock skew) and still be used.
+pub const MAX_CLOCK_AHEAD_MS: i64 = 15 * 60_000;
+
+/// How old a status' own time may be and still be used: a retained status can be months old,
+/// a year is past any observer meshlens should describe from it.
+pub const MAX_STATUS_AGE_MS: i64 = 365 * 86_400_000;
 
 /// Why a message was not taken. `code()` names the counter it increments.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
@@ -100,6 +113,35 @@ pub struct PacketMessage {
     pub rssi: Option<f64>,
     /// Reception score.
     pub score: Option<i64>,
+    /// `duration`: the frame's airtime as the firmware estimated it (its `time=`), ms.
+    pub airtime_ms: Option<i64>,
+}
+
+/// A status' own `timestamp`, Unix ms, as the uploader wrote it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SentAt {
+    /// ISO 8601 with a zone (meshcoretomqtt: `2026-03-28T01:17:14.086123+00:00`), or Unix
+    /// seconds or milliseconds: an instant.
+    Instant(i64),
+    /// ISO 8601 without a zone, read as UTC. Older uploaders wrote their local time this way,
+    /// so it may be off by the observer's UTC offset.
+    Naive(i64),
+}
+
+impl SentAt {
+    /// The time to use for a status received at `received_at`, or None when it makes no
+    /// sense: more than [`MAX_CLOCK_AHEAD_MS`] in the future or [`MAX_STATUS_AGE_MS`] in the
+    /// past. A naive time is only believed within [`MAX_CLOCK_AHEAD_MS`] of its arrival
+    /// either way: further off it is more likely a UTC offset than the truth.
+    pub fn plausible(self, received_at: i64) -> Option<i64> {
+        let ahead = MAX_CLOCK_AHEAD_MS.unsigned_abs();
+        match self {
+            SentAt::Instant(ms) => (ms <= received_at.saturating_add(MAX_CLOCK_AHEAD_MS)
+                && ms >= received_at.saturating_sub(MAX_STATUS_AGE_MS))
+            .then_some(ms),
+            SentAt::Naive(ms) => (ms.abs_diff(received_at) <= ahead).then_some(ms),
+        }
+    }
 }
 
 /// A `/status` message.
@@ -111,13 +153,15 @@ pub struct StatusMessage {
     pub origin: Option<String>,
     /// `status`.
     pub status: Option<String>,
-    /// `model`.
+    /// `timestamp`: when the uploader wrote the message.
+    pub sent_at: Option<SentAt>,
+    /// `model` (absent when the uploader sent `"unknown"`).
     pub model: Option<String>,
-    /// `firmware` or `firmware_version`.
+    /// `firmware` or `firmware_version` (absent when `"unknown"`).
     pub firmware: Option<String>,
     /// `client_version` or `clientVersion`.
     pub client_version: Option<String>,
-    /// `radio`.
+    /// `radio` (absent when `"unknown"`).
     pub radio: Option<String>,
     /// From `stats` or the top level.
     pub battery_mv: Option<i64>,
@@ -131,6 +175,10 @@ pub struct StatusMessage {
     pub rx_air_secs: Option<i64>,
     /// Count.
     pub recv_errors: Option<i64>,
+    /// Packets in the firmware's transmit queue (stats-core `queue_len`).
+    pub queue_len: Option<i64>,
+    /// The firmware's error flags (stats-core `errors`, sent as `debug_flags`).
+    pub debug_flags: Option<i64>,
 }
 
 /// Parses one MQTT publish.
@@ -177,6 +225,9 @@ pub fn parse(topic: &str, payload: &[u8]) -> Result<Message, Refusal> {
         snr: get_f64(&obj, "snr"),
         rssi: get_f64(&obj, "rssi"),
         score: get_f64(&obj, "score").map(|v| v as i64),
+        airtime_ms: get_f64(&obj, "duration")
+            .map(|v| v as i64)
+            .filter(|v| (0..=MAX_AIRTIME_MS).contains(v)),
     }))
 }
 
@@ -194,20 +245,56 @@ fn status(observer: TopicObserver, obj: &Map<String, Value>) -> StatusMessage {
             .and_then(|s| get_f64(s, k))
             .or_else(|| get_f64(obj, k))
     };
+    // Counts and flags are never negative.
+    let stat_count = |k: &str| stat_i(k).filter(|v| *v >= 0);
     StatusMessage {
         observer: Some(observer),
         origin: get_text(obj, "origin"),
         status: get_text(obj, "status"),
-        model: get_text(obj, "model"),
-        firmware: get_text(obj, "firmware_version").or_else(|| get_text(obj, "firmware")),
+        sent_at: get(obj, "timestamp").and_then(sent_at),
+        model: get_known_text(obj, "model"),
+        firmware: get_known_text(obj, "firmware_version")
+            .or_else(|| get_known_text(obj, "firmware")),
         client_version: get_text(obj, "client_version").or_else(|| get_text(obj, "clientVersion")),
-        radio: get_text(obj, "radio"),
+        radio: get_known_text(obj, "radio"),
         battery_mv: stat_i("battery_mv"),
         uptime_secs: stat_i("uptime_secs"),
         noise_floor: stat_f("noise_floor"),
         tx_air_secs: stat_i("tx_air_secs"),
         rx_air_secs: stat_i("rx_air_secs"),
         recv_errors: stat_i("recv_errors"),
+        queue_len: stat_count("queue_len"),
+        debug_flags: stat_count("debug_flags"),
+    }
+}
+
+/// A `timestamp`: a JSON number or numeric string (Unix seconds below 10¹¹, else
+/// milliseconds; fractions allowed), or ISO 8601 with or without a zone. Anything else: None.
+fn sent_at(v: &Value) -> Option<SentAt> {
+    let from_number = |n: f64| {
+        let ms = if n.abs() < 1e11 { n * 1000.0 } else { n };
+        // `as` saturates; an absurd value is caught by `SentAt::plausible`.
+        n.is_finite().then_some(SentAt::Instant(ms.round() as i64))
+    };
+    match v {
+        Value::Number(n) => from_number(n.as_f64()?),
+        Value::String(s) => {
+            let s = s.trim();
+            if let Ok(n) = s.parse::<f64>() {
+                return from_number(n);
+            }
+            let ms = store::time::parse_time(s)?;
+            // parse_time accepted it, so past the date (10 bytes) only a zone holds these.
+            let zoned = s
+                .get(10..)
+                .is_some_and(|t| t.contains(['Z', 'z', '+', '-']));
+            Some(if zoned {
+                SentAt::Instant(ms)
+            } else {
+                SentAt::Naive(ms)
+            })
+        }
+        _ => None,
     }
 }
 
@@ -235,6 +322,12 @@ fn get_text(obj: &Map<String, Value>, key: &str) -> Option<String> {
     let cleaned: String = s.chars().filter(|c| !c.is_control()).take(128).collect();
     let cleaned = cleaned.trim();
     (!cleaned.is_empty()).then(|| cleaned.to_owned())
+}
+
+/// [`get_text`], except that the uploader's placeholder for "could not read it" (`unknown`,
+/// any case) is absent rather than a value.
+fn get_known_text(obj: &Map<String, Value>, key: &str) -> Option<String> {
+    get_text(obj, key).filter(|s| !s.eq_ignore_ascii_case("unknown"))
 }
 
 /// A number from a JSON number or a string such as `"-110dBm"`, `"7.5 dB"`, `"11"`.
@@ -362,5 +455,122 @@ mod tests {
             (s.battery_mv, s.client_version.as_deref()),
             (Some(3900), Some("x"))
         );
+    }
+
+    fn status_of(payload: &str) -> StatusMessage {
+        match parse("meshcore/SEA/abc/status", payload.as_bytes()).unwrap() {
+            Message::Status(s) => s,
+            m => panic!("{m:?}"),
+        }
+    }
+
+    #[test]
+    fn unknown_model_firmware_and_radio_are_absent() {
+        // What meshcoretomqtt sends when it could not read the device.
+        let s = status_of(
+            r#"{"status":"online","radio":"unknown","model":"UNKNOWN","firmware_version":"Unknown",
+                "client_version":"meshcoretomqtt/1.0.8.0"}"#,
+        );
+        assert_eq!((s.model, s.firmware, s.radio), (None, None, None));
+        assert_eq!(s.client_version.as_deref(), Some("meshcoretomqtt/1.0.8.0"));
+        let s = status_of(r#"{"firmware_version":"unknown","firmware":"1.9.0"}"#);
+        assert_eq!(s.firmware.as_deref(), Some("1.9.0"));
+        // Only the placeholder itself: a value that merely contains the word is kept.
+        let s = status_of(r#"{"model":"unknown board v2"}"#);
+        assert_eq!(s.model.as_deref(), Some("unknown board v2"));
+    }
+
+    #[test]
+    fn packet_duration_is_airtime() {
+        let p = packet(r#"{"raw":"0D04B891647EBB40BA70","duration":"123"}"#);
+        assert_eq!(p.airtime_ms, Some(123));
+        let p = packet(r#"{"raw":"0D04B891647EBB40BA70","Duration":57.9}"#);
+        assert_eq!(p.airtime_ms, Some(57));
+        for bad in [r#""-5""#, r#""x""#, "1e12", "null", r#"{"a":1}"#] {
+            let p = packet(&format!(
+                r#"{{"raw":"0D04B891647EBB40BA70","duration":{bad}}}"#
+            ));
+            assert_eq!(p.airtime_ms, None, "{bad}");
+        }
+        assert_eq!(packet(r#"{"raw":"0D04B891647EBB40BA70"}"#).airtime_ms, None);
+    }
+
+    #[test]
+    fn status_timestamp_queue_and_debug_flags() {
+        // meshcoretomqtt: stats-core `errors` arrive as `debug_flags` inside `stats`.
+        let s = status_of(
+            r#"{"status":"online","timestamp":"2026-03-28T01:17:14.086123+00:00",
+                "stats":{"battery_mv":4100,"queue_len":3,"debug_flags":4}}"#,
+        );
+        let at = store::time::parse_time("2026-03-28T01:17:14.086Z").unwrap();
+        assert_eq!(s.sent_at, Some(SentAt::Instant(at)));
+        assert_eq!((s.queue_len, s.debug_flags), (Some(3), Some(4)));
+        // At the top level, as strings.
+        let s = status_of(r#"{"queue_len":"0","debug_flags":"12","timestamp":1774660634}"#);
+        assert_eq!((s.queue_len, s.debug_flags), (Some(0), Some(12)));
+        assert_eq!(s.sent_at, Some(SentAt::Instant(1_774_660_634_000)));
+        // Other forms: zone offsets, naive ISO, milliseconds, fractional seconds.
+        let sent = |v: &str| status_of(&format!(r#"{{"timestamp":{v}}}"#)).sent_at;
+        assert_eq!(
+            sent(r#""2026-03-28T03:17:14.086+02:00""#),
+            Some(SentAt::Instant(at))
+        );
+        assert_eq!(
+            sent(r#""2026-03-28T01:17:14.086Z""#),
+            Some(SentAt::Instant(at))
+        );
+        assert_eq!(
+            sent(r#""2026-03-28T01:17:14.086123""#),
+            Some(SentAt::Naive(at))
+        );
+        assert_eq!(
+            sent("1774660634086"),
+            Some(SentAt::Instant(1_774_660_634_086))
+        );
+        assert_eq!(
+            sent("1774660634.086"),
+            Some(SentAt::Instant(1_774_660_634_086))
+        );
+        assert_eq!(
+            sent(r#""1774660634""#),
+            Some(SentAt::Instant(1_774_660_634_000))
+        );
+        for bad in [
+            r#""""#,
+            r#""soon""#,
+            r#""NaN""#,
+            "true",
+            "[1]",
+            r#""2026-13-01""#,
+        ] {
+            assert_eq!(sent(bad), None, "{bad}");
+        }
+        // Hostile numbers never panic; negative counts are dropped.
+        let s = status_of(r#"{"timestamp":1e300,"queue_len":-1,"stats":{"debug_flags":"-3"}}"#);
+        assert_eq!((s.queue_len, s.debug_flags), (None, None));
+        assert_eq!(s.sent_at.and_then(|t| t.plausible(1_774_660_634_000)), None);
+    }
+
+    #[test]
+    fn status_times_far_from_their_arrival_are_ignored() {
+        let now = 1_774_660_634_000;
+        let min = 60_000;
+        let instant = |t: i64| SentAt::Instant(t).plausible(now);
+        let naive = |t: i64| SentAt::Naive(t).plausible(now);
+        assert_eq!(instant(now - 5 * min), Some(now - 5 * min));
+        // A retained status may be old; a year is the limit.
+        let old = now - 200 * 86_400_000;
+        assert_eq!(instant(old), Some(old));
+        assert_eq!(instant(now - MAX_STATUS_AGE_MS - 1), None);
+        // Slightly fast clocks pass (the writer clamps them), far future does not.
+        assert_eq!(instant(now + 10 * min), Some(now + 10 * min));
+        assert_eq!(instant(now + 16 * min), None);
+        assert_eq!(instant(i64::MAX), None);
+        assert_eq!(instant(i64::MIN), None);
+        // Naive local time hours off UTC is not believed either way.
+        assert_eq!(naive(now - 5 * min), Some(now - 5 * min));
+        assert_eq!(naive(now - 7 * 60 * min), None);
+        assert_eq!(naive(now + 2 * 60 * min), None);
+        assert_eq!(naive(i64::MIN), None);
     }
 }

@@ -12,7 +12,7 @@ use crate::decode::{Decoder, Outcome};
 use crate::message::{self, Message};
 use crate::mqtt::{invalid_frame_counter, refusal_counter, refused_advert_counter};
 use crate::stats::Stats;
-use crate::writer_thread::{WriterMsg, now_ms};
+use crate::writer_thread::{CommitCounter, WriterMsg, now_ms};
 
 /// One source's way into the writer. Cheap to clone: one per connection is fine.
 #[derive(Clone)]
@@ -62,6 +62,19 @@ impl Pipeline {
     /// item is queued for the writer (or refused and counted); while the writer's queue is full
     /// it waits, which is the backpressure every caller relies on.
     pub async fn publish(&self, topic: &str, payload: &[u8], retained: bool) {
+        self.publish_acked(topic, payload, retained, None).await;
+    }
+
+    /// [`Pipeline::publish`], counting the item on `ack` once the writer has committed it.
+    /// Returns whether an item went to the writer with `ack` (false: refused or filtered,
+    /// counted, nothing to wait for).
+    pub async fn publish_acked(
+        &self,
+        topic: &str,
+        payload: &[u8],
+        retained: bool,
+        ack: Option<&Arc<CommitCounter>>,
+    ) -> bool {
         let stats = &*self.stats;
         let cfg = &*self.cfg;
         stats.incr("mqtt.messages");
@@ -75,7 +88,7 @@ impl Pipeline {
                 let iata = p.region.as_deref().unwrap_or(&p.observer.iata);
                 if !cfg.accepts_iata(iata) {
                     stats.incr("filtered.iata");
-                    return;
+                    return false;
                 }
                 let (item, outcome) = self.decoder.item(p, received_at);
                 match outcome {
@@ -102,12 +115,18 @@ impl Pipeline {
                 if let Some(n) = stats.should_log(refusal_counter(r)) {
                     tracing::info!(source = %cfg.name, "refused a message on {topic:?}: {r}; {n} more since last report");
                 }
-                return;
+                return false;
             }
         };
+        let msg = match ack {
+            Some(a) => WriterMsg::Acked(item, a.clone()),
+            None => WriterMsg::Item(item),
+        };
         // Waits when the writer is behind: backpressure, not loss.
-        if self.writer.send(WriterMsg::Item(item)).await.is_err() {
+        if self.writer.send(msg).await.is_err() {
             stats.incr("writer.closed");
+            return false;
         }
+        ack.is_some()
     }
 }

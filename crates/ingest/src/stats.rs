@@ -35,6 +35,10 @@ pub struct SourceState {
     pub last_message_at: Option<i64>,
     /// Unix ms of the last connection.
     pub connected_at: Option<i64>,
+    /// Clients connected now (embedded broker).
+    pub clients: u64,
+    /// QoS 0 copies shed because a subscriber of the embedded broker did not keep up.
+    pub shed: u64,
 }
 
 /// How often one reason may be logged.
@@ -124,6 +128,8 @@ impl Stats {
                     "last_error": s.last_error,
                     "last_message_at": s.last_message_at,
                     "connected_at": s.connected_at,
+                    "clients": s.clients,
+                    "shed": s.shed,
                 });
                 (name, v)
             })

@@ -4,6 +4,7 @@
 //! committed at once and under a burst one fsync covers thousands of packets.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use store::{Item, Writer};
@@ -28,12 +29,55 @@ const RETENTION_CHUNK: usize = 2_000;
 pub enum WriterMsg {
     /// Store this.
     Item(Item),
+    /// Store this, and count it on the producer's [`CommitCounter`] once it is committed: the
+    /// embedded broker acknowledges a QoS 1 publish only then.
+    Acked(Item, Arc<CommitCounter>),
     /// Run a maintenance step (retention, node deactivation).
     Maintain,
     /// Reply once everything sent before this is committed.
     Flush(std::sync::mpsc::Sender<()>),
     /// Apply the reader's capability snapshot at this path.
     ApplySnapshot(std::path::PathBuf),
+}
+
+/// How many of one producer's [`WriterMsg::Acked`] items the writer has finished with, in the
+/// order they were sent (the channel is FIFO, so "the first n" is exact). A producer that
+/// numbers its items can wait for its own.
+#[derive(Debug, Default)]
+pub struct CommitCounter {
+    finished: AtomicU64,
+    failed: AtomicBool,
+    notify: tokio::sync::Notify,
+}
+
+impl CommitCounter {
+    /// Items finished so far (committed, or given up on after failed commits).
+    pub fn finished(&self) -> u64 {
+        self.finished.load(Ordering::Acquire)
+    }
+
+    /// Whether any item of this producer was lost to failed commits.
+    pub fn failed(&self) -> bool {
+        self.failed.load(Ordering::Acquire)
+    }
+
+    /// Waits until something changes (an item finished, or [`CommitCounter::wake`]).
+    pub async fn changed(&self) {
+        self.notify.notified().await;
+    }
+
+    /// Wakes a waiter of [`CommitCounter::changed`] without finishing an item.
+    pub fn wake(&self) {
+        self.notify.notify_one();
+    }
+
+    fn finish(&self, lost: bool) {
+        if lost {
+            self.failed.store(true, Ordering::Release);
+        }
+        self.finished.fetch_add(1, Ordering::AcqRel);
+        self.notify.notify_one();
+    }
 }
 
 /// Retention settings.
@@ -69,6 +113,7 @@ pub fn run(
     maint: Maintenance,
 ) {
     let mut batch: Vec<Item> = Vec::with_capacity(MAX_BATCH);
+    let mut acks: Vec<Arc<CommitCounter>> = Vec::new();
     let mut flushes = Vec::new();
     let mut maintain = false;
     let mut snapshot: Option<std::path::PathBuf> = None;
@@ -78,6 +123,10 @@ pub fn run(
         while let Some(msg) = next.take() {
             match msg {
                 WriterMsg::Item(item) => batch.push(item),
+                WriterMsg::Acked(item, ack) => {
+                    batch.push(item);
+                    acks.push(ack);
+                }
                 WriterMsg::Maintain => maintain = true,
                 WriterMsg::Flush(reply) => flushes.push(reply),
                 WriterMsg::ApplySnapshot(path) => snapshot = Some(path),
@@ -86,7 +135,10 @@ pub fn run(
                 next = rx.try_recv().ok();
             }
         }
-        commit(&mut writer, &mut batch, &stats);
+        let committed = commit(&mut writer, &mut batch, &stats);
+        for ack in acks.drain(..) {
+            ack.finish(!committed);
+        }
         if let Some(path) = snapshot.take() {
             crate::mbcap::apply(&mut writer, &path, &mut last_generation, &stats);
         }
@@ -98,17 +150,20 @@ pub fn run(
             run_maintenance(&mut writer, &stats, maint);
         }
     }
-    commit(&mut writer, &mut batch, &stats);
+    let committed = commit(&mut writer, &mut batch, &stats);
+    for ack in acks.drain(..) {
+        ack.finish(!committed);
+    }
     if let Err(e) = writer.checkpoint() {
         tracing::warn!("final WAL checkpoint failed: {e}");
     }
 }
 
 /// Commits `batch`, retrying a failed commit a few times (a busy or briefly full disk) before
-/// giving up on it with a counter and a log line.
-fn commit(writer: &mut Writer, batch: &mut Vec<Item>, stats: &Stats) {
+/// giving up on it with a counter and a log line. Returns false when the batch was lost.
+fn commit(writer: &mut Writer, batch: &mut Vec<Item>, stats: &Stats) -> bool {
     if batch.is_empty() {
-        return;
+        return true;
     }
     let mut delay = Duration::from_millis(50);
     for attempt in 1..=5 {
@@ -124,7 +179,7 @@ fn commit(writer: &mut Writer, batch: &mut Vec<Item>, stats: &Stats) {
                 stats.add("stored.statuses", out.statuses);
                 stats.add("stored.rejected", out.rejected);
                 batch.clear();
-                return;
+                return true;
             }
             Err(e) => {
                 stats.incr("writer.commit_errors");
@@ -143,6 +198,7 @@ fn commit(writer: &mut Writer, batch: &mut Vec<Item>, stats: &Stats) {
         batch.len()
     );
     batch.clear();
+    false
 }
 
 fn run_maintenance(writer: &mut Writer, stats: &Stats, maint: Maintenance) {

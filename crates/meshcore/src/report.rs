@@ -6,10 +6,11 @@ use serde_json::{Map, Value, json};
 
 use crate::crypto::Keyring;
 use crate::payload::{
-    Ack, Advert, AnonReq, Control, Envelope, Group, GroupData, GroupText, Multipart, Trace, snr_db,
+    Ack, Advert, AnonReq, Control, Envelope, Group, GroupData, GroupText, MAX_SIGNED_APPDATA,
+    Multipart, Trace, snr_db,
 };
 use crate::region::Regions;
-use crate::{Packet, Payload, PayloadType};
+use crate::{Packet, PathHashSize, Payload, PayloadType};
 
 /// What the decoder knows beyond the frame: channel keys, regions, whether to verify
 /// advert signatures.
@@ -209,6 +210,10 @@ fn ack(a: &Ack<'_>, o: &mut Map<String, Value>) {
     }
 }
 
+/// Renders an advert from [`Advert::app_data`], the signed view every consumer shares: the
+/// fields (name included) come from the signed appdata only, and any bytes past it are
+/// reported apart as `unsigned_tail`, so `signature_valid: true` never vouches for them.
+/// `appdata` stays the wire bytes, all of them.
 fn advert(a: &Advert<'_>, opts: &DecodeOptions, o: &mut Map<String, Value>) {
     put_hex(o, "pubkey", a.public_key);
     o.insert("timestamp".into(), a.timestamp.into());
@@ -217,6 +222,10 @@ fn advert(a: &Advert<'_>, opts: &DecodeOptions, o: &mut Map<String, Value>) {
         o.insert("signature_valid".into(), a.verify_signature().into());
     }
     put_hex(o, "appdata", a.appdata);
+    let tail = a.unsigned_tail();
+    if !tail.is_empty() {
+        put_hex(o, "unsigned_tail", tail);
+    }
     let Some(d) = a.app_data() else { return };
     o.insert("flags".into(), d.flags.into());
     o.insert("node_type".into(), d.node_type().value().into());
@@ -237,9 +246,8 @@ fn advert(a: &Advert<'_>, opts: &DecodeOptions, o: &mut Map<String, Value>) {
     if let Some(f) = d.feature2 {
         o.insert("feat2".into(), f.into());
     }
-    if let Some(name) = d.name {
+    if let (Some(name), Some(lossy)) = (d.name, d.name_lossy()) {
         let valid = std::str::from_utf8(name).is_ok();
-        let lossy = String::from_utf8_lossy(name);
         // `name` is always present (lossy when needed); `name_lossy` marks the lossy case.
         if !valid {
             o.insert("name_lossy".into(), lossy.as_ref().into());
@@ -288,6 +296,15 @@ fn group(t: PayloadType, g: &Group<'_>, opts: &DecodeOptions, o: &mut Map<String
     o.insert("plaintext".into(), pt.into());
 }
 
+/// Renders a TRACE. Its path holds one SNR sample per completed hop, and the hop count is
+/// `path_len & 63` whatever the size bits say (§3.7): firmware keeps those bits 0 for TRACE,
+/// so set bits are reported as an anomaly, and the framed path bytes beyond the first
+/// `hops_completed` are not taken for samples.
+///
+/// Anomalies: `anomaly` is the first code (a string, as CoreScope has it) and `anomalies`
+/// lists every code; both are absent when there is none. Codes: `trace_not_direct` (firmware
+/// originates TRACE only as DIRECT), `trace_path_hash_bits` (size bits set in the
+/// path-length byte).
 fn trace(p: &Packet<'_>, t: &Trace<'_>, o: &mut Map<String, Value>) {
     o.insert("trace_tag".into(), t.tag.into());
     o.insert("trace_auth".into(), t.auth.into());
@@ -295,16 +312,28 @@ fn trace(p: &Packet<'_>, t: &Trace<'_>, o: &mut Map<String, Value>) {
     o.insert("trace_hash_size".into(), t.hop_size().into());
     let hops: Vec<Value> = t.hops().map(|h| hex::encode(h).into()).collect();
     o.insert("trace_hops".into(), hops.into());
-    let snrs = p.path();
+    let hops_completed = usize::from(p.hop_count());
+    // Framing reserved hop_count × size bytes, never fewer than hop_count.
+    let snrs = p.path().get(..hops_completed).unwrap_or(p.path());
     let raw: Vec<i8> = snrs.iter().map(|&b| b as i8).collect();
     let db: Vec<f64> = snrs.iter().map(|&b| snr_db(b)).collect();
     o.insert("snr_raw".into(), json!(raw));
     o.insert("snr_db".into(), json!(db));
-    o.insert("hops_completed".into(), snrs.len().into());
-    o.insert("trace_complete".into(), t.is_complete(snrs.len()).into());
+    o.insert("hops_completed".into(), hops_completed.into());
+    o.insert(
+        "trace_complete".into(),
+        t.is_complete(hops_completed).into(),
+    );
+    let mut anomalies: Vec<&str> = Vec::new();
     if !p.route_type().is_direct() {
-        // Firmware only originates TRACE as DIRECT.
-        o.insert("anomaly".into(), "trace_not_direct".into());
+        anomalies.push("trace_not_direct");
+    }
+    if p.path_len().hash_size() != PathHashSize::One {
+        anomalies.push("trace_path_hash_bits");
+    }
+    if let Some(first) = anomalies.first() {
+        o.insert("anomaly".into(), (*first).into());
+        o.insert("anomalies".into(), json!(anomalies));
     }
 }
 
@@ -387,8 +416,11 @@ pub fn breakdown(bytes: &[u8]) -> Vec<ByteRange> {
     for (i, _) in p.path().chunks(hop).enumerate() {
         let label = if p.path_bytes_are_hops() {
             format!("hop {}", i + 1)
-        } else {
+        } else if i < usize::from(p.hop_count()) {
             format!("snr {}", i + 1)
+        } else {
+            // A TRACE with size bits set: framing reserved more bytes than hops answered.
+            "trace_path_unused".to_owned()
         };
         push(at + i * hop, hop, label);
     }
@@ -430,6 +462,14 @@ pub fn breakdown(bytes: &[u8]) -> Vec<ByteRange> {
         PayloadType::Multipart => "inner",
         _ => "payload",
     };
+    if p.payload_type() == PayloadType::Advert {
+        // The flags byte was labelled above; the signature ends 31 bytes later (§4).
+        let signed = (MAX_SIGNED_APPDATA - 1).min(end - at);
+        push(at, signed, rest.into());
+        at += signed;
+        push(at, end - at, "unsigned_tail".into());
+        return out;
+    }
     push(at, end - at, rest.into());
     out
 }

@@ -69,6 +69,9 @@ pub struct HttpArgs {
     /// How often analytics (the capability cycle) run.
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     pub analytics_interval: Duration,
+    /// How long one database query of the API may run before it is interrupted (503).
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    pub query_deadline: Duration,
     /// Map tile URL template for the web UI (the one outside fetch the UI makes).
     #[arg(
         long,
@@ -177,9 +180,7 @@ fn build_config(
 
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("MESHLENS_LOG")
-        // The embedded broker logs every client disconnect as an error; meshlens reports what
-        // matters itself. MESHLENS_LOG=info,rumqttd=warn brings the broker's lines back.
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rumqttd=off"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -201,25 +202,28 @@ pub fn ingest(args: IngestArgs) -> ExitCode {
             Err(e) => return usage_error(&e),
         }
     }
-    serve(cfg, None, None)
+    serve(cfg, None, None, None)
 }
 
 /// `meshlens run`.
 pub fn run(args: RunArgs) -> ExitCode {
     init_logging();
-    let addr = match ingest::broker::start(args.mqtt_listen) {
+    // Bound before anything starts, so a busy port is a clear error.
+    let listener = match ingest::broker::bind(args.mqtt_listen) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("meshlens run: embedded MQTT broker: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let addr = match listener.local_addr() {
         Ok(a) => a,
         Err(e) => {
             eprintln!("meshlens run: embedded MQTT broker: {e}");
             return ExitCode::FAILURE;
         }
     };
-    tracing::info!("embedded MQTT broker listening on {addr}; observers publish to mqtt://{addr}");
-    let local = match SourceConfig::from_url("embedded", &format!("mqtt://{addr}")) {
-        Ok(s) => s,
-        Err(e) => return usage_error(&e),
-    };
-    match build_config(&args.ingest, vec![local]) {
+    match build_config(&args.ingest, Vec::new()) {
         Ok(mut cfg) => {
             // The reader shares the process: it reads the counters directly.
             cfg.status_file = None;
@@ -235,7 +239,7 @@ pub fn run(args: RunArgs) -> ExitCode {
                 // the first minute.
                 http.analytics_interval = http.analytics_interval.min(Duration::from_secs(5));
             }
-            serve(cfg, Some(http), demo)
+            serve(cfg, Some(http), demo, Some(listener))
         }
         Err(e) => usage_error(&e),
     }
@@ -260,6 +264,7 @@ pub fn serve_only(args: ServeArgs) -> ExitCode {
             args.data_dir.join("ingest-status.json"),
         ))),
         pool_size: 4,
+        query_deadline: args.http.query_deadline,
         capability: args.http.cycle(&args.data_dir),
         ui: args.http.ui(),
     };
@@ -320,7 +325,12 @@ fn usage_error(msg: &str) -> ExitCode {
 
 /// Runs the writer role (and, with `http`, the reader beside it) until SIGTERM or Ctrl-C,
 /// then drains and exits.
-fn serve(cfg: IngestConfig, http: Option<HttpArgs>, demo: Option<SocketAddr>) -> ExitCode {
+fn serve(
+    cfg: IngestConfig,
+    http: Option<HttpArgs>,
+    demo: Option<SocketAddr>,
+    broker: Option<std::net::TcpListener>,
+) -> ExitCode {
     let rt = match runtime() {
         Ok(rt) => rt,
         Err(code) => return code,
@@ -332,7 +342,7 @@ fn serve(cfg: IngestConfig, http: Option<HttpArgs>, demo: Option<SocketAddr>) ->
     };
     rt.block_on(async move {
         let db = cfg.db_path.clone();
-        let ingest = match Ingest::start(cfg) {
+        let mut ingest = match Ingest::start(cfg) {
             Ok(i) => i,
             Err(e) => {
                 eprintln!("meshlens: {}: {e}", db.display());
@@ -340,6 +350,19 @@ fn serve(cfg: IngestConfig, http: Option<HttpArgs>, demo: Option<SocketAddr>) ->
             }
         };
         tracing::info!("writing {}", db.display());
+        if let Some(listener) = broker {
+            match ingest.serve_embedded_broker(listener, ingest::broker::BrokerSettings::default())
+            {
+                Ok(addr) => tracing::info!(
+                    "embedded MQTT broker listening on {addr}; observers publish to mqtt://{addr}"
+                ),
+                Err(e) => {
+                    eprintln!("meshlens run: embedded MQTT broker: {e}");
+                    ingest.shutdown().await;
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
         // The writer has migrated the database, so the reader can open it now.
         let server = match http {
             Some(http) => {
@@ -349,6 +372,7 @@ fn serve(cfg: IngestConfig, http: Option<HttpArgs>, demo: Option<SocketAddr>) ->
                     allowed_origins: http.allow_origins.clone(),
                     ingest: Some(std::sync::Arc::new(SharedStats(ingest.stats()))),
                     pool_size: 4,
+                    query_deadline: http.query_deadline,
                     capability: http.cycle(db.parent().unwrap_or(std::path::Path::new("."))),
                     ui: http.ui(),
                 };

@@ -107,12 +107,14 @@ async fn web_ui_in_headless_chromium() {
                 &mqtt.to_string(),
             ])
             .args(["--analytics-interval", "1s", "--hashtag", "test"])
+            // A debug build under a browser on 2 cores: a slow query must not become a 503.
+            .args(["--query-deadline", "60s"])
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
             .expect("meshlens run"),
     );
-    wait_for(http, "/api/healthz", Duration::from_secs(20), |b| {
+    wait_for(http, "/api/healthz", Duration::from_secs(120), |b| {
         b.contains("\"ready\":true")
     })
     .await;
@@ -140,7 +142,7 @@ async fn web_ui_in_headless_chromium() {
     wait_for(
         http,
         "/api/nodes/search?q=img",
-        Duration::from_secs(20),
+        Duration::from_secs(120),
         |b| b.contains("onerror"),
     )
     .await;
@@ -148,7 +150,7 @@ async fn web_ui_in_headless_chromium() {
     wait_for(
         http,
         "/api/analytics/hash-sizes",
-        Duration::from_secs(20),
+        Duration::from_secs(120),
         |b| !b.contains("\"confirmed\":0,"),
     )
     .await;

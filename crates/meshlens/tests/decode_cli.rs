@@ -180,3 +180,31 @@ fn usage_errors_exit_non_zero() {
     let out = meshlens(&args(&["no-such-command"]), b"");
     assert!(!out.status.success());
 }
+
+#[test]
+fn an_advert_with_unsigned_appdata_shows_its_signed_name_and_the_tail_apart() {
+    // A real advert whose appdata is exactly the 32 signed bytes, with bytes appended: the
+    // signature still verifies, and the appended bytes must not join the name.
+    let hex = format!(
+        "{}{}",
+        vector_hex("advert_flood_ww7str_exact_32b_appdata"),
+        hex::encode(b" (unsigned)")
+    );
+    let got = &lines(&meshlens(&args(&["decode", &hex]), b""))[0];
+    assert_eq!(got["signature_valid"], true, "{got}");
+    assert_eq!(got["name"], "WW7STR/PugetMesh Cougar", "{got}");
+    assert_eq!(got["unsigned_tail"], hex::encode(b" (unsigned)"), "{got}");
+}
+
+#[test]
+fn a_trace_with_hash_size_bits_counts_hops_by_the_low_six_bits() {
+    // The real 4-SNR TRACE with path-length byte 0x04 turned into 0x44 (4 hops, 2-byte
+    // mode), so framing reserves 4 more path bytes.
+    let real = vector_hex("trace_direct_4snr_5hops");
+    let hex = format!("{}44{}00000000{}", &real[..2], &real[4..12], &real[12..]);
+    let got = &lines(&meshlens(&args(&["decode", &hex]), b""))[0];
+    assert_eq!(got["valid"], true, "{got}");
+    assert_eq!(got["hops_completed"], 4, "{got}");
+    assert_eq!(got["snr_raw"], serde_json::json!([48, 45, 13, 35]), "{got}");
+    assert_eq!(got["anomaly"], "trace_path_hash_bits", "{got}");
+}

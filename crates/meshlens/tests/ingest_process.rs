@@ -68,7 +68,8 @@ fn count(db: &Path, sql: &str) -> i64 {
 
 /// Publishes a probe until the running ingest has stored it (its subscription is live).
 async fn wait_subscribed(c: &AsyncClient, db: &Path, probe: u32) {
-    for _ in 0..300 {
+    // Two minutes at most: a limit for a hung test, not a speed requirement.
+    for _ in 0..2_400 {
         publish_acks(c, probe..probe + 1).await;
         tokio::time::sleep(Duration::from_millis(50)).await;
         let sql = format!(
@@ -85,7 +86,7 @@ async fn wait_subscribed(c: &AsyncClient, db: &Path, probe: u32) {
 async fn wait_count(db: &Path, want: i64) -> i64 {
     let sql = "SELECT count(*) FROM transmissions";
     let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(20) {
+    while start.elapsed() < Duration::from_secs(120) {
         if count(db, sql) >= want {
             break;
         }
@@ -125,11 +126,11 @@ async fn sigterm_commits_everything_and_exits_zero() {
     publish_acks(&c, 0..2_000).await;
     // Every message has reached the process once it is stored; then stop it.
     assert_eq!(wait_count(&db, 2_001).await, 2_001);
-    let t = Instant::now();
     signal(&child, "-TERM");
-    let status = wait_exit(&mut child, Duration::from_secs(10));
+    // Success means the drain finished within meshlens's own 9 s shutdown bound; the test's
+    // wait is only a limit for a hung process.
+    let status = wait_exit(&mut child, Duration::from_secs(120));
     assert!(status.success(), "{status:?}");
-    assert!(t.elapsed() < Duration::from_secs(10));
     assert_eq!(count(&db, "SELECT count(*) FROM observations"), 2_001);
     assert_eq!(count(&db, "PRAGMA wal_checkpoint"), 0);
 }
@@ -171,7 +172,7 @@ async fn kill_9_never_corrupts_and_a_restart_resumes() {
     let after = wait_count(&db, before + 101).await;
     assert!(after >= before + 101, "{before} -> {after}");
     signal(&child, "-TERM");
-    assert!(wait_exit(&mut child, Duration::from_secs(10)).success());
+    assert!(wait_exit(&mut child, Duration::from_secs(120)).success());
 }
 
 fn environ(pid: u32) -> String {
@@ -205,7 +206,7 @@ fn long_running_commands_limit_malloc_arenas() {
         let start = Instant::now();
         let mut env = String::new();
         // The re-exec keeps the pid; wait until the new image's environment shows.
-        while start.elapsed() < Duration::from_secs(10) {
+        while start.elapsed() < Duration::from_secs(120) {
             env = environ(child.id());
             if env.lines().any(|l| l.starts_with("MALLOC_ARENA_MAX=")) {
                 break;

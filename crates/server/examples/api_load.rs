@@ -124,6 +124,7 @@ fn build(db: &Path, observations: usize) {
                 snr: Some((i % 20) as f64 - 5.0),
                 rssi: Some(-100.0),
                 score: None,
+                airtime_ms: None,
             };
             // Spread over the last 6 days.
             let at = now - 6 * 86_400_000
@@ -186,6 +187,7 @@ fn server_cfg(db: &Path) -> ServerConfig {
         allowed_origins: Vec::new(),
         ingest: None,
         pool_size: 4,
+        query_deadline: server::db::QUERY_DEADLINE,
         capability: server::capability::CycleConfig {
             window: Duration::from_secs(7 * 86_400),
             interval: Duration::from_secs(3600),

@@ -12,7 +12,7 @@ use tokio::sync::Semaphore;
 
 use crate::error::ApiError;
 
-/// How long one query may run.
+/// How long one query may run unless configured otherwise (`--query-deadline`).
 pub const QUERY_DEADLINE: Duration = Duration::from_secs(2);
 
 /// Page cache per connection, KiB (bounded memory: size × pool). The OS page cache holds
@@ -28,11 +28,13 @@ pub struct Db {
     path: PathBuf,
     conns: Mutex<Vec<Reader>>,
     permits: Semaphore,
+    deadline: Duration,
 }
 
 impl Db {
-    /// Opens `size` read-only connections to `path`; fails if the schema is not ready.
-    pub fn open(path: &Path, size: usize) -> Result<Arc<Db>, store::Error> {
+    /// Opens `size` read-only connections to `path`, each query limited to `deadline`; fails
+    /// if the schema is not ready.
+    pub fn open(path: &Path, size: usize, deadline: Duration) -> Result<Arc<Db>, store::Error> {
         let mut conns = Vec::with_capacity(size);
         for _ in 0..size.max(1) {
             let r = Reader::open(path)?;
@@ -43,6 +45,7 @@ impl Db {
             path: path.to_path_buf(),
             permits: Semaphore::new(conns.len()),
             conns: Mutex::new(conns),
+            deadline,
         }))
     }
 
@@ -51,7 +54,7 @@ impl Db {
         &self.path
     }
 
-    /// Runs `f` on a pooled connection, off the async threads, with [`QUERY_DEADLINE`].
+    /// Runs `f` on a pooled connection, off the async threads, within the pool's deadline.
     pub async fn query<T, F>(self: &Arc<Self>, f: F) -> Result<T, ApiError>
     where
         T: Send + 'static,
@@ -69,8 +72,9 @@ impl Db {
             .and_then(|mut c| c.pop())
             .ok_or_else(|| ApiError::Unavailable("no database connection free".into()))?;
         let db = self.clone();
+        let limit = self.deadline;
         tokio::task::spawn_blocking(move || {
-            let deadline = Instant::now() + QUERY_DEADLINE;
+            let deadline = Instant::now() + limit;
             let conn = reader.conn();
             // Checked every 10k VM steps: a runaway query is interrupted, not waited for.
             if let Err(e) = conn.progress_handler(10_000, Some(move || Instant::now() > deadline)) {
@@ -93,4 +97,35 @@ impl Db {
 /// Convenience: rusqlite errors into API errors inside query closures.
 pub fn sql<T>(r: rusqlite::Result<T>) -> Result<T, ApiError> {
     r.map_err(ApiError::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The deadline interrupts a query that would never end (so the result does not depend
+    /// on the machine's speed), and the connection goes back to the pool usable.
+    #[tokio::test]
+    async fn a_runaway_query_is_interrupted_and_the_connection_survives() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("meshlens.db");
+        drop(store::Writer::open(&path, 0).unwrap());
+        let db = Db::open(&path, 1, Duration::from_millis(50)).unwrap();
+        let endless = db
+            .query(|c| {
+                sql(c.query_row(
+                    "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n) \
+                     SELECT count(*) FROM n",
+                    [],
+                    |r| r.get::<_, i64>(0),
+                ))
+            })
+            .await;
+        assert!(endless.is_err(), "{endless:?}");
+        let one = db
+            .query(|c| sql(c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))))
+            .await
+            .unwrap();
+        assert_eq!(one, 1);
+    }
 }

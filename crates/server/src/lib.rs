@@ -68,6 +68,8 @@ pub struct ServerConfig {
     pub ingest: Option<Arc<dyn IngestStatus>>,
     /// Read connections.
     pub pool_size: usize,
+    /// How long one query may run before it is interrupted (an error answer, 503).
+    pub query_deadline: Duration,
     /// The capability cycle.
     pub capability: capability::CycleConfig,
     /// The web UI's map tiles.
@@ -243,7 +245,7 @@ impl Server {
     /// Opens the database read-only and starts serving on `listener`. Ready at once: nothing
     /// is loaded into memory first.
     pub fn start(cfg: ServerConfig, listener: tokio::net::TcpListener) -> Result<Server, String> {
-        let db = Db::open(&cfg.db_path, cfg.pool_size)
+        let db = Db::open(&cfg.db_path, cfg.pool_size, cfg.query_deadline)
             .map_err(|e| format!("{}: {e}", cfg.db_path.display()))?;
         let (live, _) = broadcast::channel(live::CLIENT_BUFFER);
         let stop = Arc::new(AtomicBool::new(false));

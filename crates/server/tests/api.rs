@@ -18,9 +18,7 @@ use server::{Server, ServerConfig};
 fn vectors_dir() -> PathBuf {
     std::env::var_os("MESHLENS_VECTORS")
         .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../testdata/vectors")
-        })
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../testdata/vectors"))
 }
 
 fn vector(name: &str) -> String {
@@ -52,6 +50,7 @@ fn item(hex: &str, observer: &str, at: i64) -> store::Item {
         snr: Some(7.25),
         rssi: Some(-95.0),
         score: None,
+        airtime_ms: None,
     };
     d.item(msg, at).0
 }
@@ -107,6 +106,8 @@ fn config(db: &Path) -> ServerConfig {
         allowed_origins: Vec::new(),
         ingest: None,
         pool_size: 2,
+        // Generous: a debug build on a loaded machine must not turn a slow query into a 503.
+        query_deadline: Duration::from_secs(120),
         capability: server::capability::CycleConfig {
             window: Duration::from_secs(7 * 86_400),
             interval: Duration::from_secs(3600),
@@ -446,7 +447,7 @@ async fn refuses_an_unmigrated_database_and_never_writes() {
     c.pragma_update(None, "user_version", store::SCHEMA_VERSION)
         .unwrap();
     drop(c);
-    let pool = server::db::Db::open(&db, 1).unwrap();
+    let pool = server::db::Db::open(&db, 1, Duration::from_secs(120)).unwrap();
     let r = pool
         .query(|c| {
             Ok(c.execute("DELETE FROM transmissions", []).is_err()
@@ -1409,6 +1410,7 @@ fn item_in(hex: &str, observer: &str, iata: &str, at: i64) -> store::Item {
         snr: Some(5.0),
         rssi: Some(-100.0),
         score: None,
+        airtime_ms: None,
     };
     d.item(msg, at).0
 }
@@ -1510,7 +1512,9 @@ async fn hash_collisions_are_the_shared_prefixes_of_known_nodes() {
     let now = server::now_ms();
     let ts = (now / 1000) as u32;
     let seeds = colliding_seeds();
-    let evil = r#"<img src=x onerror=alert(1)>"'\"#;
+    // 23 bytes: with flags and a location it fills the 32 signed appdata bytes exactly, so the
+    // whole hostile name is signed (bytes past 32 are never part of a name).
+    let evil = r#"<svg onload=alert(1)>'\"#;
     let frames = [
         advert_of(
             &seeds[0],
@@ -1959,3 +1963,119 @@ async fn config_client_and_regions_describe_this_deployment() {
     s.shutdown().await;
     drop(w);
 }
+
+/// A status as meshcoretomqtt publishes it, through the ingest parser.
+fn observer_status(observer: &str, payload: &str, received_at: i64, retained: bool) -> store::Item {
+    let topic = format!("meshcore/SEA/{observer}/status");
+    match ingest::message::parse(&topic, payload.as_bytes()).unwrap() {
+        ingest::message::Message::Status(s) => ingest::status_item(s, received_at, retained),
+        m => panic!("{m:?}"),
+    }
+}
+
+/// The observer output carries the status' queue, error flags and own time; an observer known
+/// only from a broker's retained status is not shown as seen; observations carry airtime.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn observers_show_status_detail_and_retained_history_is_not_fresh() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("meshlens.db");
+    let mut w = seed(&db);
+    let now = server::now_ms();
+    let sent = now - 120_000;
+    let stamp = store::time::iso(sent).replace('Z', "+00:00");
+    let live = format!(
+        r#"{{"status":"online","timestamp":"{stamp}","model":"unknown",
+            "stats":{{"queue_len":3,"debug_flags":5}}}}"#
+    );
+    // The retained copy replayed on a reconnect is newer by its own clock; it must not count.
+    let replayed = format!(
+        r#"{{"status":"offline","timestamp":"{}","radio":"910.525,62.5,7,5"}}"#,
+        store::time::iso(now - 1_000)
+    );
+    let mut airtime = item(&vector("txt_msg_flood_4hops"), OBS_C, now - 10_000);
+    if let store::Item::Packet(p) = &mut airtime {
+        p.airtime_ms = Some(321);
+    }
+    w.write_batch(&[
+        observer_status(OBS_B, &live, now - 119_000, false),
+        observer_status(OBS_B, &replayed, now, true),
+        observer_status(OBS_D, r#"{"status":"online","model":"T-Beam"}"#, now, true),
+        airtime,
+    ])
+    .unwrap();
+    let s = start(&db).await;
+
+    let (st, b) = get(s.addr, &format!("/api/observers/{OBS_B}")).await;
+    assert_eq!(st, 200, "{b}");
+    assert_eq!(b["queue_len"], 3, "{b}");
+    assert_eq!(b["debug_flags"], 5, "{b}");
+    assert_eq!(b["status_timestamp"], store::time::iso(sent), "{b}");
+    assert_eq!(b["last_status_at"], store::time::iso(sent), "{b}");
+    assert_eq!(
+        b["status_received_at"],
+        store::time::iso(now - 119_000),
+        "{b}"
+    );
+    // Live wins over history; history filled in what was unknown.
+    assert_eq!(b["status"], "online", "{b}");
+    assert_eq!(b["model"], Value::Null, "{b}");
+    assert_eq!(b["radio"], "910.525,62.5,7,5", "{b}");
+
+    let (_, list) = get(s.addr, "/api/observers").await;
+    let list = list["observers"].as_array().unwrap();
+    let d = list
+        .iter()
+        .find(|o| o["id"] == OBS_D)
+        .unwrap_or_else(|| panic!("{list:?}"));
+    assert_eq!(d["model"], "T-Beam", "{d}");
+    for key in ["last_seen", "last_status_at", "status_received_at"] {
+        assert_eq!(d[key], Value::Null, "{key}: {d}");
+    }
+    assert_eq!(d["packetsLastHour"], 0, "{d}");
+    // Never seen sorts after every observer that was.
+    assert_eq!(list.last().unwrap()["id"], OBS_D, "{list:?}");
+    // Every observer has the new keys, null when unknown.
+    for o in list {
+        for key in [
+            "queue_len",
+            "debug_flags",
+            "status_timestamp",
+            "status_received_at",
+        ] {
+            assert!(o.get(key).is_some(), "{key}: {o}");
+        }
+    }
+
+    let (_, packets) = get(s.addr, &format!("/api/packets?observer={OBS_C}")).await;
+    let hash = packets["packets"][0]["hash"].as_str().unwrap().to_string();
+    let (_, detail) = get(s.addr, &format!("/api/packets/{hash}")).await;
+    let observations = detail["observations"].as_array().unwrap();
+    let by_c = observations
+        .iter()
+        .find(|o| o["observer_id"] == OBS_C)
+        .unwrap();
+    assert_eq!(by_c["airtime_ms"], 321, "{detail}");
+    let others: Vec<&Value> = observations
+        .iter()
+        .filter(|o| o["observer_id"] != OBS_C)
+        .collect();
+    assert!(!others.is_empty(), "{detail}");
+    for o in others {
+        assert_eq!(o["airtime_ms"], Value::Null, "{o}");
+    }
+    let (st, batch) =
+        post_observations(s.addr, serde_json::json!({ "hashes": [hash] }).to_string()).await;
+    assert_eq!(st, 200, "{batch}");
+    assert!(
+        batch["results"][hash.as_str()]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|o| o["airtime_ms"] == 321),
+        "{batch}"
+    );
+    s.shutdown().await;
+    drop(w);
+}
+
+const OBS_D: &str = "d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4";

@@ -58,6 +58,7 @@ fn score(seed: u64, nodes: usize, observers: usize, steps: usize) -> Score {
                 snr: Some(h.snr),
                 rssi: Some(h.rssi),
                 score: None,
+                airtime_ms: None,
             };
             decoder.item(msg, h.at_ms).0
         })

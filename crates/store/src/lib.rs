@@ -13,7 +13,7 @@ mod writer;
 
 use std::path::{Path, PathBuf};
 
-pub use records::{Advert, Observer, PacketRecord, Rejected, Role, Status};
+pub use records::{Advert, Delivery, Observer, PacketRecord, Rejected, Role, Status};
 pub use schema::{MIGRATIONS, SCHEMA_VERSION};
 pub use writer::{
     ApplyCounts, BatchOutcome, CapabilityUpdate, Item, Writer, hash_hex, node_is_active,

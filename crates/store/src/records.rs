@@ -92,6 +92,9 @@ pub struct PacketRecord {
     pub rssi: Option<f64>,
     /// Score.
     pub score: Option<i64>,
+    /// Airtime of the frame as the observer's firmware estimated it (meshcoretomqtt's
+    /// `duration`, from the firmware's `time=`), ms.
+    pub airtime_ms: Option<i64>,
     /// Advert originator, for ADVERT (even when its signature fails).
     pub from_pubkey: Option<String>,
     /// Channel name for GRP_TXT/GRP_DATA: the configured name when a key decrypted it,
@@ -106,6 +109,18 @@ pub struct PacketRecord {
     pub reject_reason: Option<&'static str>,
 }
 
+/// How a broker delivered a status message, which decides whether it may make an observer
+/// look alive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Delivery {
+    /// Delivered as it was published: the observer (or its broker, for a last will) spoke now.
+    #[default]
+    Live,
+    /// Replayed from the broker's retained store on (re)subscribe: history of unknown age. It
+    /// may fill in what is not known yet but never moves an observer's freshness forward.
+    Retained,
+}
+
 /// An observer status message.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Status {
@@ -113,6 +128,12 @@ pub struct Status {
     pub observer: Option<Observer>,
     /// Ingest time, Unix ms.
     pub received_at: i64,
+    /// Live or replayed from the broker's retained store.
+    pub delivery: Delivery,
+    /// The status' own `timestamp`, Unix ms, when the uploader sent a plausible one (the
+    /// ingest layer drops absurd values). The writer never lets it be later than
+    /// `received_at`.
+    pub sent_at: Option<i64>,
     /// `status` (online/offline…).
     pub status: Option<String>,
     /// Hardware model.
@@ -135,6 +156,11 @@ pub struct Status {
     pub rx_air_secs: Option<i64>,
     /// Receive errors.
     pub recv_errors: Option<i64>,
+    /// Packets waiting in the firmware's transmit queue.
+    pub queue_len: Option<i64>,
+    /// The firmware's error flags (stats-core `errors`, which meshcoretomqtt sends as
+    /// `debug_flags`).
+    pub debug_flags: Option<i64>,
 }
 
 /// Input refused before it became a packet (an invalid frame), kept for inspection.

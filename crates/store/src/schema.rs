@@ -32,6 +32,14 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "multibyte_detail_v1",
         apply: multibyte_detail_v1,
     },
+    Migration {
+        name: "observer_freshness_v1",
+        apply: observer_freshness_v1,
+    },
+    Migration {
+        name: "observation_airtime_v1",
+        apply: observation_airtime_v1,
+    },
 ];
 
 /// The schema version this build writes and reads.
@@ -222,4 +230,160 @@ fn multibyte_detail_v1(c: &Connection) -> rusqlite::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Whether `column` of `table` is declared NOT NULL.
+fn is_not_null(c: &Connection, table: &str, column: &str) -> rusqlite::Result<bool> {
+    let mut stmt = c.prepare(&format!("PRAGMA table_info({table})"))?;
+    let cols = stmt.query_map([], |r| Ok((r.get::<_, String>(1)?, r.get::<_, bool>(3)?)))?;
+    for col in cols {
+        let (name, not_null) = col?;
+        if name == column {
+            return Ok(not_null);
+        }
+    }
+    Ok(false)
+}
+
+/// Observer freshness that only live messages set, and the status fields the uploader sends.
+///
+/// `observers.last_seen` becomes nullable: an observer known only from a broker's retained
+/// status (history of unknown age) has no honest "last seen" unless the status carries its own
+/// time, and any made-up value would either look fresh or look like 1970. SQLite cannot drop a
+/// NOT NULL constraint in place, so the table is rebuilt with the same rows and `idx` values
+/// (observations refer to them). Then:
+/// - `status_timestamp`: the last status' own `timestamp`, as the uploader sent it;
+/// - `status_received_at`: when meshlens received the last live status;
+/// - `queue_len`, `debug_flags`: from the uploader's stats (transmit queue, firmware error
+///   flags).
+fn observer_freshness_v1(c: &Connection) -> rusqlite::Result<()> {
+    if is_not_null(c, "observers", "last_seen")? {
+        const COLUMNS: &str = "idx, id, name, iata, status, model, firmware, client_version, \
+            radio, battery_mv, uptime_secs, noise_floor, tx_air_secs, rx_air_secs, recv_errors, \
+            first_seen, last_seen, last_packet_at, last_status_at, packet_count";
+        c.execute_batch(&format!(
+            "
+            CREATE TABLE observers_rebuilt (
+                idx INTEGER PRIMARY KEY,
+                id TEXT NOT NULL UNIQUE,
+                name TEXT,
+                iata TEXT,
+                status TEXT,
+                model TEXT,
+                firmware TEXT,
+                client_version TEXT,
+                radio TEXT,
+                battery_mv INTEGER,
+                uptime_secs INTEGER,
+                noise_floor REAL,
+                tx_air_secs INTEGER,
+                rx_air_secs INTEGER,
+                recv_errors INTEGER,
+                first_seen INTEGER NOT NULL,
+                last_seen INTEGER,
+                last_packet_at INTEGER,
+                last_status_at INTEGER,
+                packet_count INTEGER NOT NULL DEFAULT 0
+            );
+            INSERT INTO observers_rebuilt ({COLUMNS}) SELECT {COLUMNS} FROM observers;
+            DROP TABLE observers;
+            ALTER TABLE observers_rebuilt RENAME TO observers;
+            CREATE INDEX IF NOT EXISTS observers_last_seen ON observers(last_seen);
+            "
+        ))?;
+    }
+    for column in [
+        "status_timestamp",
+        "status_received_at",
+        "queue_len",
+        "debug_flags",
+    ] {
+        if !has_column(c, "observers", column)? {
+            c.execute_batch(&format!(
+                "ALTER TABLE observers ADD COLUMN {column} INTEGER"
+            ))?;
+        }
+    }
+    Ok(())
+}
+
+/// Each observation's airtime as the observer's firmware estimated it (ms).
+fn observation_airtime_v1(c: &Connection) -> rusqlite::Result<()> {
+    if !has_column(c, "observations", "airtime_ms")? {
+        c.execute_batch("ALTER TABLE observations ADD COLUMN airtime_ms INTEGER")?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A database from before `observer_freshness_v1` keeps its observers, their `idx` (which
+    /// observations point at) and every value, and then accepts an observer never seen.
+    #[test]
+    fn observer_freshness_keeps_existing_rows() {
+        let mut c = Connection::open_in_memory().unwrap();
+        let before = MIGRATIONS
+            .iter()
+            .position(|m| m.name == "observer_freshness_v1")
+            .unwrap();
+        for m in &MIGRATIONS[..before] {
+            (m.apply)(&c).unwrap();
+        }
+        c.pragma_update(None, "user_version", before as i64)
+            .unwrap();
+        c.execute_batch(
+            "INSERT INTO observers (idx, id, model, first_seen, last_seen, packet_count)
+             VALUES (7, 'abc', 'T-Beam', 10, 20, 3);",
+        )
+        .unwrap();
+        assert!(
+            c.execute(
+                "INSERT INTO observers (id, first_seen) VALUES ('never', 1)",
+                []
+            )
+            .is_err()
+        );
+        assert_eq!(migrate(&mut c, 99).unwrap(), MIGRATIONS.len() - before);
+        let row: (i64, String, i64, i64, i64, Option<i64>) = c
+            .query_row(
+                "SELECT idx, model, first_seen, last_seen, packet_count, queue_len
+                 FROM observers WHERE id = 'abc'",
+                [],
+                |r| {
+                    Ok((
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                    ))
+                },
+            )
+            .unwrap();
+        assert_eq!(row, (7, "T-Beam".into(), 10, 20, 3, None));
+        c.execute(
+            "INSERT INTO observers (id, first_seen) VALUES ('never', 1)",
+            [],
+        )
+        .unwrap();
+        let indexed: i64 = c
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE name = 'observers_last_seen'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(indexed, 1);
+        // Running the steps again changes nothing.
+        for m in &MIGRATIONS[before..] {
+            (m.apply)(&c).unwrap();
+        }
+        let n: i64 = c
+            .query_row("SELECT count(*) FROM observers", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 2);
+    }
 }

@@ -2,11 +2,12 @@
 //! in batches (one transaction per batch, so a burst pays for one fsync, not one per packet).
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::path::Path;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::records::{PacketRecord, Rejected, Status};
+use crate::records::{Delivery, PacketRecord, Rejected, Status};
 use crate::{Error, Result, schema};
 
 /// One unit of work for the writer.
@@ -57,6 +58,16 @@ impl RecentTransmissions {
         }
         self.ids.insert(hash, id);
     }
+}
+
+/// One observer's packets in a batch, written once at the end of it.
+struct ObserverTally {
+    /// `observers.idx`.
+    idx: i64,
+    /// Observation rows actually inserted (duplicates excluded).
+    stored: u64,
+    /// Latest `received_at` of its packets.
+    last: i64,
 }
 
 /// Column list shared by `nodes` and `inactive_nodes`, for moving rows between them.
@@ -112,23 +123,21 @@ impl Writer {
         let mut out = BatchOutcome::default();
         let tx = self.conn.transaction()?;
         // Per-batch aggregates, written once at the end of the batch.
-        let mut observers: HashMap<&str, (i64, u64, i64)> = HashMap::new(); // idx, packets, last
+        let mut observers: HashMap<&str, ObserverTally> = HashMap::new();
         let mut touched: HashMap<i64, (i64, i64, u64)> = HashMap::new(); // first, last, new obs
         for item in items {
             match item {
                 Item::Packet(p) => {
-                    let idx = match observers.get_mut(p.observer.id.as_str()) {
-                        Some(o) => {
-                            o.1 += 1;
-                            o.2 = o.2.max(p.received_at);
-                            o.0
-                        }
-                        None => {
-                            let idx = upsert_observer(&tx, p)?;
-                            observers.insert(&p.observer.id, (idx, 1, p.received_at));
-                            idx
-                        }
+                    let tally = match observers.entry(p.observer.id.as_str()) {
+                        Entry::Occupied(e) => e.into_mut(),
+                        Entry::Vacant(e) => e.insert(ObserverTally {
+                            idx: upsert_observer(&tx, p)?,
+                            stored: 0,
+                            last: p.received_at,
+                        }),
                     };
+                    tally.last = tally.last.max(p.received_at);
+                    let idx = tally.idx;
                     let (tx_id, new) = match self.recent.get(p.hash) {
                         Some(id) => (id, false),
                         None => {
@@ -151,8 +160,9 @@ impl Writer {
                     let added = tx
                         .prepare_cached(
                             "INSERT OR IGNORE INTO observations
-                             (transmission_id, observer_idx, received_at, path_len, head, snr, rssi, score)
-                             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                             (transmission_id, observer_idx, received_at, path_len, head, snr, rssi,
+                              score, airtime_ms)
+                             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                         )?
                         .execute(params![
                             tx_id,
@@ -162,11 +172,15 @@ impl Writer {
                             head,
                             p.snr,
                             p.rssi,
-                            p.score
+                            p.score,
+                            p.airtime_ms
                         ])?;
                     if added == 1 {
                         out.new_observations += 1;
                         t.2 += 1;
+                        // Only stored observations count: the same packet delivered again
+                        // (two brokers, a resent publish) is one observation, not two.
+                        tally.stored += 1;
                     } else {
                         out.duplicate_observations += 1;
                     }
@@ -208,14 +222,16 @@ impl Writer {
                 }
             }
         }
-        for (idx, packets, last) in observers.values() {
+        for o in observers.values() {
+            // `last_seen` is NULL for an observer known only from retained history; SQL's
+            // max() of NULL is NULL, hence the coalesce.
             tx.prepare_cached(
                 "UPDATE observers SET packet_count = packet_count + ?2,
-                    last_seen = max(last_seen, ?3),
-                    last_packet_at = max(coalesce(last_packet_at, 0), ?3)
+                    last_seen = max(coalesce(last_seen, ?3), ?3),
+                    last_packet_at = max(coalesce(last_packet_at, ?3), ?3)
                  WHERE idx = ?1",
             )?
-            .execute(params![idx, *packets as i64, last])?;
+            .execute(params![o.idx, o.stored as i64, o.last])?;
         }
         for (id, (first, last, new_obs)) in &touched {
             tx.prepare_cached(
@@ -401,35 +417,93 @@ fn upsert_node(tx: &Connection, p: &PacketRecord, new_transmission: bool) -> Res
     Ok(())
 }
 
+/// Status fields a message may carry; each is either updated (live) or only filled in when
+/// unknown (retained). Their order is the order of the values bound in [`apply_status`].
+const STATUS_FIELDS: [&str; 16] = [
+    "name",
+    "iata",
+    "status",
+    "model",
+    "firmware",
+    "client_version",
+    "radio",
+    "battery_mv",
+    "uptime_secs",
+    "noise_floor",
+    "tx_air_secs",
+    "rx_air_secs",
+    "recv_errors",
+    "queue_len",
+    "debug_flags",
+    "status_timestamp",
+];
+
+/// The upsert for a status: `?1` is the id, `?2..=?17` the [`STATUS_FIELDS`], then
+/// `first_seen`, `last_seen`, `last_status_at` and `status_received_at`.
+///
+/// A live status overwrites what it carries and moves the freshness columns forward (never
+/// back: a late copy of an older status cannot make an observer look older). A retained one
+/// is history: it fills only NULL columns, so it can tell meshlens a model it did not know but
+/// can never make an observer look alive.
+fn status_upsert_sql(delivery: Delivery) -> String {
+    let fields = STATUS_FIELDS.join(", ");
+    let marks: Vec<String> = (2..STATUS_FIELDS.len() + 6)
+        .map(|i| format!("?{i}"))
+        .collect();
+    // `freshness`: a column that says how recently the observer was heard.
+    let update = |f: &str, freshness: bool| match (delivery, freshness) {
+        (Delivery::Live, false) => format!("{f} = coalesce(excluded.{f}, {f})"),
+        (Delivery::Live, true) => format!("{f} = max(coalesce({f}, excluded.{f}), excluded.{f})"),
+        (Delivery::Retained, _) => format!("{f} = coalesce({f}, excluded.{f})"),
+    };
+    let mut set: Vec<String> = STATUS_FIELDS.iter().map(|f| update(f, false)).collect();
+    set.push("first_seen = min(first_seen, excluded.first_seen)".into());
+    set.extend(
+        ["last_seen", "last_status_at", "status_received_at"]
+            .iter()
+            .map(|f| update(f, true)),
+    );
+    format!(
+        "INSERT INTO observers (id, {fields}, first_seen, last_seen, last_status_at,
+            status_received_at)
+         VALUES (?1, {})
+         ON CONFLICT(id) DO UPDATE SET {}",
+        marks.join(", "),
+        set.join(",\n            ")
+    )
+}
+
+static LIVE_STATUS_SQL: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| status_upsert_sql(Delivery::Live));
+static RETAINED_STATUS_SQL: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| status_upsert_sql(Delivery::Retained));
+
 fn apply_status(tx: &Connection, s: &Status) -> Result<()> {
     let Some(o) = &s.observer else { return Ok(()) };
-    tx.prepare_cached(
-        "INSERT INTO observers (id, name, iata, first_seen, last_seen, last_status_at, status, model,
-            firmware, client_version, radio, battery_mv, uptime_secs, noise_floor, tx_air_secs,
-            rx_air_secs, recv_errors)
-         VALUES (?1, ?2, ?3, ?4, ?4, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
-         ON CONFLICT(id) DO UPDATE SET
-            name = coalesce(excluded.name, name),
-            iata = coalesce(excluded.iata, iata),
-            last_seen = max(last_seen, excluded.last_seen),
-            last_status_at = excluded.last_status_at,
-            status = coalesce(excluded.status, status),
-            model = coalesce(excluded.model, model),
-            firmware = coalesce(excluded.firmware, firmware),
-            client_version = coalesce(excluded.client_version, client_version),
-            radio = coalesce(excluded.radio, radio),
-            battery_mv = coalesce(excluded.battery_mv, battery_mv),
-            uptime_secs = coalesce(excluded.uptime_secs, uptime_secs),
-            noise_floor = coalesce(excluded.noise_floor, noise_floor),
-            tx_air_secs = coalesce(excluded.tx_air_secs, tx_air_secs),
-            rx_air_secs = coalesce(excluded.rx_air_secs, rx_air_secs),
-            recv_errors = coalesce(excluded.recv_errors, recv_errors)",
-    )?
-    .execute(params![
+    // The status' own time, never later than its arrival: a fast clock cannot make an observer
+    // look seen in the future.
+    let sent_at = s.sent_at.map(|t| t.min(s.received_at));
+    let (sql, first_seen, seen_at, received_at) = match s.delivery {
+        // Live: the observer spoke when it says it did (an uploader's last will carries the
+        // time it was written, at connect, so a death notice does not count as a sign of
+        // life), or when it arrived if it does not say.
+        Delivery::Live => {
+            let seen = sent_at.unwrap_or(s.received_at);
+            (&*LIVE_STATUS_SQL, seen, Some(seen), Some(s.received_at))
+        }
+        // Retained: known only as old as its own time says; with no time it is not "seen" at
+        // all. `first_seen` (when meshlens first knew of the observer) cannot be NULL.
+        Delivery::Retained => (
+            &*RETAINED_STATUS_SQL,
+            sent_at.unwrap_or(s.received_at),
+            sent_at,
+            None,
+        ),
+    };
+    tx.prepare_cached(sql)?.execute(params![
         o.id,
         o.name,
         o.iata,
-        s.received_at,
         s.status,
         s.model,
         s.firmware,
@@ -440,7 +514,14 @@ fn apply_status(tx: &Connection, s: &Status) -> Result<()> {
         s.noise_floor,
         s.tx_air_secs,
         s.rx_air_secs,
-        s.recv_errors
+        s.recv_errors,
+        s.queue_len,
+        s.debug_flags,
+        sent_at,
+        first_seen,
+        seen_at,
+        seen_at,
+        received_at
     ])?;
     Ok(())
 }
@@ -454,7 +535,8 @@ pub struct CapabilityUpdate {
     pub status: i64,
     /// `advert` or `path`.
     pub evidence: String,
-    /// Largest path-hash size seen (2 or 3).
+    /// Largest path-hash size seen (2 or 3); `None` when the snapshot does not say, which
+    /// leaves the stored size as it is (`NULL` stays `NULL`).
     pub max_hash_size: Option<i64>,
     /// First multi-byte evidence, Unix ms.
     pub upgraded_at: Option<i64>,
@@ -500,7 +582,8 @@ impl Writer {
                         "UPDATE {table} SET
                             multibyte_evidence = CASE WHEN ?2 > multibyte_sup THEN ?3 ELSE multibyte_evidence END,
                             multibyte_sup = max(multibyte_sup, ?2),
-                            multibyte_max_hash_size = max(coalesce(multibyte_max_hash_size, 0), coalesce(?4, 0)),
+                            multibyte_max_hash_size = CASE WHEN ?4 IS NULL THEN multibyte_max_hash_size
+                                ELSE max(coalesce(multibyte_max_hash_size, 0), ?4) END,
                             multibyte_upgraded_at = CASE
                                 WHEN multibyte_upgraded_at IS NULL THEN ?5
                                 WHEN ?5 IS NULL THEN multibyte_upgraded_at

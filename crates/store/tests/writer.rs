@@ -1,9 +1,9 @@
 //! The writer and reader handles against a real SQLite file: migrations, dedup, nodes,
-//! retention, and the read-only guarantee.
+//! retention, observer freshness (live versus retained status), and the read-only guarantee.
 
 use store::{
-    Advert, Item, Observer, PacketRecord, Reader, Rejected, Role, SCHEMA_VERSION, Status, Writer,
-    node_is_active,
+    Advert, Delivery, Item, Observer, PacketRecord, Reader, Rejected, Role, SCHEMA_VERSION, Status,
+    Writer, node_is_active,
 };
 
 fn observer(id: &str) -> Observer {
@@ -33,6 +33,7 @@ fn packet(hash: u64, obs: &str, t: i64, path: &[u8]) -> PacketRecord {
         snr: Some(7.5),
         rssi: Some(-90.0),
         score: None,
+        airtime_ms: None,
         from_pubkey: None,
         channel: None,
         scope: None,
@@ -122,7 +123,8 @@ fn dedup_by_hash_and_one_observation_per_observer_and_path() {
             |r| r.get(0),
         )
         .unwrap();
-    assert_eq!(n, 3);
+    // Three packets from `a`, one of them a duplicate: two stored observations.
+    assert_eq!(n, 2);
     // In a later batch the same packet is still known (through the cache or the table).
     let out = w
         .write_batch(&[Item::Packet(packet(1, "c", 20, &[]))])
@@ -391,4 +393,245 @@ fn capability_is_persisted_without_ever_lowering_it() {
         )
         .unwrap();
     assert_eq!((sup, ev.as_str(), max), (1, "path", Some(3)));
+}
+
+/// An observer's freshness and status columns, in one tuple for comparisons.
+#[derive(Debug, PartialEq)]
+struct Freshness {
+    last_seen: Option<i64>,
+    last_status_at: Option<i64>,
+    status_received_at: Option<i64>,
+    status_timestamp: Option<i64>,
+}
+
+fn freshness(w: &Writer, id: &str) -> Freshness {
+    w.conn()
+        .query_row(
+            "SELECT last_seen, last_status_at, status_received_at, status_timestamp
+             FROM observers WHERE id = ?1",
+            [observer(id).id],
+            |r| {
+                Ok(Freshness {
+                    last_seen: r.get(0)?,
+                    last_status_at: r.get(1)?,
+                    status_received_at: r.get(2)?,
+                    status_timestamp: r.get(3)?,
+                })
+            },
+        )
+        .unwrap()
+}
+
+fn text(w: &Writer, sql: &str) -> Option<String> {
+    w.conn().query_row(sql, [], |r| r.get(0)).unwrap()
+}
+
+#[test]
+fn a_retained_status_fills_unknown_fields_but_never_advances_freshness() {
+    let (_d, mut w) = open();
+    let live = Status {
+        observer: Some(observer("f")),
+        received_at: 1_000_000,
+        sent_at: Some(999_000),
+        status: Some("online".into()),
+        battery_mv: Some(4100),
+        ..Status::default()
+    };
+    w.write_batch(&[Item::Status(live)]).unwrap();
+    let before = freshness(&w, "f");
+    assert_eq!(
+        before,
+        Freshness {
+            last_seen: Some(999_000),
+            last_status_at: Some(999_000),
+            status_received_at: Some(1_000_000),
+            status_timestamp: Some(999_000),
+        }
+    );
+    // Replayed on a reconnect much later, with a newer own time than the live one: history
+    // all the same.
+    let retained = Status {
+        observer: Some(observer("f")),
+        received_at: 9_000_000,
+        delivery: Delivery::Retained,
+        sent_at: Some(5_000_000),
+        status: Some("offline".into()),
+        model: Some("Heltec V3".into()),
+        battery_mv: Some(3300),
+        queue_len: Some(2),
+        ..Status::default()
+    };
+    w.write_batch(&[Item::Status(retained)]).unwrap();
+    assert_eq!(freshness(&w, "f"), before);
+    // NULL fields are filled in; known ones are kept.
+    assert_eq!(
+        text(&w, "SELECT model FROM observers").as_deref(),
+        Some("Heltec V3")
+    );
+    assert_eq!(count(&w, "SELECT queue_len FROM observers"), 2);
+    assert_eq!(
+        text(&w, "SELECT status FROM observers").as_deref(),
+        Some("online")
+    );
+    assert_eq!(count(&w, "SELECT battery_mv FROM observers"), 4100);
+}
+
+#[test]
+fn a_retained_status_of_an_unknown_observer_does_not_make_it_look_seen() {
+    let (_d, mut w) = open();
+    // No own time: known to exist, never seen.
+    let retained = Status {
+        observer: Some(observer("g")),
+        received_at: 9_000_000,
+        delivery: Delivery::Retained,
+        status: Some("online".into()),
+        model: Some("T-Beam".into()),
+        ..Status::default()
+    };
+    w.write_batch(&[Item::Status(retained)]).unwrap();
+    assert_eq!(
+        freshness(&w, "g"),
+        Freshness {
+            last_seen: None,
+            last_status_at: None,
+            status_received_at: None,
+            status_timestamp: None,
+        }
+    );
+    assert_eq!(
+        text(&w, "SELECT model FROM observers").as_deref(),
+        Some("T-Beam")
+    );
+    // With its own time it is exactly as old as that time says.
+    let dated = Status {
+        observer: Some(observer("h")),
+        received_at: 9_000_000,
+        delivery: Delivery::Retained,
+        sent_at: Some(2_000_000),
+        ..Status::default()
+    };
+    w.write_batch(&[Item::Status(dated)]).unwrap();
+    assert_eq!(
+        freshness(&w, "h"),
+        Freshness {
+            last_seen: Some(2_000_000),
+            last_status_at: Some(2_000_000),
+            status_received_at: None,
+            status_timestamp: Some(2_000_000),
+        }
+    );
+    // A packet is live: it sets last_seen even when it was NULL.
+    w.write_batch(&[Item::Packet(packet(1, "g", 9_500_000, &[]))])
+        .unwrap();
+    assert_eq!(freshness(&w, "g").last_seen, Some(9_500_000));
+    assert_eq!(
+        count(
+            &w,
+            &format!(
+                "SELECT packet_count FROM observers WHERE id = '{}'",
+                observer("g").id
+            )
+        ),
+        1
+    );
+}
+
+#[test]
+fn a_live_status_is_as_recent_as_its_own_timestamp() {
+    let (_d, mut w) = open();
+    let at = |received_at, sent_at, status: &str| {
+        Item::Status(Status {
+            observer: Some(observer("k")),
+            received_at,
+            sent_at,
+            status: Some(status.into()),
+            ..Status::default()
+        })
+    };
+    w.write_batch(&[at(1_000_000, Some(990_000), "online")])
+        .unwrap();
+    assert_eq!(
+        freshness(&w, "k"),
+        Freshness {
+            last_seen: Some(990_000),
+            last_status_at: Some(990_000),
+            status_received_at: Some(1_000_000),
+            status_timestamp: Some(990_000),
+        }
+    );
+    // A fast clock never makes it look seen after it arrived.
+    w.write_batch(&[at(2_000_000, Some(2_100_000), "online")])
+        .unwrap();
+    assert_eq!(freshness(&w, "k").last_status_at, Some(2_000_000));
+    // A last will written at connect time (older than what is known) says "offline" without
+    // making the observer look older or newer.
+    w.write_batch(&[at(3_000_000, Some(500_000), "offline")])
+        .unwrap();
+    assert_eq!(
+        freshness(&w, "k"),
+        Freshness {
+            last_seen: Some(2_000_000),
+            last_status_at: Some(2_000_000),
+            status_received_at: Some(3_000_000),
+            status_timestamp: Some(500_000),
+        }
+    );
+    assert_eq!(
+        text(&w, "SELECT status FROM observers").as_deref(),
+        Some("offline")
+    );
+    // Without an own time, arrival is the time.
+    w.write_batch(&[at(4_000_000, None, "online")]).unwrap();
+    assert_eq!(freshness(&w, "k").last_status_at, Some(4_000_000));
+}
+
+#[test]
+fn packet_count_counts_stored_observations_not_deliveries() {
+    let (_d, mut w) = open();
+    let heard = packet(7, "m", 100, &[0x11]);
+    // Two brokers deliver the same publish: twice in one batch, once more in the next.
+    let out = w
+        .write_batch(&[Item::Packet(heard.clone()), Item::Packet(heard.clone())])
+        .unwrap();
+    assert_eq!((out.new_observations, out.duplicate_observations), (1, 1));
+    w.write_batch(&[Item::Packet(heard)]).unwrap();
+    let packets = |w: &Writer| {
+        count(
+            w,
+            &format!(
+                "SELECT packet_count FROM observers WHERE id = '{}'",
+                observer("m").id
+            ),
+        )
+    };
+    assert_eq!(packets(&w), 1);
+    // The same packet over a different path is a second observation.
+    w.write_batch(&[Item::Packet(packet(7, "m", 101, &[0x22]))])
+        .unwrap();
+    assert_eq!(packets(&w), 2);
+    assert_eq!(count(&w, "SELECT count(*) FROM observations"), 2);
+}
+
+#[test]
+fn airtime_is_stored_per_observation() {
+    let (_d, mut w) = open();
+    let mut a = packet(9, "a", 100, &[]);
+    a.airtime_ms = Some(123);
+    let b = packet(9, "b", 101, &[]);
+    w.write_batch(&[Item::Packet(a), Item::Packet(b)]).unwrap();
+    let rows: Vec<(String, Option<i64>)> = w
+        .conn()
+        .prepare(
+            "SELECT ob.id, o.airtime_ms FROM observations o
+             JOIN observers ob ON ob.idx = o.observer_idx ORDER BY ob.id",
+        )
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(
+        rows,
+        vec![(observer("a").id, Some(123)), (observer("b").id, None)]
+    );
 }

@@ -44,9 +44,37 @@ impl<'a> Advert<'a> {
         })
     }
 
-    /// The parsed appdata; `None` when there is none.
+    /// What the advert says: flags, location, features and name, parsed from the signed
+    /// appdata only ([`Advert::signed_appdata`]); `None` when there is none. This is the one
+    /// reading of an advert that the decode report, the API and ingest all use, so a name
+    /// shown beside a valid signature is always covered by it. Bytes past the signed ones
+    /// are never part of any field; see [`Advert::unsigned_tail`].
+    ///
+    /// ```
+    /// use meshcore::payload::{Advert, AppData, NodeType};
+    /// let mut appdata = Vec::new();
+    /// AppData::new(NodeType::CHAT, None, Some(&[b'n'; 31])).encode(&mut appdata); // 32 bytes
+    /// appdata.extend_from_slice(b" + unsigned");
+    /// let mut payload = Vec::new();
+    /// Advert::encode_signed(&[1; 32], 1_700_000_000, &appdata, &mut payload);
+    /// let advert = Advert::decode(&payload).unwrap();
+    /// assert!(advert.verify_signature());
+    /// assert_eq!(advert.app_data().unwrap().name, Some(&[b'n'; 31][..]));
+    /// assert_eq!(advert.unsigned_tail(), b" + unsigned");
+    /// ```
     pub fn app_data(&self) -> Option<AppData<'a>> {
-        AppData::decode(self.appdata)
+        AppData::decode(self.signed_appdata())
+    }
+
+    /// The appdata bytes the signature covers: the first [`MAX_SIGNED_APPDATA`] (§4).
+    pub fn signed_appdata(&self) -> &'a [u8] {
+        split_signed(self.appdata).0
+    }
+
+    /// Appdata bytes past [`MAX_SIGNED_APPDATA`]: not covered by the signature, so anyone
+    /// relaying the advert may have changed them. Empty for every advert firmware builds.
+    pub fn unsigned_tail(&self) -> &'a [u8] {
+        split_signed(self.appdata).1
     }
 
     /// Verifies the signature as firmware does: standard (non-strict) Ed25519 over
@@ -92,6 +120,14 @@ pub fn public_key_of(seed: &[u8; 32]) -> [u8; 32] {
     SigningKey::from_bytes(seed).verifying_key().to_bytes()
 }
 
+/// Splits appdata into the part the signature covers and the rest. The single place that
+/// decides where signed bytes end, for verifying, signing and reading an advert alike.
+fn split_signed(appdata: &[u8]) -> (&[u8], &[u8]) {
+    appdata
+        .split_at_checked(MAX_SIGNED_APPDATA)
+        .unwrap_or((appdata, &[]))
+}
+
 /// Writes the signed message into `buf` and returns its length.
 fn signed_message(
     public_key: &[u8; 32],
@@ -99,7 +135,7 @@ fn signed_message(
     appdata: &[u8],
     buf: &mut [u8; 32 + 4 + MAX_SIGNED_APPDATA],
 ) -> usize {
-    let signed = appdata.get(..MAX_SIGNED_APPDATA).unwrap_or(appdata);
+    let signed = split_signed(appdata).0;
     let (pk, rest) = buf.split_at_mut(32);
     pk.copy_from_slice(public_key);
     let (ts, rest) = rest.split_at_mut(4);
@@ -189,6 +225,7 @@ pub struct AppData<'a> {
     /// Reserved feature word 2.
     pub feature2: Option<u16>,
     /// All remaining bytes, when the name flag is set (UTF-8 from firmware, but untrusted).
+    /// From [`Advert::app_data`], the remaining *signed* bytes.
     pub name: Option<&'a [u8]>,
 }
 
@@ -317,6 +354,38 @@ mod tests {
         Advert::encode_signed(&seed, 5, &appdata, &mut b);
         *b.last_mut().unwrap() ^= 0xFF; // byte 40 of appdata: unsigned
         assert!(Advert::decode(&b).unwrap().verify_signature());
+    }
+
+    #[test]
+    fn fields_are_read_from_the_signed_bytes_only() {
+        let seed = [11u8; 32];
+        let mut appdata = Vec::new();
+        let location = Location {
+            lat_raw: 1,
+            lon_raw: 2,
+        };
+        AppData::new(NodeType::ROOM, Some(location), Some(b"room")).encode(&mut appdata);
+        let mut b = Vec::new();
+        Advert::encode_signed(&seed, 5, &appdata, &mut b);
+        let a = Advert::decode(&b).unwrap();
+        assert!(a.unsigned_tail().is_empty());
+        assert_eq!(a.signed_appdata(), &appdata[..]);
+        assert_eq!(a.app_data().unwrap().name, Some(&b"room"[..]));
+
+        // 13 appdata bytes, padded to exactly the signed 32, then 5 more.
+        assert_eq!(appdata.len(), 13);
+        appdata.extend_from_slice(&[b'x'; 19]);
+        appdata.extend_from_slice(b"tail!");
+        let mut b = Vec::new();
+        Advert::encode_signed(&seed, 5, &appdata, &mut b);
+        let a = Advert::decode(&b).unwrap();
+        assert!(a.verify_signature());
+        assert_eq!(a.signed_appdata(), &appdata[..32]);
+        assert_eq!(a.unsigned_tail(), b"tail!");
+        let d = a.app_data().unwrap();
+        assert_eq!(d.location, Some(location));
+        assert_eq!(d.name, Some(&appdata[9..32]));
+        assert_eq!(d.name_lossy().unwrap(), format!("room{}", "x".repeat(19)));
     }
 
     #[test]

@@ -1,4 +1,10 @@
 //! `/api/observers` and `/api/observers/{id}`.
+//!
+//! Freshness is what live messages said: `last_seen` and `last_status_at` come from live
+//! messages (a status' own time, or its arrival when it had none). A broker's retained status
+//! only fills them when unknown, with its own time, so an observer known only from an undated
+//! one has them null. `status_timestamp` is the time the last status said it was written;
+//! `status_received_at` when the last live one arrived.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -16,7 +22,8 @@ use crate::error::{ApiError, ApiResult};
 
 const COLUMNS: &str = "idx, id, name, iata, status, model, firmware, client_version, radio, battery_mv, \
      uptime_secs, noise_floor, tx_air_secs, rx_air_secs, recv_errors, first_seen, last_seen, \
-     last_packet_at, last_status_at, packet_count";
+     last_packet_at, last_status_at, packet_count, queue_len, debug_flags, status_timestamp, \
+     status_received_at";
 
 fn observer_json(r: &Row<'_>) -> store::rusqlite::Result<(i64, Value)> {
     let t = |i: usize| -> store::rusqlite::Result<Option<String>> {
@@ -44,6 +51,10 @@ fn observer_json(r: &Row<'_>) -> store::rusqlite::Result<(i64, Value)> {
             "last_packet_at": t(17)?,
             "last_status_at": t(18)?,
             "packet_count": r.get::<_, i64>(19)?,
+            "queue_len": r.get::<_, Option<i64>>(20)?,
+            "debug_flags": r.get::<_, Option<i64>>(21)?,
+            "status_timestamp": t(22)?,
+            "status_received_at": t(23)?,
         }),
     ))
 }

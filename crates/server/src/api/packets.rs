@@ -294,7 +294,8 @@ fn observations_for(
 ) -> ApiResult<std::collections::HashMap<i64, Vec<Value>>> {
     let mut out: std::collections::HashMap<i64, Vec<Value>> = Default::default();
     let mut stmt = sql(c.prepare_cached(
-        "SELECT o.id, o.transmission_id, ob.id, ob.name, ob.iata, o.received_at, o.snr, o.rssi, o.score, o.head, t.raw
+        "SELECT o.id, o.transmission_id, ob.id, ob.name, ob.iata, o.received_at, o.snr, o.rssi, o.score, o.head, t.raw,
+                o.airtime_ms
          FROM observations o JOIN observers ob ON ob.idx = o.observer_idx
          JOIN transmissions t ON t.id = o.transmission_id
          WHERE o.transmission_id = ?1 ORDER BY o.received_at, o.id LIMIT ?2",
@@ -312,19 +313,21 @@ fn observations_for(
                 r.get::<_, Option<i64>>(8)?,
                 r.get::<_, Vec<u8>>(9)?,
                 r.get::<_, Vec<u8>>(10)?,
+                r.get::<_, Option<i64>>(11)?,
             ))
         }))?;
         for row in rows {
-            let (oid, obs_id, name, iata, at, snr, rssi, score, head, raw) = sql(row)?;
+            let (oid, obs_id, name, iata, at, snr, rssi, score, head, raw, airtime_ms) = sql(row)?;
             out.entry(*id).or_default().push(observation_json(
-                oid, &obs_id, name, iata, at, snr, rssi, score, &head, &raw,
+                oid, &obs_id, name, iata, at, snr, rssi, score, airtime_ms, &head, &raw,
             ));
         }
     }
     Ok(out)
 }
 
-/// One observation: who heard it, when, how well, and the path as that observer heard it.
+/// One observation: who heard it, when, how well, its airtime as the observer's firmware
+/// estimated it, and the path as that observer heard it.
 #[allow(clippy::too_many_arguments)]
 pub fn observation_json(
     id: i64,
@@ -335,6 +338,7 @@ pub fn observation_json(
     snr: Option<f64>,
     rssi: Option<f64>,
     score: Option<i64>,
+    airtime_ms: Option<i64>,
     head: &[u8],
     tx_raw: &[u8],
 ) -> Value {
@@ -366,6 +370,7 @@ pub fn observation_json(
         "snr": snr,
         "rssi": rssi,
         "score": score,
+        "airtime_ms": airtime_ms,
         "path_len_byte": path_len,
         "hash_size": hash_size,
         "hop_count": hop_count,
