@@ -56,10 +56,10 @@ pub fn apply(
     // `writtenAt` equals the last applied file's:
     // - applying is idempotent: values are never lowered and unknown never overwrites, so an
     //   unchanged file raises nothing the second time; the cost is one transaction of lookups
-    //   per persist interval, and the seed's own writer rewrites every row every tick (§4.4);
+    //   per persist interval, and the seed's own ingestor rewrites every row every tick (§4.4);
     // - `writtenAt` is the seed's wall clock as a string, not an identity: a clock step back
     //   or a caller-supplied time can repeat it for different contents, and a skipped update
-    //   is lost until the next publish, while a redundant apply costs nothing; the seed never
+    //   is lost until the next publish, while a redundant apply changes nothing; the seed never
     //   reads it either (§4.3);
     // - the only state the writer keeps is the last generation, and it stays that: such a
     //   file leaves `last_generation` alone, so meshlens' own files are still compared with
