@@ -234,17 +234,26 @@ pub async fn metrics(State(st): State<Arc<AppState>>) -> ApiResult<impl IntoResp
     {
         // Per source, always present (also at zero), so an alert rule can watch them.
         for (metric, key, help) in [
-            ("meshlens_source_messages_total", "messages", "Messages received per source."),
+            (
+                "meshlens_source_messages_total",
+                "messages",
+                "Messages received per source.",
+            ),
             (
                 "meshlens_source_shed_total",
                 "shed",
                 "QoS 0 copies shed per source because a subscriber of the embedded broker fell behind.",
             ),
         ] {
-            out.push_str(&format!("# HELP {metric} {help}\n# TYPE {metric} counter\n"));
+            out.push_str(&format!(
+                "# HELP {metric} {help}\n# TYPE {metric} counter\n"
+            ));
             for (name, v) in sources {
                 // Source names come from configuration; escape them as label values.
-                let name = name.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n");
+                let name = name
+                    .replace('\\', "\\\\")
+                    .replace('"', "\\\"")
+                    .replace('\n', "\\n");
                 out.push_str(&format!(
                     "{metric}{{source=\"{name}\"}} {}\n",
                     v.get(key).and_then(Value::as_u64).unwrap_or(0)
