@@ -79,10 +79,19 @@ async fn main() {
         mbcap: None,
     })
     .expect("ingest");
-    let listener = ingest::broker::bind("127.0.0.1:0".parse().expect("addr")).expect("bind");
+    let listener = ingest::broker::Listener::bind(
+        ingest::broker::Transport::Tcp,
+        "127.0.0.1:0".parse().expect("addr"),
+    )
+    .expect("bind");
     let broker = ingest
-        .serve_embedded_broker(listener, ingest::broker::BrokerSettings::default())
-        .expect("broker");
+        .serve_embedded_broker(
+            vec![listener],
+            None,
+            ingest::broker::BrokerSettings::default(),
+        )
+        .expect("broker")[0]
+        .1;
     let stats = ingest.stats();
 
     let mut clients = Vec::new();

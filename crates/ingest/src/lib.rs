@@ -195,26 +195,31 @@ impl Ingest {
         ))
     }
 
-    /// Serves the embedded MQTT broker on `listener`, its publishes going straight into this
+    /// Serves the embedded MQTT broker on `listeners`, its publishes going straight into this
     /// writer (source `embedded`). It stops with [`Ingest::shutdown`], before the writer drains.
     #[cfg(feature = "embedded-broker")]
     pub fn serve_embedded_broker(
         &mut self,
-        listener: std::net::TcpListener,
+        listeners: Vec<broker::Listener>,
+        tls: Option<broker::TlsFiles>,
         settings: broker::BrokerSettings,
-    ) -> Result<std::net::SocketAddr, String> {
-        let addr = listener.local_addr().map_err(|e| e.to_string())?;
-        let pipeline = self.pipeline("embedded", &format!("mqtt://{addr}"))?;
+    ) -> Result<Vec<(broker::Transport, std::net::SocketAddr)>, String> {
+        let first = listeners
+            .first()
+            .and_then(|l| l.socket.local_addr().ok())
+            .ok_or_else(|| "no MQTT listener".to_owned())?;
+        let pipeline = self.pipeline("embedded", &format!("mqtt://{first}"))?;
         let b = broker::serve(
-            listener,
+            listeners,
+            tls,
             Some(pipeline),
             self.stats.clone(),
             settings,
             self.shutdown.subscribe(),
         )?;
-        let addr = b.addr;
+        let addrs = b.listeners.clone();
         self.tasks.push(tokio::spawn(b.join()));
-        Ok(addr)
+        Ok(addrs)
     }
 
     /// A sender into the writer (for in-process producers such as an embedded broker link).

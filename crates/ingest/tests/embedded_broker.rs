@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use ingest::broker::BrokerSettings;
+use ingest::broker::{BrokerSettings, Listener, Transport};
 use ingest::decode::Decoder;
 use ingest::mqtt::SourceSettings;
 use ingest::writer_thread::Maintenance;
@@ -67,11 +67,11 @@ fn query(db: &Path, sql: &str) -> i64 {
 
 async fn start(db: &Path) -> (Ingest, SocketAddr) {
     let mut ingest = Ingest::start(config(db)).unwrap();
-    let listener = ingest::broker::bind("127.0.0.1:0".parse().unwrap()).unwrap();
-    let addr = ingest
-        .serve_embedded_broker(listener, BrokerSettings::default())
+    let listener = Listener::bind(Transport::Tcp, "127.0.0.1:0".parse().unwrap()).unwrap();
+    let addrs = ingest
+        .serve_embedded_broker(vec![listener], None, BrokerSettings::default())
         .unwrap();
-    (ingest, addr)
+    (ingest, addrs[0].1)
 }
 
 /// Publishes `PER_PUBLISHER` messages as observer `i` as fast as the client allows, and

@@ -120,12 +120,124 @@ pub struct RunArgs {
     pub ingest: IngestArgs,
     #[command(flatten)]
     pub http: HttpArgs,
-    /// Address of the embedded MQTT broker that observers publish to.
-    #[arg(long, default_value = "127.0.0.1:1883")]
-    pub mqtt_listen: SocketAddr,
+    #[command(flatten)]
+    pub broker: BrokerArgs,
     /// Feed the embedded broker a simulated mesh (60 nodes, 6 observers) at a watchable pace.
     #[arg(long)]
     pub demo: bool,
+}
+
+/// The embedded broker's listeners and who may use them.
+#[derive(Debug, Clone, Args)]
+pub struct BrokerArgs {
+    /// Address of the embedded MQTT broker (plain TCP) that observers publish to.
+    #[arg(long, default_value = "127.0.0.1:1883")]
+    pub mqtt_listen: SocketAddr,
+    /// Also listen for MQTT over TLS here (needs --mqtt-tls-cert and --mqtt-tls-key).
+    #[arg(long, value_name = "ADDR")]
+    pub mqtt_tls_listen: Option<SocketAddr>,
+    /// PEM certificate chain for the TLS and secure WebSocket listeners (reloaded on change).
+    #[arg(long, value_name = "FILE")]
+    pub mqtt_tls_cert: Option<PathBuf>,
+    /// PEM private key for the TLS and secure WebSocket listeners.
+    #[arg(long, value_name = "FILE")]
+    pub mqtt_tls_key: Option<PathBuf>,
+    /// Also listen for MQTT over WebSocket here (any path; subprotocol `mqtt`).
+    #[arg(long, value_name = "ADDR")]
+    pub mqtt_ws_listen: Option<SocketAddr>,
+    /// Also listen for MQTT over secure WebSocket here (needs the TLS certificate and key).
+    #[arg(long, value_name = "ADDR")]
+    pub mqtt_wss_listen: Option<SocketAddr>,
+    /// Users who may sign in with a password: a Mosquitto password file (`mosquitto_passwd`).
+    #[arg(long, value_name = "FILE")]
+    pub mqtt_passwords: Option<PathBuf>,
+    /// Tokens must carry this audience (`aud`), as meshcoretomqtt's `auth.audience` sets it.
+    #[arg(long, value_name = "AUD")]
+    pub mqtt_token_audience: Option<String>,
+    /// Accept anonymous clients on every listener, not only on loopback ones.
+    #[arg(long, conflicts_with = "mqtt_require_auth")]
+    pub mqtt_allow_anonymous: bool,
+    /// Refuse anonymous clients everywhere, loopback included.
+    #[arg(long)]
+    pub mqtt_require_auth: bool,
+    /// Only these observer keys may publish (repeatable; 64 hex digits).
+    #[arg(long = "mqtt-allow-observer", value_name = "PUBKEY")]
+    pub mqtt_allow_observers: Vec<String>,
+    /// These observer keys may not publish (repeatable; 64 hex digits).
+    #[arg(long = "mqtt-block-observer", value_name = "PUBKEY")]
+    pub mqtt_block_observers: Vec<String>,
+}
+
+/// The embedded broker, bound and configured.
+struct EmbeddedBroker {
+    listeners: Vec<ingest::broker::Listener>,
+    tls: Option<ingest::broker::TlsFiles>,
+    settings: ingest::broker::BrokerSettings,
+}
+
+fn observer_keys(keys: &[String], flag: &str) -> Result<std::collections::HashSet<String>, String> {
+    keys.iter()
+        .map(|k| {
+            let k = k.trim().to_ascii_lowercase();
+            let ok = k.len() == 64 && k.bytes().all(|b| b.is_ascii_hexdigit());
+            ok.then_some(k)
+                .ok_or_else(|| format!("{flag}: an observer key is 64 hex digits"))
+        })
+        .collect()
+}
+
+impl BrokerArgs {
+    /// Binds every listener (a busy port is an error now, before anything starts) and checks
+    /// that nothing is exposed without the operator's decision.
+    fn bind(&self) -> Result<EmbeddedBroker, String> {
+        use ingest::broker::auth::{AuthConfig, PasswordFile};
+        use ingest::broker::{Listener, Transport};
+        let mut listeners = vec![Listener::bind(Transport::Tcp, self.mqtt_listen)?];
+        for (transport, addr) in [
+            (Transport::Tls, self.mqtt_tls_listen),
+            (Transport::Ws, self.mqtt_ws_listen),
+            (Transport::Wss, self.mqtt_wss_listen),
+        ] {
+            if let Some(addr) = addr {
+                listeners.push(Listener::bind(transport, addr)?);
+            }
+        }
+        let tls = match (&self.mqtt_tls_cert, &self.mqtt_tls_key) {
+            (Some(cert), Some(key)) => Some(ingest::broker::TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+            }),
+            (None, None) => None,
+            _ => return Err("--mqtt-tls-cert and --mqtt-tls-key go together".into()),
+        };
+        let passwords = match &self.mqtt_passwords {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| format!("--mqtt-passwords {}: {e}", path.display()))?;
+                Some(
+                    PasswordFile::parse(&text)
+                        .map_err(|e| format!("--mqtt-passwords {}: {e}", path.display()))?,
+                )
+            }
+            None => None,
+        };
+        let defaults = ingest::broker::BrokerSettings::default();
+        let auth = AuthConfig {
+            require_auth: self.mqtt_require_auth,
+            allow_anonymous: self.mqtt_allow_anonymous,
+            token_audience: self.mqtt_token_audience.clone(),
+            passwords,
+            allow_observers: observer_keys(&self.mqtt_allow_observers, "--mqtt-allow-observer")?,
+            block_observers: observer_keys(&self.mqtt_block_observers, "--mqtt-block-observer")?,
+            ..defaults.auth.clone()
+        };
+        ingest::broker::check_exposure(&listeners, &auth)?;
+        Ok(EmbeddedBroker {
+            listeners,
+            tls,
+            settings: ingest::broker::BrokerSettings { auth, ..defaults },
+        })
+    }
 }
 
 fn build_config(
@@ -208,20 +320,21 @@ pub fn ingest(args: IngestArgs) -> ExitCode {
 /// `meshlens run`.
 pub fn run(args: RunArgs) -> ExitCode {
     init_logging();
-    // Bound before anything starts, so a busy port is a clear error.
-    let listener = match ingest::broker::bind(args.mqtt_listen) {
-        Ok(l) => l,
+    // Bound before anything starts, so a busy port or an unsafe exposure is a clear error.
+    let broker = match args.broker.bind() {
+        Ok(b) => b,
         Err(e) => {
             eprintln!("meshlens run: embedded MQTT broker: {e}");
-            return ExitCode::FAILURE;
+            return ExitCode::from(2);
         }
     };
-    let addr = match listener.local_addr() {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("meshlens run: embedded MQTT broker: {e}");
-            return ExitCode::FAILURE;
-        }
+    let Some(addr) = broker
+        .listeners
+        .first()
+        .and_then(|l| l.socket.local_addr().ok())
+    else {
+        eprintln!("meshlens run: embedded MQTT broker: no listener");
+        return ExitCode::FAILURE;
     };
     match build_config(&args.ingest, Vec::new()) {
         Ok(mut cfg) => {
@@ -239,7 +352,7 @@ pub fn run(args: RunArgs) -> ExitCode {
                 // the first minute.
                 http.analytics_interval = http.analytics_interval.min(Duration::from_secs(5));
             }
-            serve(cfg, Some(http), demo, Some(listener))
+            serve(cfg, Some(http), demo, Some(broker))
         }
         Err(e) => usage_error(&e),
     }
@@ -329,7 +442,7 @@ fn serve(
     cfg: IngestConfig,
     http: Option<HttpArgs>,
     demo: Option<SocketAddr>,
-    broker: Option<std::net::TcpListener>,
+    broker: Option<EmbeddedBroker>,
 ) -> ExitCode {
     let rt = match runtime() {
         Ok(rt) => rt,
@@ -350,12 +463,13 @@ fn serve(
             }
         };
         tracing::info!("writing {}", db.display());
-        if let Some(listener) = broker {
-            match ingest.serve_embedded_broker(listener, ingest::broker::BrokerSettings::default())
-            {
-                Ok(addr) => tracing::info!(
-                    "embedded MQTT broker listening on {addr}; observers publish to mqtt://{addr}"
-                ),
+        if let Some(b) = broker {
+            match ingest.serve_embedded_broker(b.listeners, b.tls, b.settings) {
+                Ok(addrs) => {
+                    for (transport, addr) in addrs {
+                        tracing::info!("embedded MQTT broker: {transport:?} listener on {addr}");
+                    }
+                }
                 Err(e) => {
                     eprintln!("meshlens run: embedded MQTT broker: {e}");
                     ingest.shutdown().await;

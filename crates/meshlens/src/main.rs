@@ -21,7 +21,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run everything: embedded MQTT broker, writer, and the HTTP API with its live feed.
-    Run(ingest_cmd::RunArgs),
+    Run(Box<ingest_cmd::RunArgs>),
     /// The writer role: subscribe to MQTT brokers and store what observers hear.
     Ingest(ingest_cmd::IngestArgs),
     /// The reader role: the HTTP API and live feed over a database a writer keeps.
@@ -64,7 +64,7 @@ fn main() -> ExitCode {
         limit_malloc_arenas();
     }
     match cli.command {
-        Command::Run(args) => ingest_cmd::run(args),
+        Command::Run(args) => ingest_cmd::run(*args),
         Command::Ingest(args) => ingest_cmd::ingest(args),
         Command::Serve(args) => ingest_cmd::serve_only(args),
         Command::Decode(args) => decode_cmd::run(args),

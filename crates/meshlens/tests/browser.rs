@@ -9,7 +9,7 @@
 //! plain `cargo test` works on a machine without a browser.
 //!
 //! Environment of the script: `BASE_URL`, `SCREENSHOT_DIR`, `HOSTILE_NAME`
-//! (`<img src=x onerror=__xss=1>`, a repeater's name), `HOSTILE_TEXT` (a Public channel
+//! (`<svg onload=__xss=1>`, a repeater's name), `HOSTILE_TEXT` (a Public channel
 //! message, sent as `Mallory: <text>`), `CHROMIUM`.
 //!
 //! To look at the same data by hand: start `meshlens run --demo --mqtt-listen
@@ -141,9 +141,9 @@ async fn web_ui_in_headless_chromium() {
     });
     wait_for(
         http,
-        "/api/nodes/search?q=img",
+        "/api/nodes/search?q=svg",
         Duration::from_secs(120),
-        |b| b.contains("onerror"),
+        |b| b.contains("onload"),
     )
     .await;
     // The capability cycle has run over the simulated traffic.

@@ -8,8 +8,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, WriteHalf};
 use tokio::sync::{Notify, Semaphore, mpsc, watch};
 
 use super::codec::{self, CodecError, Packet, QoS};
@@ -76,7 +75,7 @@ async fn skip_publish<R: AsyncRead + Unpin>(
     Ok(pkid)
 }
 
-async fn write_loop(mut wr: tokio::net::tcp::OwnedWriteHalf, mut rx: mpsc::Receiver<Vec<u8>>) {
+async fn write_loop<S: AsyncWrite>(mut wr: WriteHalf<S>, mut rx: mpsc::Receiver<Vec<u8>>) {
     let mut buf = Vec::with_capacity(4096);
     while let Some(frame) = rx.recv().await {
         buf.clear();
@@ -88,7 +87,7 @@ async fn write_loop(mut wr: tokio::net::tcp::OwnedWriteHalf, mut rx: mpsc::Recei
                 Err(_) => break,
             }
         }
-        if wr.write_all(&buf).await.is_err() {
+        if wr.write_all(&buf).await.is_err() || wr.flush().await.is_err() {
             return;
         }
     }
@@ -136,17 +135,20 @@ async fn ack_loop(
     }
 }
 
-/// Serves one connection until it ends.
-pub(super) async fn run(
-    stream: TcpStream,
+/// Serves one connection until it ends. `loopback` says whether it came through a loopback
+/// listener (anonymous clients may be accepted there).
+pub(super) async fn run<S>(
+    stream: S,
     peer: SocketAddr,
+    loopback: bool,
     shared: &Arc<Shared>,
     mut stop: watch::Receiver<bool>,
-) {
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let settings = &shared.settings;
     let stats = &shared.stats;
-    let _ = stream.set_nodelay(true);
-    let (rd, wr) = stream.into_split();
+    let (rd, wr) = tokio::io::split(stream);
     let mut rd = BufReader::with_capacity(4096, rd);
     let (out_tx, out_rx) = mpsc::channel::<Vec<u8>>(settings.subscriber_queue.max(16));
     let writer = tokio::spawn(write_loop(wr, out_rx));
@@ -185,6 +187,41 @@ pub(super) async fn run(
                 drop(out_tx);
                 let _ = writer.await;
             } else {
+                writer.abort();
+            }
+            return;
+        }
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let auth = &settings.auth;
+    let refused = match auth.authenticate(connect.username, connect.password, loopback, now) {
+        Ok(identity) => match &connect.will {
+            // A will is a publish like any other: the same rules, checked up front.
+            Some(w) => auth
+                .authorize_publish(&identity, w.topic)
+                .map(|()| identity)
+                .map_err(|r| (r.code(), 5)),
+            None => Ok(identity),
+        },
+        Err(r) => Err((r.code(), r.connack_code())),
+    };
+    let identity = match refused {
+        Ok(identity) => identity,
+        Err((counter, rc)) => {
+            stats.incr(counter);
+            stats.incr("broker.auth_refused");
+            if let Some(n) = stats.should_log("broker.auth_refused") {
+                tracing::info!(%peer, "refused an MQTT client ({counter}); {n} more refusals since last report");
+            }
+            let _ = out_tx.send(codec::encode_connack(rc)).await;
+            drop(out_tx);
+            let mut writer = writer;
+            if tokio::time::timeout(Duration::from_secs(5), &mut writer)
+                .await
+                .is_err()
+            {
                 writer.abort();
             }
             return;
@@ -319,6 +356,25 @@ pub(super) async fn run(
         };
         match packet {
             Packet::Publish(p) => {
+                if let Err(r) = auth.authorize_publish(&identity, p.topic) {
+                    // Dropped, counted, and acknowledged: MQTT 3.1.1 has no negative PUBACK,
+                    // and a client that is never acknowledged only resends.
+                    stats.incr(r.code());
+                    if let Some(n) = stats.should_log("broker.publish_refused") {
+                        tracing::info!(%peer, "dropped a publish to {:?} ({}); {n} more since last report", p.topic, r.code());
+                    }
+                    match (p.qos, p.pkid) {
+                        (QoS::AtLeastOnce, Some(pkid)) => {
+                            queue_ack(sent, codec::encode_puback(pkid), false)
+                        }
+                        (QoS::ExactlyOnce, Some(pkid)) => {
+                            qos2_inflight.insert(pkid);
+                            queue_ack(sent, codec::encode_pubrec(pkid), false);
+                        }
+                        _ => {}
+                    }
+                    continue;
+                }
                 shared.route(p.topic, p.payload, p.retain);
                 match (p.qos, p.pkid) {
                     (QoS::ExactlyOnce, Some(pkid)) if qos2_inflight.contains(&pkid) => {

@@ -19,14 +19,22 @@
 //!   shed, counted per source (`shed` in `/api/healthz`, `broker.subscriber_shed` in
 //!   `/metrics`), never slowing ingest. Retained messages are kept, bounded in count and bytes.
 //!
+//! Listeners: plain TCP, TLS, WebSocket and secure WebSocket, each on its own address
+//! ([`Listener`]); who may connect and publish is [`auth`]'s decision.
+//!
 //! [`start`] runs a standalone broker (no pipeline) on its own thread, for tests and tools that
 //! need a broker to subscribe to.
 
+pub mod auth;
 pub mod codec;
 mod connection;
+mod tls;
+mod ws;
+
+pub use tls::TlsFiles;
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -53,6 +61,8 @@ pub struct BrokerSettings {
     /// QoS 1 and 2 publishes of one connection awaiting their commit; at the limit the
     /// connection reads nothing more until acknowledgements go out.
     pub max_pending_acks: usize,
+    /// Who may connect and publish.
+    pub auth: auth::AuthConfig,
 }
 
 impl Default for BrokerSettings {
@@ -64,6 +74,10 @@ impl Default for BrokerSettings {
             subscriber_queue: 1_024,
             max_retained: (4_096, 8 * 1024 * 1024),
             max_pending_acks: 1_024,
+            auth: auth::AuthConfig {
+                clock_skew: Duration::from_secs(60),
+                ..auth::AuthConfig::default()
+            },
         }
     }
 }
@@ -168,18 +182,106 @@ impl Shared {
     }
 }
 
+/// How clients reach a listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// MQTT over TCP (`mqtt://`).
+    Tcp,
+    /// MQTT over TLS (`mqtts://`).
+    Tls,
+    /// MQTT over WebSocket (`ws://`).
+    Ws,
+    /// MQTT over WebSocket over TLS (`wss://`).
+    Wss,
+}
+
+impl Transport {
+    fn scheme(self) -> &'static str {
+        match self {
+            Transport::Tcp => "mqtt",
+            Transport::Tls => "mqtts",
+            Transport::Ws => "ws",
+            Transport::Wss => "wss",
+        }
+    }
+
+    fn needs_tls(self) -> bool {
+        matches!(self, Transport::Tls | Transport::Wss)
+    }
+}
+
+/// A bound listener of the broker.
+#[derive(Debug)]
+pub struct Listener {
+    /// What it speaks.
+    pub transport: Transport,
+    /// The bound socket (see [`bind`]).
+    pub socket: std::net::TcpListener,
+}
+
+impl Listener {
+    /// Binds `addr` for `transport`.
+    pub fn bind(transport: Transport, addr: SocketAddr) -> Result<Listener, String> {
+        Ok(Listener {
+            transport,
+            socket: bind(addr)?,
+        })
+    }
+
+    fn addr(&self) -> Option<SocketAddr> {
+        self.socket.local_addr().ok()
+    }
+
+    /// Whether only this machine can reach it.
+    pub fn is_loopback(&self) -> bool {
+        self.addr().is_some_and(|a| is_loopback(a.ip()))
+    }
+}
+
+fn is_loopback(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => v4.is_loopback(),
+        IpAddr::V6(v6) => {
+            v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+        }
+    }
+}
+
+/// Refuses a configuration that would let anyone on the network publish without the operator
+/// having said so: a listener reachable from other machines needs `--mqtt-require-auth` (token
+/// or password sign-in only), `--mqtt-passwords`, or `--mqtt-allow-anonymous`.
+pub fn check_exposure(listeners: &[Listener], auth: &auth::AuthConfig) -> Result<(), String> {
+    let decided = auth.require_auth || auth.allow_anonymous || auth.passwords.is_some();
+    match listeners.iter().find(|l| !l.is_loopback()) {
+        Some(l) if !decided => Err(format!(
+            "the {} listener on {} is reachable from other machines, where anyone could \
+             publish as any observer. Choose one: --mqtt-require-auth (observers sign in with \
+             meshcoretomqtt's token auth, or as users of --mqtt-passwords FILE), or \
+             --mqtt-allow-anonymous (anyone may publish). Anonymous clients are always \
+             accepted on loopback listeners unless --mqtt-require-auth is given.",
+            l.transport.scheme(),
+            l.addr().map_or_else(|| "?".to_owned(), |a| a.to_string()),
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// A broker serving inside the current Tokio runtime.
 pub struct EmbeddedBroker {
-    /// The address it listens on.
+    /// The address of the first listener.
     pub addr: SocketAddr,
-    task: tokio::task::JoinHandle<()>,
+    /// Every listener's transport and address.
+    pub listeners: Vec<(Transport, SocketAddr)>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl EmbeddedBroker {
-    /// Waits until the accept loop and every connection have ended (after the shutdown signal
-    /// given to [`serve`] turned true).
+    /// Waits until the accept loops and every connection have ended (after the shutdown
+    /// signal given to [`serve`] turned true).
     pub async fn join(self) {
-        let _ = self.task.await;
+        for t in self.tasks {
+            let _ = t.await;
+        }
     }
 }
 
@@ -191,71 +293,165 @@ pub fn bind(listen: SocketAddr) -> Result<std::net::TcpListener, String> {
     Ok(l)
 }
 
-/// Serves MQTT on `listener` until `shutdown` turns true. Publishes go to `pipeline` (when
-/// given) and to subscribers; `stats` gets the broker's counters under source `source`. Must be
-/// called inside a Tokio runtime.
+/// Serves MQTT on `listeners` until `shutdown` turns true. Publishes go to `pipeline` (when
+/// given) and to subscribers; `stats` gets the broker's counters under the pipeline's source
+/// name (`embedded` without one). TLS listeners need `tls`. Must be called inside a Tokio
+/// runtime.
 pub fn serve(
-    listener: std::net::TcpListener,
+    listeners: Vec<Listener>,
+    tls: Option<TlsFiles>,
     pipeline: Option<Pipeline>,
     stats: Arc<Stats>,
     settings: BrokerSettings,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) -> Result<EmbeddedBroker, String> {
-    let addr = listener.local_addr().map_err(|e| e.to_string())?;
-    let listener = tokio::net::TcpListener::from_std(listener).map_err(|e| e.to_string())?;
+    if listeners.is_empty() {
+        return Err("no MQTT listener".into());
+    }
+    let tls = match (listeners.iter().any(|l| l.transport.needs_tls()), tls) {
+        (true, Some(files)) => Some(Arc::new(tls::Reloader::new(files, stats.clone())?)),
+        (true, None) => {
+            return Err(
+                "TLS listeners need a certificate and key (--mqtt-tls-cert, --mqtt-tls-key)".into(),
+            );
+        }
+        (false, _) => None,
+    };
     let source = pipeline
         .as_ref()
         .map_or_else(|| "embedded".to_owned(), |p| p.source_name().to_owned());
+    let mut addrs = Vec::new();
+    for l in &listeners {
+        let a = l.socket.local_addr().map_err(|e| e.to_string())?;
+        addrs.push((l.transport, a));
+    }
+    let shown: Vec<String> = addrs
+        .iter()
+        .map(|(t, a)| format!("{}://{a}", t.scheme()))
+        .collect();
     stats.source(&source, |s| {
         s.state = "listening";
-        s.broker = format!("mqtt://{addr} (embedded)");
+        s.broker = format!("{} (embedded)", shown.join(" "));
     });
     let shared = Arc::new(Shared::new(pipeline, stats, source, settings));
-    let task = tokio::spawn(async move {
-        let mut conns = tokio::task::JoinSet::new();
-        loop {
-            tokio::select! {
-                _ = shutdown.changed() => {
-                    if *shutdown.borrow() {
-                        break;
-                    }
+    let mut tasks = Vec::new();
+    for l in listeners {
+        let loopback = l.is_loopback();
+        let listener = tokio::net::TcpListener::from_std(l.socket).map_err(|e| e.to_string())?;
+        tasks.push(tokio::spawn(accept_loop(
+            listener,
+            l.transport,
+            loopback,
+            tls.clone(),
+            shared.clone(),
+            shutdown.clone(),
+        )));
+    }
+    Ok(EmbeddedBroker {
+        addr: addrs[0].1,
+        listeners: addrs,
+        tasks,
+    })
+}
+
+async fn accept_loop(
+    listener: tokio::net::TcpListener,
+    transport: Transport,
+    loopback: bool,
+    tls: Option<Arc<tls::Reloader>>,
+    shared: Arc<Shared>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut conns = tokio::task::JoinSet::new();
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => {
+                if *shutdown.borrow() {
+                    break;
                 }
-                accepted = listener.accept() => match accepted {
-                    Ok((stream, peer)) => {
-                        let n = shared.connections.fetch_add(1, Ordering::AcqRel);
-                        if n >= shared.settings.max_connections {
-                            shared.connections.fetch_sub(1, Ordering::AcqRel);
-                            shared.stats.incr("broker.connections_refused");
-                            drop(stream);
-                            continue;
-                        }
-                        let shared = shared.clone();
-                        let stop = shutdown.clone();
-                        conns.spawn(async move {
-                            connection::run(stream, peer, &shared, stop).await;
-                            shared.connections.fetch_sub(1, Ordering::AcqRel);
-                            shared.stats.source(&shared.source, |s| {
-                                s.clients = shared.connections.load(Ordering::Acquire) as u64;
-                            });
+            }
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let n = shared.connections.fetch_add(1, Ordering::AcqRel);
+                    if n >= shared.settings.max_connections {
+                        shared.connections.fetch_sub(1, Ordering::AcqRel);
+                        shared.stats.incr("broker.connections_refused");
+                        drop(stream);
+                        continue;
+                    }
+                    let _ = stream.set_nodelay(true);
+                    let shared = shared.clone();
+                    let stop = shutdown.clone();
+                    let tls = tls.clone();
+                    conns.spawn(async move {
+                        handshake_and_run(stream, peer, transport, loopback, tls, &shared, stop).await;
+                        shared.connections.fetch_sub(1, Ordering::AcqRel);
+                        shared.stats.source(&shared.source, |s| {
+                            s.clients = shared.connections.load(Ordering::Acquire) as u64;
                         });
+                    });
+                }
+                Err(e) => {
+                    // Out of descriptors or a reset before accept: wait a little, go on.
+                    shared.stats.incr("broker.accept_errors");
+                    if shared.stats.should_log("broker.accept_error").is_some() {
+                        tracing::warn!("embedded broker: accept failed: {e}");
                     }
-                    Err(e) => {
-                        // Out of descriptors or a reset before accept: wait a little, go on.
-                        shared.stats.incr("broker.accept_errors");
-                        if shared.stats.should_log("broker.accept_error").is_some() {
-                            tracing::warn!("embedded broker: accept failed: {e}");
-                        }
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                    }
-                },
-                Some(_) = conns.join_next(), if !conns.is_empty() => {}
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+        }
+    }
+    drop(listener);
+    while conns.join_next().await.is_some() {}
+    shared.stats.source(&shared.source, |s| s.state = "stopped");
+}
+
+/// The TLS and WebSocket layers a transport needs, then the MQTT connection. Handshakes share
+/// the CONNECT timeout, so a client that opens a socket and says nothing costs one slot for at
+/// most that long.
+async fn handshake_and_run(
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    transport: Transport,
+    loopback: bool,
+    tls: Option<Arc<tls::Reloader>>,
+    shared: &Arc<Shared>,
+    stop: watch::Receiver<bool>,
+) {
+    let limit = shared.settings.connect_timeout;
+    let ws_max = shared.settings.max_packet + 1024;
+    let stats = &shared.stats;
+    let tls_accept = |stream| {
+        let acceptor = tls.as_ref().and_then(|t| t.acceptor());
+        async move {
+            let acceptor = acceptor.ok_or_else(|| "no TLS configuration".to_owned())?;
+            match tokio::time::timeout(limit, acceptor.accept(stream)).await {
+                Ok(Ok(s)) => Ok(s),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(_) => Err("TLS handshake timed out".to_owned()),
             }
         }
-        drop(listener);
-        while conns.join_next().await.is_some() {}
-        shared.stats.source(&shared.source, |s| s.state = "stopped");
-    });
-    Ok(EmbeddedBroker { addr, task })
+    };
+    match transport {
+        Transport::Tcp => connection::run(stream, peer, loopback, shared, stop).await,
+        Transport::Tls => match tls_accept(stream).await {
+            Ok(s) => connection::run(s, peer, loopback, shared, stop).await,
+            Err(_) => stats.incr("broker.tls_handshake_failures"),
+        },
+        Transport::Ws => match tokio::time::timeout(limit, ws::accept(stream, ws_max)).await {
+            Ok(Ok(s)) => connection::run(s, peer, loopback, shared, stop).await,
+            _ => stats.incr("broker.ws_handshake_failures"),
+        },
+        Transport::Wss => match tls_accept(stream).await {
+            Ok(s) => match tokio::time::timeout(limit, ws::accept(s, ws_max)).await {
+                Ok(Ok(s)) => connection::run(s, peer, loopback, shared, stop).await,
+                _ => stats.incr("broker.ws_handshake_failures"),
+            },
+            Err(_) => stats.incr("broker.tls_handshake_failures"),
+        },
+    }
 }
 
 /// Starts a standalone broker (no ingest pipeline: publishes only go to subscribers) on its
@@ -286,7 +482,11 @@ pub fn start(listen: SocketAddr) -> Result<SocketAddr, String> {
                     max_packet: 1024 * 1024 + 1024,
                     ..BrokerSettings::default()
                 };
-                match serve(listener, None, stats, settings, stop) {
+                let listeners = vec![Listener {
+                    transport: Transport::Tcp,
+                    socket: listener,
+                }];
+                match serve(listeners, None, None, stats, settings, stop) {
                     Ok(b) => {
                         let _ = ready_tx.send(Ok(()));
                         b.join().await;

@@ -17,7 +17,7 @@ import { chromium } from 'playwright-core';
 
 const BASE = (process.env.BASE_URL || 'http://127.0.0.1:3111').replace(/\/$/, '');
 const SHOTS = process.env.SCREENSHOT_DIR || '';
-const HOSTILE = process.env.HOSTILE_NAME || '<img src=x onerror=__xss=1>';
+const HOSTILE = process.env.HOSTILE_NAME || '<svg onload=__xss=1>';
 const HOSTILE_TEXT = process.env.HOSTILE_TEXT || '';
 const T = { timeout: 90_000 };
 

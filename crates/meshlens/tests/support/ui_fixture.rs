@@ -14,9 +14,10 @@ use meshcore::payload::{Advert, AppData, GroupText, Location, NodeType};
 use meshcore::{Packet, PathHashSize, PathLen, PayloadType, Route};
 use rumqttc::{AsyncClient, MqttOptions, QoS};
 
-/// The name of the hostile node: rendered as markup it would set `window.__xss`. (Under
-/// 32 bytes, so the name is stored whole.)
-pub const HOSTILE_NAME: &str = "<img src=x onerror=__xss=1>";
+/// The name of the hostile node: rendered as markup it would set `window.__xss`. 20 bytes: with
+/// the flags byte and a location it fits the 32 signed appdata bytes, so the name is whole
+/// (bytes past 32 are never part of a name, as in firmware).
+pub const HOSTILE_NAME: &str = "<svg onload=__xss=1>";
 /// A channel message (on Public) that is markup too.
 pub const HOSTILE_TEXT: &str =
     "<script>window.__xss=2</script><b onmouseover=window.__xss=3>hi</b>";
