@@ -171,6 +171,93 @@ pub struct FileConfig {
     pub hashtags: Vec<String>,
     /// From `hashRegions`.
     pub regions: Vec<String>,
+    /// From `broker`: the embedded broker of `meshlens run`.
+    pub broker: BrokerFileConfig,
+}
+
+/// The `broker` object of the configuration file: the same settings as `meshlens run`'s
+/// `--mqtt-*` flags (a flag given on the command line wins). CoreScope's top-level
+/// `observerBlacklist` adds to `blockObservers`.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct BrokerFileConfig {
+    /// `listen`: plain TCP address.
+    pub listen: Option<std::net::SocketAddr>,
+    /// `tlsListen`.
+    pub tls_listen: Option<std::net::SocketAddr>,
+    /// `tlsCert`: PEM certificate chain.
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// `tlsKey`: PEM private key.
+    pub tls_key: Option<std::path::PathBuf>,
+    /// `wsListen`.
+    pub ws_listen: Option<std::net::SocketAddr>,
+    /// `wssListen`.
+    pub wss_listen: Option<std::net::SocketAddr>,
+    /// `passwords`: a Mosquitto password file.
+    pub passwords: Option<std::path::PathBuf>,
+    /// `tokenAudience`.
+    pub token_audience: Option<String>,
+    /// `allowAnonymous`.
+    pub allow_anonymous: bool,
+    /// `requireAuth`.
+    pub require_auth: bool,
+    /// `allowObservers`: observer keys.
+    pub allow_observers: Vec<String>,
+    /// `blockObservers` (and CoreScope's `observerBlacklist`): observer keys.
+    pub block_observers: Vec<String>,
+}
+
+fn broker_section(obj: &serde_json::Map<String, Value>) -> Result<BrokerFileConfig, String> {
+    let mut out = BrokerFileConfig::default();
+    if let Some(list) = obj.get("observerBlacklist") {
+        out.block_observers =
+            strings(list).ok_or("observerBlacklist must be an array of strings")?;
+    }
+    let Some(b) = obj.get("broker") else {
+        return Ok(out);
+    };
+    let b = b.as_object().ok_or("broker must be an object")?;
+    let addr = |k: &str| -> Result<Option<std::net::SocketAddr>, String> {
+        b.get(k)
+            .map(|v| {
+                v.as_str().and_then(|s| s.parse().ok()).ok_or_else(|| {
+                    format!("broker.{k} must be an address such as \"0.0.0.0:8883\"")
+                })
+            })
+            .transpose()
+    };
+    let text = |k: &str| -> Result<Option<String>, String> {
+        b.get(k)
+            .map(|v| {
+                v.as_str()
+                    .map(str::to_owned)
+                    .ok_or_else(|| format!("broker.{k} must be a string"))
+            })
+            .transpose()
+    };
+    let flag = |k: &str| -> Result<bool, String> {
+        b.get(k).map_or(Ok(false), |v| {
+            v.as_bool()
+                .ok_or_else(|| format!("broker.{k} must be true or false"))
+        })
+    };
+    let keys = |k: &str| -> Result<Vec<String>, String> {
+        b.get(k).map_or(Ok(Vec::new()), |v| {
+            strings(v).ok_or_else(|| format!("broker.{k} must be an array of strings"))
+        })
+    };
+    out.listen = addr("listen")?;
+    out.tls_listen = addr("tlsListen")?;
+    out.ws_listen = addr("wsListen")?;
+    out.wss_listen = addr("wssListen")?;
+    out.tls_cert = text("tlsCert")?.map(Into::into);
+    out.tls_key = text("tlsKey")?.map(Into::into);
+    out.passwords = text("passwords")?.map(Into::into);
+    out.token_audience = text("tokenAudience")?;
+    out.allow_anonymous = flag("allowAnonymous")?;
+    out.require_auth = flag("requireAuth")?;
+    out.allow_observers = keys("allowObservers")?;
+    out.block_observers.extend(keys("blockObservers")?);
+    Ok(out)
 }
 
 /// Reads a CoreScope-compatible configuration document. Unknown keys are ignored; a key with
@@ -234,6 +321,7 @@ pub fn parse_config_file(text: &str) -> Result<FileConfig, String> {
     if let Some(t) = obj.get("hashRegions") {
         out.regions = strings(t).ok_or("hashRegions must be an array of strings")?;
     }
+    out.broker = broker_section(obj)?;
     Ok(out)
 }
 
@@ -261,6 +349,39 @@ fn strings(v: &Value) -> Option<Vec<String>> {
         .iter()
         .map(|x| x.as_str().map(str::to_owned))
         .collect()
+}
+
+#[cfg(test)]
+mod broker_section_tests {
+    use super::*;
+
+    #[test]
+    fn broker_keys_and_the_observer_blacklist() {
+        let f = parse_config_file(
+            r#"{"observerBlacklist":["aa"],"broker":{"listen":"0.0.0.0:1883",
+            "wssListen":"0.0.0.0:443","tlsCert":"c.pem","tlsKey":"k.pem",
+            "passwords":"pw","tokenAudience":"mesh.example","requireAuth":true,
+            "allowObservers":["bb"],"blockObservers":["cc"]}}"#,
+        )
+        .unwrap();
+        let b = f.broker;
+        assert_eq!(b.listen, Some("0.0.0.0:1883".parse().unwrap()));
+        assert_eq!(b.wss_listen, Some("0.0.0.0:443".parse().unwrap()));
+        assert_eq!(b.tls_cert.as_deref(), Some(std::path::Path::new("c.pem")));
+        assert_eq!(b.token_audience.as_deref(), Some("mesh.example"));
+        assert!(b.require_auth && !b.allow_anonymous);
+        assert_eq!(b.allow_observers, vec!["bb".to_owned()]);
+        assert_eq!(b.block_observers, vec!["aa".to_owned(), "cc".to_owned()]);
+        for bad in [
+            r#"{"broker":[]}"#,
+            r#"{"broker":{"listen":"nowhere"}}"#,
+            r#"{"broker":{"requireAuth":"yes"}}"#,
+            r#"{"broker":{"allowObservers":"aa"}}"#,
+        ] {
+            let e = parse_config_file(bad).unwrap_err();
+            assert!(e.contains("broker"), "{bad}: {e}");
+        }
+    }
 }
 
 #[cfg(test)]

@@ -130,9 +130,10 @@ pub struct RunArgs {
 /// The embedded broker's listeners and who may use them.
 #[derive(Debug, Clone, Args)]
 pub struct BrokerArgs {
-    /// Address of the embedded MQTT broker (plain TCP) that observers publish to.
-    #[arg(long, default_value = "127.0.0.1:1883")]
-    pub mqtt_listen: SocketAddr,
+    /// Address of the embedded MQTT broker (plain TCP) that observers publish to
+    /// [default: 127.0.0.1:1883].
+    #[arg(long, value_name = "ADDR")]
+    pub mqtt_listen: Option<SocketAddr>,
     /// Also listen for MQTT over TLS here (needs --mqtt-tls-cert and --mqtt-tls-key).
     #[arg(long, value_name = "ADDR")]
     pub mqtt_tls_listen: Option<SocketAddr>,
@@ -187,12 +188,34 @@ fn observer_keys(keys: &[String], flag: &str) -> Result<std::collections::HashSe
 }
 
 impl BrokerArgs {
+    /// Takes what the configuration file's `broker` object says wherever no flag was given.
+    fn merge_file(&mut self, f: ingest::config::BrokerFileConfig) {
+        self.mqtt_listen = self.mqtt_listen.or(f.listen);
+        self.mqtt_tls_listen = self.mqtt_tls_listen.or(f.tls_listen);
+        self.mqtt_ws_listen = self.mqtt_ws_listen.or(f.ws_listen);
+        self.mqtt_wss_listen = self.mqtt_wss_listen.or(f.wss_listen);
+        self.mqtt_tls_cert = self.mqtt_tls_cert.take().or(f.tls_cert);
+        self.mqtt_tls_key = self.mqtt_tls_key.take().or(f.tls_key);
+        self.mqtt_passwords = self.mqtt_passwords.take().or(f.passwords);
+        self.mqtt_token_audience = self.mqtt_token_audience.take().or(f.token_audience);
+        // A flag given on the command line decides; the file only fills in.
+        if !self.mqtt_allow_anonymous && !self.mqtt_require_auth {
+            self.mqtt_allow_anonymous = f.allow_anonymous;
+            self.mqtt_require_auth = f.require_auth;
+        }
+        self.mqtt_allow_observers.extend(f.allow_observers);
+        self.mqtt_block_observers.extend(f.block_observers);
+    }
+
     /// Binds every listener (a busy port is an error now, before anything starts) and checks
     /// that nothing is exposed without the operator's decision.
     fn bind(&self) -> Result<EmbeddedBroker, String> {
         use ingest::broker::auth::{AuthConfig, PasswordFile};
         use ingest::broker::{Listener, Transport};
-        let mut listeners = vec![Listener::bind(Transport::Tcp, self.mqtt_listen)?];
+        let tcp = self
+            .mqtt_listen
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 1883)));
+        let mut listeners = vec![Listener::bind(Transport::Tcp, tcp)?];
         for (transport, addr) in [
             (Transport::Tls, self.mqtt_tls_listen),
             (Transport::Ws, self.mqtt_ws_listen),
@@ -320,6 +343,16 @@ pub fn ingest(args: IngestArgs) -> ExitCode {
 /// `meshlens run`.
 pub fn run(args: RunArgs) -> ExitCode {
     init_logging();
+    let mut args = args;
+    if let Some(path) = &args.ingest.config {
+        let file = std::fs::read_to_string(path)
+            .map_err(|e| format!("{}: {e}", path.display()))
+            .and_then(|t| parse_config_file(&t).map_err(|e| format!("{}: {e}", path.display())));
+        match file {
+            Ok(f) => args.broker.merge_file(f.broker),
+            Err(e) => return usage_error(&e),
+        }
+    }
     // Bound before anything starts, so a busy port or an unsafe exposure is a clear error.
     let broker = match args.broker.bind() {
         Ok(b) => b,
