@@ -63,6 +63,25 @@ pub struct HttpArgs {
     /// Repeatable.
     #[arg(long = "allow-origin", value_name = "ORIGIN")]
     pub allow_origins: Vec<String>,
+    /// Host name the HTTP server answers for besides loopback names and IP addresses (`*` for
+    /// any; `*.example.org` for every name under it). Repeatable. Other `Host` headers get 421,
+    /// which stops DNS-rebinding pages from reading the API. With none given on a non-loopback
+    /// `--http` address, any host is accepted (and a warning logged).
+    #[arg(
+        long = "allow-host",
+        value_name = "NAME",
+        env = "MESHLENS_ALLOW_HOST",
+        value_delimiter = ','
+    )]
+    pub allow_hosts: Vec<String>,
+    /// Most open HTTP connections (WebSockets included); default: half the open-files limit,
+    /// at most 1,024.
+    #[arg(long, value_name = "N")]
+    pub max_connections: Option<usize>,
+    /// Most open HTTP connections from one client address (an IPv6 /64 counts as one). Behind
+    /// a reverse proxy every client has the proxy's address: raise it, or let the proxy limit.
+    #[arg(long, value_name = "N", default_value_t = 64)]
+    pub max_connections_per_address: usize,
     /// Window of traffic the multi-byte capability is inferred from.
     #[arg(long, default_value = "7d", value_parser = parse_duration)]
     pub capability_window: Duration,
@@ -413,6 +432,15 @@ pub fn serve_only(args: ServeArgs) -> ExitCode {
         query_deadline: args.http.query_deadline,
         capability: args.http.cycle(&args.data_dir),
         ui: args.http.ui(),
+        allowed_hosts: args.http.allow_hosts.clone(),
+        limits: server::http::HttpLimits {
+            max_connections: args
+                .http
+                .max_connections
+                .unwrap_or_else(server::http::default_max_connections),
+            max_connections_per_address: args.http.max_connections_per_address,
+            ..Default::default()
+        },
     };
     rt.block_on(async move {
         let server = match start_server(server_cfg, args.http.http).await {
@@ -522,6 +550,14 @@ fn serve(
                     query_deadline: http.query_deadline,
                     capability: http.cycle(db.parent().unwrap_or(std::path::Path::new("."))),
                     ui: http.ui(),
+                    allowed_hosts: http.allow_hosts.clone(),
+                    limits: server::http::HttpLimits {
+                        max_connections: http
+                            .max_connections
+                            .unwrap_or_else(server::http::default_max_connections),
+                        max_connections_per_address: http.max_connections_per_address,
+                        ..Default::default()
+                    },
                 };
                 match start_server(cfg, http.http).await {
                     Ok(s) => Some(s),

@@ -1,8 +1,10 @@
 //! Reader benchmark, all in one process as `meshlens run` is (embedded broker, writer, reader):
 //! builds a database of N observations from signed adverts, channel messages and direct
 //! traffic; measures restart-to-ready and restart-to-complete; p50/p99 of the core endpoints
-//! under 16 concurrent clients; publish-to-WebSocket latency through MQTT; peak RSS per
-//! observation and database bytes per observation.
+//! under 16 concurrent clients; p50/p99 of `/api/stats` and `/api/healthz` during a storm of
+//! 10,000-row pages (`STORM_CLIENTS`, default 64, for `STORM_SECS`, default 15; 0 skips it);
+//! publish-to-WebSocket latency through MQTT; peak RSS per observation and database bytes per
+//! observation.
 //!
 //! ```sh
 //! cargo run --release -p server --example api_load -- [OBSERVATIONS]   # default 200000
@@ -158,6 +160,136 @@ async fn get(addr: SocketAddr, path: &str) -> (u16, Vec<u8>) {
     (status, out)
 }
 
+/// The heavy-request storm: `STORM_CLIENTS` (default 64) clients fetching 10,000-row pages
+/// for `STORM_SECS` (default 15) while one client measures the cheap routes, and a writer
+/// commits every 100 ms so `/api/stats` is recomputed (as under live ingest) rather than served
+/// from its per-commit cache. Each storm request is distinct (a cache-buster parameter). Storm clients come from 127.0.0.1 to 127.0.0.8, eight each at
+/// most: the per-address budget is the default one.
+async fn storm(addr: SocketAddr, db: &Path) {
+    let clients: usize = std::env::var("STORM_CLIENTS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(64);
+    let secs: u64 = std::env::var("STORM_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(15);
+    if clients == 0 || secs == 0 {
+        return;
+    }
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let stop = stop.clone();
+        let db = db.to_path_buf();
+        std::thread::spawn(move || {
+            let Ok(mut w) = store::Writer::open(&db, 0) else {
+                return;
+            };
+            let public = Channel::public();
+            let decoder = Decoder::default();
+            let mut i = 10_000_000;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let msg = PacketMessage {
+                    observer: TopicObserver {
+                        id: observer_id(0),
+                        iata: "SEA".into(),
+                    },
+                    origin: None,
+                    region: None,
+                    raw: transmission(i * 10 + 5, 0, &public),
+                    snr: None,
+                    rssi: None,
+                    score: None,
+                    airtime_ms: None,
+                };
+                let _ = w.write_batch(&[decoder.item(msg, server::now_ms()).0]);
+                i += 1;
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        })
+    };
+    let mut heavy = Vec::new();
+    for c in 0..clients {
+        let stop = stop.clone();
+        heavy.push(tokio::spawn(async move {
+            let ip = std::net::Ipv4Addr::new(127, 0, 0, 1 + (c % 8) as u8);
+            let mut statuses: HashMap<u16, usize> = HashMap::new();
+            let mut k = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                // A cache-buster, as browser libraries add: identical concurrent requests
+                // would otherwise share one computation.
+                let path = format!("/api/packets?limit=10000&_={c}.{k}");
+                *statuses
+                    .entry(get_from(ip, addr, &path).await.0)
+                    .or_default() += 1;
+                k += 1;
+            }
+            statuses
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let mut cheap: HashMap<&str, Vec<f64>> = HashMap::new();
+    let mut cheap_errors = 0;
+    let until = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < until {
+        for path in ["/api/stats", "/api/healthz"] {
+            let t = Instant::now();
+            let (status, _) = get(addr, path).await;
+            cheap_errors += usize::from(status != 200);
+            cheap
+                .entry(path)
+                .or_default()
+                .push(t.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut statuses: HashMap<u16, usize> = HashMap::new();
+    for h in heavy {
+        for (s, n) in h.await.unwrap_or_default() {
+            *statuses.entry(s).or_default() += n;
+        }
+    }
+    let _ = writer.join();
+    let mut statuses: Vec<_> = statuses.into_iter().collect();
+    statuses.sort();
+    println!(
+        "storm: {clients} clients on /api/packets?limit=10000 for {secs} s, answers by status {statuses:?}; cheap routes meanwhile (non-200: {cheap_errors}):"
+    );
+    for path in ["/api/stats", "/api/healthz"] {
+        let v = cheap.entry(path).or_default();
+        println!(
+            "  {path:<32} p50 {:8.2} ms  p99 {:8.2} ms  (n={})",
+            pct(v, 0.5),
+            pct(v, 0.99),
+            v.len()
+        );
+    }
+}
+
+/// [`get`] from a chosen local address (any 127.0.0.0/8 address is loopback on Linux).
+async fn get_from(ip: std::net::Ipv4Addr, addr: SocketAddr, path: &str) -> (u16, Vec<u8>) {
+    let Ok(sock) = tokio::net::TcpSocket::new_v4() else {
+        return (0, Vec::new());
+    };
+    if sock.bind(SocketAddr::new(ip.into(), 0)).is_err() {
+        return (0, Vec::new());
+    }
+    let Ok(mut s) = sock.connect(addr).await else {
+        return (0, Vec::new());
+    };
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    if s.write_all(req.as_bytes()).await.is_err() {
+        return (0, Vec::new());
+    }
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out).await;
+    let status = std::str::from_utf8(out.get(9..12).unwrap_or_default())
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, out)
+}
+
 /// Builds the request path for the n-th request to an endpoint.
 type PathFn = Box<dyn Fn(usize) -> String + Send + Sync>;
 
@@ -194,6 +326,8 @@ fn server_cfg(db: &Path) -> ServerConfig {
             publish_to: None,
         },
         ui: Default::default(),
+        allowed_hosts: Vec::new(),
+        limits: Default::default(),
     }
 }
 
@@ -360,6 +494,7 @@ async fn main() {
         pct(&mut all.clone(), 0.5),
         pct(&mut all, 0.99)
     );
+    storm(addr, &db).await;
     server.shutdown().await;
 
     // Publish-to-WebSocket latency through the embedded broker, the writer and the reader.
@@ -370,7 +505,7 @@ async fn main() {
         decoder: Decoder::default(),
         maintenance: Maintenance {
             packet_retention: None,
-            node_silence: Duration::from_secs(365 * 86_400),
+            ..Maintenance::default()
         },
         maintenance_interval: Duration::from_secs(3600),
         source_settings: SourceSettings::default(),

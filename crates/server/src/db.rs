@@ -1,8 +1,16 @@
-//! A small pool of read-only connections. Every query runs on the blocking thread pool with a
-//! deadline enforced by SQLite's progress handler, so no request can pin a core for long, and
-//! concurrency is bounded by the pool size.
+//! Two small pools of read-only connections, one per lane. Every query runs on the blocking
+//! thread pool with a deadline enforced by SQLite's progress handler, so no request can pin a
+//! core for long, and concurrency is bounded by the pool sizes.
+//!
+//! Lanes: the cheap routes (`/api/stats`, `/api/healthz`, ...) get connections of their own, so
+//! they are never queued behind a storm of 10,000-row pages; everything else uses the main
+//! pool. The HTTP layer says which lane a request is in ([`in_lane`]); a query made outside any
+//! lane (background refreshes) uses the main pool. Waiting for a connection is bounded: past
+//! the bound the answer is 503 with `Retry-After`, not an ever longer queue.
 
+use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -15,6 +23,10 @@ use crate::error::ApiError;
 /// How long one query may run unless configured otherwise (`--query-deadline`).
 pub const QUERY_DEADLINE: Duration = Duration::from_secs(2);
 
+/// How long a request may wait for a free connection unless configured otherwise: as long as
+/// one query may run, so a client is told to come back rather than queued behind a backlog.
+pub const POOL_WAIT: Duration = Duration::from_secs(2);
+
 /// Page cache per connection, KiB (bounded memory: size × pool). The OS page cache holds
 /// the rest of the file.
 const CACHE_KIB: i64 = 1024;
@@ -23,29 +35,93 @@ const CACHE_KIB: i64 = 1024;
 /// rows (the live tailer), KiB.
 pub const SCAN_CACHE_KIB: i64 = 256;
 
-/// The pool.
-pub struct Db {
-    path: PathBuf,
-    conns: Mutex<Vec<Reader>>,
-    permits: Semaphore,
-    deadline: Duration,
+/// Which pool a query takes its connection from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lane {
+    /// Bounded, cheap queries (counts served per commit, index ends): their own connections.
+    Cheap,
+    /// Everything else.
+    Main,
 }
 
-impl Db {
-    /// Opens `size` read-only connections to `path`, each query limited to `deadline`; fails
-    /// if the schema is not ready.
-    pub fn open(path: &Path, size: usize, deadline: Duration) -> Result<Arc<Db>, store::Error> {
-        let mut conns = Vec::with_capacity(size);
+tokio::task_local! {
+    static LANE: Lane;
+}
+
+/// Runs `f` with its queries in `lane`. A task-local rather than a parameter, so handlers
+/// need not know which lane the router put them in.
+pub async fn in_lane<F: Future>(lane: Lane, f: F) -> F::Output {
+    LANE.scope(lane, f).await
+}
+
+/// Sizes and bounds of the pools.
+#[derive(Debug, Clone)]
+pub struct PoolConfig {
+    /// Connections of the main lane.
+    pub size: usize,
+    /// Connections of the cheap lane.
+    pub cheap_size: usize,
+    /// How long one query may run.
+    pub deadline: Duration,
+    /// How long a query may wait for a connection before the answer is 503.
+    pub wait: Duration,
+}
+
+struct Pool {
+    conns: Mutex<Vec<Reader>>,
+    permits: Arc<Semaphore>,
+}
+
+impl Pool {
+    fn open(path: &Path, size: usize) -> Result<Pool, store::Error> {
+        let mut conns = Vec::with_capacity(size.max(1));
         for _ in 0..size.max(1) {
             let r = Reader::open(path)?;
             r.conn().pragma_update(None, "cache_size", -CACHE_KIB)?;
             conns.push(r);
         }
+        Ok(Pool {
+            permits: Arc::new(Semaphore::new(conns.len())),
+            conns: Mutex::new(conns),
+        })
+    }
+}
+
+/// The pools.
+pub struct Db {
+    path: PathBuf,
+    main: Pool,
+    cheap: Pool,
+    deadline: Duration,
+    wait: Duration,
+    /// Queries answered 503 because no connection became free in time.
+    busy: AtomicU64,
+}
+
+impl Db {
+    /// Opens `size` read-only connections to `path` (and one for the cheap lane), each query
+    /// limited to `deadline`; fails if the schema is not ready.
+    pub fn open(path: &Path, size: usize, deadline: Duration) -> Result<Arc<Db>, store::Error> {
+        Db::open_with(
+            path,
+            &PoolConfig {
+                size,
+                cheap_size: 1,
+                deadline,
+                wait: POOL_WAIT,
+            },
+        )
+    }
+
+    /// Opens the pools as `cfg` says; fails if the schema is not ready.
+    pub fn open_with(path: &Path, cfg: &PoolConfig) -> Result<Arc<Db>, store::Error> {
         Ok(Arc::new(Db {
             path: path.to_path_buf(),
-            permits: Semaphore::new(conns.len()),
-            conns: Mutex::new(conns),
-            deadline,
+            main: Pool::open(path, cfg.size)?,
+            cheap: Pool::open(path, cfg.cheap_size)?,
+            deadline: cfg.deadline,
+            wait: cfg.wait,
+            busy: AtomicU64::new(0),
         }))
     }
 
@@ -54,18 +130,35 @@ impl Db {
         &self.path
     }
 
-    /// Runs `f` on a pooled connection, off the async threads, within the pool's deadline.
+    /// How many queries were answered 503 because the pool stayed busy past the wait bound.
+    pub fn busy_count(&self) -> u64 {
+        self.busy.load(Ordering::Relaxed)
+    }
+
+    /// Runs `f` on a pooled connection of the current lane, off the async threads, within the
+    /// pool's deadline; 503 with `Retry-After` if no connection is free within the wait bound.
     pub async fn query<T, F>(self: &Arc<Self>, f: F) -> Result<T, ApiError>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, ApiError> + Send + 'static,
     {
-        let _permit = self
-            .permits
-            .acquire()
-            .await
-            .map_err(|_| ApiError::Unavailable("database closed".into()))?;
-        let reader = self
+        let lane = LANE.try_with(|l| *l).unwrap_or(Lane::Main);
+        let pool = match lane {
+            Lane::Cheap => &self.cheap,
+            Lane::Main => &self.main,
+        };
+        let permit =
+            match tokio::time::timeout(self.wait, pool.permits.clone().acquire_owned()).await {
+                Ok(Ok(p)) => p,
+                Ok(Err(_)) => return Err(ApiError::Unavailable("database closed".into())),
+                Err(_) => {
+                    self.busy.fetch_add(1, Ordering::Relaxed);
+                    return Err(ApiError::Busy(
+                        "the database is busy; retry in a moment".into(),
+                    ));
+                }
+            };
+        let reader = pool
             .conns
             .lock()
             .ok()
@@ -84,9 +177,17 @@ impl Db {
             let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(conn)))
                 .unwrap_or_else(|_| Err(ApiError::Internal("query panicked".into())));
             let _ = conn.progress_handler(0, None::<fn() -> bool>);
-            if let Ok(mut c) = db.conns.lock() {
+            let pool = match lane {
+                Lane::Cheap => &db.cheap,
+                Lane::Main => &db.main,
+            };
+            if let Ok(mut c) = pool.conns.lock() {
                 c.push(reader);
             }
+            // Released only once the connection is back: a request whose client went away
+            // (its future dropped) must not let the next one take a permit with no
+            // connection behind it.
+            drop(permit);
             out
         })
         .await
@@ -127,5 +228,52 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(one, 1);
+    }
+
+    /// With the main pool held, a query waits at most the bound and is told to retry (503
+    /// `Busy`), while the cheap lane still answers; once the pool is free, queries run again.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_busy_pool_answers_busy_and_the_cheap_lane_is_separate() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("meshlens.db");
+        drop(store::Writer::open(&path, 0).unwrap());
+        let db = Db::open_with(
+            &path,
+            &PoolConfig {
+                size: 1,
+                cheap_size: 1,
+                deadline: Duration::from_secs(120),
+                wait: Duration::from_millis(50),
+            },
+        )
+        .unwrap();
+        // Hold the only main connection until told to let go.
+        let (release, hold) = std::sync::mpsc::channel::<()>();
+        let (held_tx, held) = tokio::sync::oneshot::channel::<()>();
+        let holder = tokio::spawn({
+            let db = db.clone();
+            async move {
+                db.query(move |_| {
+                    let _ = held_tx.send(());
+                    let _ = hold.recv_timeout(Duration::from_secs(120));
+                    Ok(())
+                })
+                .await
+            }
+        });
+        held.await.unwrap();
+        let busy = db.query(|_| Ok(())).await;
+        assert!(matches!(busy, Err(ApiError::Busy(_))), "{busy:?}");
+        assert_eq!(db.busy_count(), 1);
+        let cheap = in_lane(
+            Lane::Cheap,
+            db.query(|c| sql(c.query_row("SELECT 2", [], |r| r.get::<_, i64>(0)))),
+        )
+        .await
+        .unwrap();
+        assert_eq!(cheap, 2);
+        release.send(()).unwrap();
+        holder.await.unwrap().unwrap();
+        db.query(|_| Ok(())).await.unwrap();
     }
 }

@@ -2,10 +2,14 @@
 //! new observations to WebSocket clients. It never writes the database (a test fails if write
 //! SQL appears in this crate).
 //!
-//! - [`db`]: a bounded pool of read-only connections with a per-query deadline.
+//! - [`db`]: bounded pools of read-only connections (a main lane and a cheap lane) with a
+//!   per-query deadline and a bounded wait.
 //! - [`api`]: the endpoints, CoreScope's paths and top-level shapes.
 //! - [`live`]: commit tailer and `/ws`.
 //! - [`web`]: the embedded web UI and its security headers.
+//! - [`http`]: what stands between the network and the handlers: the accept loop with its
+//!   connection caps and timeouts, the `Host` check, bounded request bodies, and the
+//!   per-client budget of expensive requests.
 
 pub mod api;
 pub mod capability;
@@ -74,6 +78,12 @@ pub struct ServerConfig {
     pub capability: capability::CycleConfig,
     /// The web UI's map tiles.
     pub ui: web::UiConfig,
+    /// Host names the server answers for besides IP literals, single-label names and
+    /// `*.localhost` (`*.example.org` for every name under one; `*` for any). Empty on a
+    /// non-loopback listener turns the check off (logged): see [`http`].
+    pub allowed_hosts: Vec<String>,
+    /// Timeouts, connection caps and budgets of the HTTP side.
+    pub limits: http::HttpLimits,
 }
 
 /// Shared state of the handlers.
@@ -106,6 +116,16 @@ pub struct AppState {
     observers_hour: std::sync::Mutex<Option<(Instant, Arc<HourCounts>)>>,
     /// Whether a background refresh of `observers_hour` is running.
     observers_refreshing: AtomicBool,
+    /// The HTTP side's limits, host check, budgets and counters.
+    http: http::Guards,
+}
+
+impl AppState {
+    /// The HTTP side's counters (connections open and refused, timeouts, budget and pool
+    /// refusals), for health and metrics.
+    pub fn http_counters(&self) -> Value {
+        self.http.to_json(self.db.busy_count())
+    }
 }
 
 /// Observations per observer index in the last hour.
@@ -164,7 +184,9 @@ pub fn now_ms() -> i64 {
 /// The OpenAPI description of every route.
 pub const OPENAPI: &str = include_str!("openapi.json");
 
-/// Builds the router.
+/// Builds the router. Outermost first: security headers on every answer, gzip, the `Host`
+/// check, bounded request bodies, single-flight, then the lane and per-client budget of each
+/// request.
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/api/packets", get(api::packets::list))
@@ -204,16 +226,28 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/ws", get(live::ws))
         .fallback(web::asset)
         .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            http::lanes,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
             Arc::new(single_flight::InFlight::default()),
             single_flight::single_flight,
         ))
-        .layer(axum::middleware::map_response(no_store))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            http::bounded_body,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            http::check_host,
+        ))
         // gzip for clients that ask (JSON and the UI); the WebSocket upgrade has no body.
         .layer(
             tower_http::compression::CompressionLayer::new()
                 .gzip(true)
                 .quality(tower_http::CompressionLevel::Fastest),
         )
+        .layer(axum::middleware::map_response(security_headers))
         .with_state(state)
 }
 
@@ -221,12 +255,16 @@ async fn openapi() -> impl axum::response::IntoResponse {
     ([(header::CONTENT_TYPE, "application/json")], OPENAPI)
 }
 
-/// API answers are live data: never cached by browsers or CDNs. (UI files set their own
-/// revalidation policy.)
-async fn no_store(mut res: axum::response::Response) -> axum::response::Response {
-    res.headers_mut()
-        .entry(header::CACHE_CONTROL)
+/// Headers of every answer, errors and refusals included. API answers are live data: never
+/// cached by browsers or CDNs (UI files set their own revalidation policy). `nosniff`: a
+/// browser must take JSON for JSON, never for script or markup, even where the data holds
+/// text from the mesh.
+async fn security_headers(mut res: axum::response::Response) -> axum::response::Response {
+    let h = res.headers_mut();
+    h.entry(header::CACHE_CONTROL)
         .or_insert(HeaderValue::from_static("no-store"));
+    h.entry(header::X_CONTENT_TYPE_OPTIONS)
+        .or_insert(HeaderValue::from_static("nosniff"));
     res
 }
 
@@ -239,14 +277,25 @@ pub struct Server {
     task: tokio::task::JoinHandle<()>,
     tailer: Option<std::thread::JoinHandle<()>>,
     cap_thread: Option<std::thread::JoinHandle<()>>,
+    state: Arc<AppState>,
 }
 
 impl Server {
     /// Opens the database read-only and starts serving on `listener`. Ready at once: nothing
     /// is loaded into memory first.
     pub fn start(cfg: ServerConfig, listener: tokio::net::TcpListener) -> Result<Server, String> {
-        let db = Db::open(&cfg.db_path, cfg.pool_size, cfg.query_deadline)
-            .map_err(|e| format!("{}: {e}", cfg.db_path.display()))?;
+        let db = Db::open_with(
+            &cfg.db_path,
+            &db::PoolConfig {
+                size: cfg.pool_size,
+                cheap_size: cfg.limits.cheap_pool_size,
+                deadline: cfg.query_deadline,
+                wait: cfg.limits.pool_wait,
+            },
+        )
+        .map_err(|e| format!("{}: {e}", cfg.db_path.display()))?;
+        let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        let guards = http::Guards::new(&cfg.limits, &cfg.allowed_hosts, addr);
         let (live, _) = broadcast::channel(live::CLIENT_BUFFER);
         let stop = Arc::new(AtomicBool::new(false));
         // The persisted capability is loaded before the first request is served.
@@ -291,19 +340,12 @@ impl Server {
             observers_refreshing: AtomicBool::new(false),
             hash_sizes_cache: Default::default(),
             message_counts: Default::default(),
+            http: guards,
         });
-        let addr = listener.local_addr().map_err(|e| e.to_string())?;
-        let (shutdown, mut rx) = tokio::sync::watch::channel(false);
+        let (shutdown, rx) = tokio::sync::watch::channel(false);
         tokio::spawn(api::observers::warm(state.clone()));
-        let app = router(state);
-        let task = tokio::spawn(async move {
-            let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
-                let _ = rx.changed().await;
-            });
-            if let Err(e) = serve.await {
-                tracing::error!("HTTP server stopped: {e}");
-            }
-        });
+        let app = router(state.clone());
+        let task = tokio::spawn(http::serve(listener, app, state.clone(), rx));
         Ok(Server {
             addr,
             stop,
@@ -311,19 +353,958 @@ impl Server {
             task,
             tailer: Some(tailer),
             cap_thread: Some(cap_thread),
+            state,
         })
+    }
+
+    /// The HTTP side's counters (see [`AppState::http_counters`]).
+    pub fn http_counters(&self) -> Value {
+        self.state.http_counters()
     }
 
     /// Stops accepting, lets requests finish (bounded), stops the tailer.
     pub async fn shutdown(mut self) {
         let _ = self.shutdown.send(true);
-        let _ = tokio::time::timeout(Duration::from_secs(3), &mut self.task).await;
+        if tokio::time::timeout(Duration::from_secs(3), &mut self.task)
+            .await
+            .is_err()
+        {
+            // Connections that would not finish in time are cut: aborting the accept loop
+            // drops every connection task it holds.
+            self.task.abort();
+        }
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
         for t in [self.tailer.take(), self.cap_thread.take()]
             .into_iter()
             .flatten()
         {
             let _ = tokio::task::spawn_blocking(move || t.join()).await;
+        }
+    }
+}
+
+pub mod http {
+    //! What stands between the network and the handlers.
+    //!
+    //! - The accept loop serves each connection with hyper's HTTP/1 server: a deadline for a
+    //!   complete request head ([`HttpLimits::header_timeout`]; hyper runs it whenever a
+    //!   connection waits for a head, so it also bounds a kept-alive connection between
+    //!   requests), and an idle timeout of its own. Without them a socket that sends half a
+    //!   header stays open forever, and about 20,000 of them exhausted the descriptors.
+    //! - Connections are capped in all and per client address (an IPv6 /64 counts as one
+    //!   address), under one lock so the check cannot be raced. The default total is half the
+    //!   process's descriptor limit (at most 1,024), leaving the rest to the MQTT listener, the
+    //!   database and the writer. A connection over a cap is accepted and closed at once (after
+    //!   a best-effort `503` that costs no wait), so it neither lingers in the backlog nor
+    //!   holds a descriptor, and it is counted. An upgraded WebSocket keeps its slot: the
+    //!   permit travels with the socket.
+    //! - The `Host` check ([`check_host`]) against DNS rebinding: a request is answered if its
+    //!   host is an IP literal, a single-label name (`localhost`, `meshbox`), a name under
+    //!   `.localhost`, or a configured name; a rebinding page's host is the attacker's public
+    //!   DNS name, which is none of these. With no name configured on a non-loopback listener
+    //!   the check is off (and a warning logged), since the names it is reached by are unknown.
+    //! - Request bodies are read in full before a handler runs, within a deadline and a size
+    //!   bound ([`bounded_body`]).
+    //! - Each API request runs in a database lane ([`lanes`]): cheap routes on their own
+    //!   connections, the rest on the main pool, with a budget of concurrent expensive
+    //!   requests per client address (more wait briefly, then 429).
+
+    use std::collections::HashMap;
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+    use std::pin::Pin;
+    use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex, MutexGuard};
+    use std::task::{Context, Poll};
+    use std::time::{Duration, Instant};
+
+    use axum::Router;
+    use axum::body::{Body, HttpBody};
+    use axum::extract::{ConnectInfo, Request, State};
+    use axum::http::header;
+    use axum::middleware::Next;
+    use axum::response::{IntoResponse, Response};
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use serde_json::{Value, json};
+    use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+    use tokio::net::TcpStream;
+    use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+
+    use crate::AppState;
+    use crate::db::{self, Lane};
+    use crate::error::ApiError;
+
+    /// Largest request head (request line and headers) read into memory. hyper's default is
+    /// about 400 KiB per connection; real heads are a few KiB, and a thousand connections
+    /// each holding 400 KiB would be 400 MiB.
+    const MAX_HEAD: usize = 64 * 1024;
+
+    /// Bounds of the HTTP side. `0` for a count means no limit.
+    #[derive(Debug, Clone)]
+    pub struct HttpLimits {
+        /// How long a connection waiting for a request head (a new one, or a kept-alive one
+        /// between requests) may take to complete it; then it is closed.
+        pub header_timeout: Duration,
+        /// How long a request body may take to arrive in full; then 408.
+        pub body_timeout: Duration,
+        /// How long a kept-alive connection may go without a request before it is closed.
+        /// (The header timeout runs too while a connection waits, so the shorter applies.)
+        pub idle_timeout: Duration,
+        /// Largest request body read; 413 beyond (each route has its own smaller bound).
+        pub max_body: usize,
+        /// Open HTTP connections (upgraded WebSockets included) in all.
+        pub max_connections: usize,
+        /// Open HTTP connections from one client address.
+        pub max_connections_per_address: usize,
+        /// Expensive requests one client address may have computing at once; more wait (at
+        /// most `pool_wait`), then 429.
+        pub heavy_per_address: usize,
+        /// Database connections of the cheap lane.
+        pub cheap_pool_size: usize,
+        /// How long a request may wait for a database connection; then 503 with
+        /// `Retry-After`.
+        pub pool_wait: Duration,
+    }
+
+    impl Default for HttpLimits {
+        fn default() -> Self {
+            HttpLimits {
+                header_timeout: Duration::from_secs(10),
+                body_timeout: Duration::from_secs(10),
+                idle_timeout: Duration::from_secs(5),
+                max_body: 256 * 1024,
+                max_connections: default_max_connections(),
+                max_connections_per_address: 64,
+                heavy_per_address: 8,
+                cheap_pool_size: 2,
+                pool_wait: db::POOL_WAIT,
+            }
+        }
+    }
+
+    /// The soft limit on open files of this process (`/proc/self/limits`; `None` when unknown
+    /// or unlimited).
+    pub fn open_files_limit() -> Option<u64> {
+        let text = std::fs::read_to_string("/proc/self/limits").ok()?;
+        let line = text.lines().find(|l| l.starts_with("Max open files"))?;
+        line.get("Max open files".len()..)?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()
+    }
+
+    /// Half the descriptor budget, between 16 and 1,024: the other half stays for the MQTT
+    /// listener and its observers, the database files and the writer.
+    pub fn default_max_connections() -> usize {
+        open_files_limit().map_or(1024, |n| {
+            usize::try_from(n / 2).unwrap_or(usize::MAX).clamp(16, 1024)
+        })
+    }
+
+    /// What limits are counted per: the IPv4 address, or the /64 of an IPv6 one (a single
+    /// host is routinely given a whole /64).
+    pub fn client_key(ip: IpAddr) -> IpAddr {
+        match ip {
+            IpAddr::V4(_) => ip,
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => IpAddr::V4(v4),
+                None => {
+                    let s = v6.segments();
+                    IpAddr::V6(Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+                }
+            },
+        }
+    }
+
+    /// A mutex whose holder panicked is still consistent here (counters only): recover it
+    /// rather than fail every later request.
+    fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+        m.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Logs at most once per interval (a flood must not become a flood of log lines).
+    #[derive(Default)]
+    struct Throttle(Mutex<Option<Instant>>);
+
+    impl Throttle {
+        fn ready(&self) -> bool {
+            let mut last = lock(&self.0);
+            if last.is_some_and(|t| t.elapsed() < Duration::from_secs(60)) {
+                return false;
+            }
+            *last = Some(Instant::now());
+            true
+        }
+    }
+
+    /// Counters of the HTTP side.
+    #[derive(Default)]
+    pub struct HttpCounters {
+        accepted: AtomicU64,
+        refused_total: AtomicU64,
+        refused_address: AtomicU64,
+        accept_errors: AtomicU64,
+        header_timeouts: AtomicU64,
+        idle_closed: AtomicU64,
+        body_timeouts: AtomicU64,
+        body_too_large: AtomicU64,
+        over_budget: AtomicU64,
+        hosts_refused: AtomicU64,
+        log: Throttle,
+    }
+
+    fn bump(c: &AtomicU64) {
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Open connections, in all and per client address.
+    struct Conns {
+        max: usize,
+        per: usize,
+        open: Mutex<(usize, HashMap<IpAddr, usize>)>,
+    }
+
+    /// Why a connection was refused.
+    enum Full {
+        Total,
+        Address,
+    }
+
+    impl Conns {
+        /// A slot for a connection from `ip`, or which cap is full. Checked and taken under
+        /// one lock, so concurrent accepts cannot overshoot.
+        fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<ConnPermit, Full> {
+            let key = client_key(ip);
+            let mut open = lock(&self.open);
+            if self.max > 0 && open.0 >= self.max {
+                return Err(Full::Total);
+            }
+            let n = open.1.get(&key).copied().unwrap_or(0);
+            if self.per > 0 && n >= self.per {
+                return Err(Full::Address);
+            }
+            open.0 += 1;
+            open.1.insert(key, n + 1);
+            Ok(ConnPermit {
+                conns: self.clone(),
+                key,
+            })
+        }
+
+        fn open(&self) -> usize {
+            lock(&self.open).0
+        }
+    }
+
+    /// A connection's slot, given back when the socket closes.
+    struct ConnPermit {
+        conns: Arc<Conns>,
+        key: IpAddr,
+    }
+
+    impl Drop for ConnPermit {
+        fn drop(&mut self) {
+            let mut open = lock(&self.conns.open);
+            open.0 = open.0.saturating_sub(1);
+            if let Some(n) = open.1.get_mut(&self.key) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    open.1.remove(&self.key);
+                }
+            }
+        }
+    }
+
+    /// A socket with its slot: the slot is held as long as the socket, including after a
+    /// WebSocket upgrade takes the socket away from the HTTP connection.
+    struct Counted {
+        stream: TcpStream,
+        _permit: ConnPermit,
+    }
+
+    impl AsyncRead for Counted {
+        fn poll_read(
+            self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &mut ReadBuf<'_>,
+        ) -> Poll<std::io::Result<()>> {
+            Pin::new(&mut self.get_mut().stream).poll_read(cx, buf)
+        }
+    }
+
+    impl AsyncWrite for Counted {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<std::io::Result<usize>> {
+            Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
+        }
+
+        fn poll_write_vectored(
+            self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            bufs: &[std::io::IoSlice<'_>],
+        ) -> Poll<std::io::Result<usize>> {
+            Pin::new(&mut self.get_mut().stream).poll_write_vectored(cx, bufs)
+        }
+
+        fn is_write_vectored(&self) -> bool {
+            self.stream.is_write_vectored()
+        }
+
+        fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Pin::new(&mut self.get_mut().stream).poll_flush(cx)
+        }
+
+        fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
+        }
+    }
+
+    /// Which host names the server answers for.
+    struct HostPolicy {
+        any: bool,
+        names: Vec<String>,
+    }
+
+    /// A `Host` value, parsed.
+    #[derive(Debug, PartialEq)]
+    enum Host {
+        /// An IP literal: never a DNS-rebinding request, which must use the attacker's name.
+        Ip,
+        /// A registered name, lowercase, without port or trailing dot.
+        Name(String),
+        /// Not a host at all.
+        Invalid,
+    }
+
+    fn parse_host(raw: &str) -> Host {
+        let raw = raw.trim().to_ascii_lowercase();
+        // Userinfo is only legal in an absolute-form request target.
+        let raw = raw.rsplit_once('@').map_or(raw.as_str(), |(_, h)| h);
+        let port_ok = |p: &str| p.bytes().all(|b| b.is_ascii_digit());
+        if let Some(rest) = raw.strip_prefix('[') {
+            return match rest.split_once(']') {
+                Some((ip, tail))
+                    if ip.parse::<Ipv6Addr>().is_ok()
+                        && (tail.is_empty() || tail.strip_prefix(':').is_some_and(port_ok)) =>
+                {
+                    Host::Ip
+                }
+                _ => Host::Invalid,
+            };
+        }
+        let name = match raw.rsplit_once(':') {
+            Some((h, p)) if port_ok(p) => h,
+            _ => raw,
+        };
+        if name.contains(':') {
+            return Host::Invalid;
+        }
+        let name = name.strip_suffix('.').unwrap_or(name);
+        if name.parse::<Ipv4Addr>().is_ok() {
+            return Host::Ip;
+        }
+        let valid = !name.is_empty()
+            && name.len() <= 253
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'));
+        if valid {
+            Host::Name(name.to_owned())
+        } else {
+            Host::Invalid
+        }
+    }
+
+    impl HostPolicy {
+        fn new(allowed: &[String], listen: SocketAddr) -> HostPolicy {
+            let any = allowed.iter().any(|h| h.trim() == "*");
+            let names: Vec<String> = allowed
+                .iter()
+                .filter_map(|h| {
+                    let h = h.trim();
+                    // `*.example.org`: every name under example.org.
+                    if let Some(rest) = h.strip_prefix("*.") {
+                        return match parse_host(rest) {
+                            Host::Name(n) => Some(format!(".{n}")),
+                            _ => None,
+                        };
+                    }
+                    match parse_host(h) {
+                        Host::Name(n) => Some(n),
+                        _ => None,
+                    }
+                })
+                .collect();
+            if any {
+                tracing::warn!(
+                    "--allow-host '*': any Host header is accepted; DNS-rebinding protection is off"
+                );
+                return HostPolicy { any, names };
+            }
+            // A public listener nobody named: the names it is reached by are unknown, so
+            // refusing them would break every existing deployment. Say so, once.
+            if names.is_empty() && !listen.ip().is_loopback() {
+                tracing::warn!(
+                    "HTTP on {listen} with no --allow-host: any Host header is accepted, so DNS-rebinding \
+                     protection is off; name the hosts this server is reached by with --allow-host NAME"
+                );
+                return HostPolicy { any: true, names };
+            }
+            HostPolicy { any: false, names }
+        }
+
+        fn allows(&self, host: Option<&str>) -> bool {
+            if self.any {
+                return true;
+            }
+            // No Host at all (HTTP/1.0): a browser always sends one, so this is no rebinding.
+            let Some(host) = host else { return true };
+            match parse_host(host) {
+                Host::Ip => true,
+                Host::Invalid => false,
+                Host::Name(n) => {
+                    // A rebinding attack needs a name its author can publish in public DNS,
+                    // which always has a dot: a single-label name (`meshbox`, from a hosts
+                    // file or the LAN) cannot be one. RFC 6761: browsers resolve `localhost`
+                    // and `*.localhost` to loopback themselves, so those cannot be rebound
+                    // either.
+                    !n.contains('.')
+                        || n.ends_with(".localhost")
+                        || self.names.iter().any(|a| {
+                            if a.starts_with('.') {
+                                n.ends_with(a.as_str())
+                            } else {
+                                *a == n
+                            }
+                        })
+                }
+            }
+        }
+    }
+
+    /// Expensive requests computing per client address.
+    struct Budgets {
+        per: usize,
+        wait: Duration,
+        map: Mutex<HashMap<IpAddr, Arc<Semaphore>>>,
+    }
+
+    /// One expensive request's share of its client's budget.
+    struct BudgetPermit {
+        budgets: Arc<Budgets>,
+        key: IpAddr,
+        sem: Arc<Semaphore>,
+        permit: Option<OwnedSemaphorePermit>,
+    }
+
+    impl Budgets {
+        /// A share of `ip`'s budget, waiting at most the bound; `None` when it stayed spent.
+        async fn acquire(self: &Arc<Self>, ip: IpAddr) -> Option<BudgetPermit> {
+            let key = client_key(ip);
+            let sem = lock(&self.map)
+                .entry(key)
+                .or_insert_with(|| Arc::new(Semaphore::new(self.per)))
+                .clone();
+            let got = tokio::time::timeout(self.wait, sem.clone().acquire_owned()).await;
+            let permit = BudgetPermit {
+                budgets: self.clone(),
+                key,
+                sem,
+                permit: got.ok().and_then(Result::ok),
+            };
+            // Dropped without a permit, it still forgets an address nobody else uses.
+            permit.permit.is_some().then_some(permit)
+        }
+    }
+
+    impl Drop for BudgetPermit {
+        fn drop(&mut self) {
+            drop(self.permit.take());
+            // The map holds one reference and this permit one: nobody else is running or
+            // waiting under this address, so the entry goes (the map stays as small as the
+            // set of active clients). Cloned and removed only under the map's lock.
+            let mut map = lock(&self.budgets.map);
+            if Arc::strong_count(&self.sem) == 2 && self.sem.available_permits() >= self.budgets.per
+            {
+                map.remove(&self.key);
+            }
+        }
+    }
+
+    /// The HTTP side's shared state.
+    pub struct Guards {
+        limits: HttpLimits,
+        hosts: HostPolicy,
+        budgets: Arc<Budgets>,
+        conns: Arc<Conns>,
+        counters: HttpCounters,
+    }
+
+    impl Guards {
+        /// Guards for a server listening on `listen`.
+        pub fn new(limits: &HttpLimits, allowed_hosts: &[String], listen: SocketAddr) -> Guards {
+            Guards {
+                hosts: HostPolicy::new(allowed_hosts, listen),
+                budgets: Arc::new(Budgets {
+                    per: limits.heavy_per_address,
+                    wait: limits.pool_wait,
+                    map: Mutex::new(HashMap::new()),
+                }),
+                conns: Arc::new(Conns {
+                    max: limits.max_connections,
+                    per: limits.max_connections_per_address,
+                    open: Mutex::new((0, HashMap::new())),
+                }),
+                limits: limits.clone(),
+                counters: HttpCounters::default(),
+            }
+        }
+
+        /// The counters as JSON; `db_busy` is the pool's count of requests it told to retry.
+        pub fn to_json(&self, db_busy: u64) -> Value {
+            let c = &self.counters;
+            let n = |a: &AtomicU64| a.load(Ordering::Relaxed);
+            json!({
+                "connections_open": self.conns.open(),
+                "connections_max": self.limits.max_connections,
+                "connections_per_address_max": self.limits.max_connections_per_address,
+                "connections_accepted": n(&c.accepted),
+                "connections_refused_total_cap": n(&c.refused_total),
+                "connections_refused_address_cap": n(&c.refused_address),
+                "accept_errors": n(&c.accept_errors),
+                "header_timeouts": n(&c.header_timeouts),
+                "idle_closed": n(&c.idle_closed),
+                "body_timeouts": n(&c.body_timeouts),
+                "body_too_large": n(&c.body_too_large),
+                "over_budget": n(&c.over_budget),
+                "hosts_refused": n(&c.hosts_refused),
+                "db_busy": db_busy,
+            })
+        }
+    }
+
+    /// Refuses a request whose `Host` is not one the server answers for (421).
+    pub async fn check_host(State(st): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+        // An absolute-form target carries the authority the client meant; else `Host`.
+        let host = match req.uri().authority() {
+            Some(a) => Some(a.as_str().to_owned()),
+            None => req
+                .headers()
+                .get(header::HOST)
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()),
+        };
+        if st.http.hosts.allows(host.as_deref()) {
+            return next.run(req).await;
+        }
+        bump(&st.http.counters.hosts_refused);
+        ApiError::UnknownHost(
+            "this server does not answer for that host name (its operator can allow it with --allow-host)"
+                .into(),
+        )
+        .into_response()
+    }
+
+    /// Reads a request body in full, within [`HttpLimits::body_timeout`] and
+    /// [`HttpLimits::max_body`], before the handler runs: a body sent slowly or never must
+    /// not hold a handler (or a database connection) while it trickles in.
+    pub async fn bounded_body(
+        State(st): State<Arc<AppState>>,
+        req: Request,
+        next: Next,
+    ) -> Response {
+        if req.body().is_end_stream() {
+            return next.run(req).await;
+        }
+        let limits = &st.http.limits;
+        let max = limits.max_body;
+        let declared = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        if declared.is_some_and(|n| n > max as u64) {
+            bump(&st.http.counters.body_too_large);
+            return ApiError::TooLarge(format!("request body over {max} bytes")).into_response();
+        }
+        let (parts, mut body) = req.into_parts();
+        let read = async {
+            let mut buf: Vec<u8> = Vec::new();
+            while let Some(frame) =
+                std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await
+            {
+                let Ok(frame) = frame else {
+                    return Err(ApiError::BadRequest(
+                        "could not read the request body".into(),
+                    ));
+                };
+                if let Ok(data) = frame.into_data() {
+                    if buf.len() + data.len() > max {
+                        return Err(ApiError::TooLarge(format!("request body over {max} bytes")));
+                    }
+                    buf.extend_from_slice(&data);
+                }
+            }
+            Ok(buf)
+        };
+        match tokio::time::timeout(limits.body_timeout, read).await {
+            Ok(Ok(buf)) => next.run(Request::from_parts(parts, Body::from(buf))).await,
+            Ok(Err(e)) => {
+                if matches!(e, ApiError::TooLarge(_)) {
+                    bump(&st.http.counters.body_too_large);
+                }
+                e.into_response()
+            }
+            Err(_) => {
+                bump(&st.http.counters.body_timeouts);
+                ApiError::Timeout("the request body did not arrive in time".into()).into_response()
+            }
+        }
+    }
+
+    /// The lane of a path: `None` for what never touches the database (the UI, `/ws`).
+    fn lane_of(path: &str) -> Option<Lane> {
+        if path == "/metrics" {
+            return Some(Lane::Cheap);
+        }
+        if !path.starts_with("/api/") {
+            return None;
+        }
+        // Bounded work whatever the data: cached or index-end queries, or none at all.
+        let cheap = matches!(
+            path,
+            "/api/stats" | "/api/healthz" | "/api/health" | "/api/openapi.json" | "/api/spec"
+        ) || path.starts_with("/api/config/");
+        Some(if cheap { Lane::Cheap } else { Lane::Main })
+    }
+
+    /// Puts each API request in its database lane; an expensive one first takes a share of
+    /// its client's budget (waiting at most the pool wait, then 429). Inside single-flight,
+    /// so requests answered by another's computation cost no budget.
+    pub async fn lanes(State(st): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+        match lane_of(req.uri().path()) {
+            None => next.run(req).await,
+            Some(Lane::Cheap) => db::in_lane(Lane::Cheap, next.run(req)).await,
+            Some(Lane::Main) => {
+                let peer = req
+                    .extensions()
+                    .get::<ConnectInfo<SocketAddr>>()
+                    .map(|c| c.0.ip());
+                let budgets = &st.http.budgets;
+                let _share = match peer {
+                    Some(ip) if budgets.per > 0 => match budgets.acquire(ip).await {
+                        Some(p) => Some(p),
+                        None => {
+                            bump(&st.http.counters.over_budget);
+                            return ApiError::TooManyRequests(
+                                "too many expensive requests from this address at once".into(),
+                            )
+                            .into_response();
+                        }
+                    },
+                    _ => None,
+                };
+                db::in_lane(Lane::Main, next.run(req)).await
+            }
+        }
+    }
+
+    /// When a connection last started or finished a request, and how many it has running.
+    struct Activity {
+        running: AtomicUsize,
+        last: Mutex<Instant>,
+    }
+
+    /// A request running on a connection.
+    struct Running(Arc<Activity>);
+
+    impl Activity {
+        fn begin(self: &Arc<Self>) -> Running {
+            self.running.fetch_add(1, Ordering::AcqRel);
+            *lock(&self.last) = Instant::now();
+            Running(self.clone())
+        }
+
+        /// How long the connection has been without a request, if it has none running.
+        fn idle_for(&self) -> Option<Duration> {
+            (self.running.load(Ordering::Acquire) == 0).then(|| lock(&self.last).elapsed())
+        }
+
+        fn last(&self) -> Instant {
+            *lock(&self.last)
+        }
+    }
+
+    impl Drop for Running {
+        fn drop(&mut self) {
+            *lock(&self.0.last) = Instant::now();
+            self.0.running.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+
+    /// What a connection over a cap is told before it is closed. Written without waiting (if
+    /// the socket cannot take it at once, the client gets a bare close).
+    const REFUSAL: &[u8] =
+        b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n\
+        retry-after: 1\r\nx-content-type-options: nosniff\r\nconnection: close\r\n\
+        content-length: 32\r\n\r\n{\"error\":\"too many connections\"}";
+
+    /// Accepts connections until `shutdown` turns true, then lets them finish (graceful
+    /// shutdown: answers in progress complete, idle connections close).
+    pub async fn serve(
+        listener: tokio::net::TcpListener,
+        app: Router,
+        st: Arc<AppState>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        let mut builder = hyper::server::conn::http1::Builder::new();
+        builder
+            .timer(TokioTimer::new())
+            .header_read_timeout(st.http.limits.header_timeout)
+            .keep_alive(true)
+            .max_buf_size(MAX_HEAD);
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let mut conns = tokio::task::JoinSet::new();
+        let counters = &st.http.counters;
+        loop {
+            tokio::select! {
+                changed = shutdown.changed() => {
+                    if changed.is_err() || *shutdown.borrow() {
+                        break;
+                    }
+                }
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, peer)) => match st.http.conns.admit(peer.ip()) {
+                        Ok(permit) => {
+                            bump(&counters.accepted);
+                            let _ = stream.set_nodelay(true);
+                            let io = Counted { stream, _permit: permit };
+                            conns.spawn(connection(
+                                io,
+                                peer,
+                                app.clone(),
+                                builder.clone(),
+                                st.clone(),
+                                stop_rx.clone(),
+                            ));
+                        }
+                        Err(full) => {
+                            let which = match full {
+                                Full::Total => {
+                                    bump(&counters.refused_total);
+                                    "connections in all"
+                                }
+                                Full::Address => {
+                                    bump(&counters.refused_address);
+                                    "connections from one address"
+                                }
+                            };
+                            if counters.log.ready() {
+                                tracing::warn!(%peer, "HTTP connection refused: too many {which} (counted; logged once a minute)");
+                            }
+                            let _ = stream.try_write(REFUSAL);
+                        }
+                    },
+                    Err(e) => {
+                        bump(&counters.accept_errors);
+                        if counters.log.ready() {
+                            tracing::warn!("HTTP accept failed: {e} (counted; logged once a minute)");
+                        }
+                        // Out of descriptors (or memory): the error repeats until something
+                        // closes, so pause instead of spinning.
+                        if matches!(e.raw_os_error(), Some(23 | 24 | 12 | 105)) {
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                    }
+                },
+                Some(_) = conns.join_next(), if !conns.is_empty() => {}
+            }
+        }
+        drop(listener);
+        let _ = stop_tx.send(true);
+        while conns.join_next().await.is_some() {}
+    }
+
+    /// Serves one connection: HTTP/1.1 with upgrades (the WebSocket), the header timeout
+    /// (hyper's), the idle timeout, and graceful shutdown on `stop`.
+    async fn connection(
+        io: Counted,
+        peer: SocketAddr,
+        app: Router,
+        builder: hyper::server::conn::http1::Builder,
+        st: Arc<AppState>,
+        mut stop: watch::Receiver<bool>,
+    ) {
+        let activity = Arc::new(Activity {
+            running: AtomicUsize::new(0),
+            last: Mutex::new(Instant::now()),
+        });
+        let svc = {
+            let activity = activity.clone();
+            hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+                // Handlers and middleware find the client address here (per-client budgets,
+                // the WebSocket's per-address cap).
+                req.extensions_mut().insert(ConnectInfo(peer));
+                let running = activity.begin();
+                let mut app = app.clone();
+                async move {
+                    let res = tower_service::Service::call(&mut app, req).await;
+                    drop(running);
+                    res
+                }
+            })
+        };
+        let conn = builder
+            .serve_connection(TokioIo::new(io), svc)
+            .with_upgrades();
+        tokio::pin!(conn);
+        let idle = st.http.limits.idle_timeout;
+        let mut closing = false;
+        loop {
+            let idle_at = tokio::time::Instant::from_std(activity.last() + idle);
+            tokio::select! {
+                done = conn.as_mut() => {
+                    if let Err(e) = done
+                        && e.is_timeout()
+                    {
+                        bump(&st.http.counters.header_timeouts);
+                    }
+                    break;
+                }
+                _ = stop.changed(), if !closing => {
+                    conn.as_mut().graceful_shutdown();
+                    closing = true;
+                }
+                _ = tokio::time::sleep_until(idle_at), if !closing => {
+                    if activity.idle_for().is_some_and(|d| d >= idle) {
+                        bump(&st.http.counters.idle_closed);
+                        // Closes at once when no request is under way; a request head
+                        // still arriving keeps its header deadline.
+                        conn.as_mut().graceful_shutdown();
+                        closing = true;
+                    }
+                }
+            }
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn host_names_are_parsed_strictly() {
+            assert_eq!(parse_host("127.0.0.1:3000"), Host::Ip);
+            assert_eq!(parse_host("[::1]:3000"), Host::Ip);
+            assert_eq!(parse_host("[::1]"), Host::Ip);
+            assert_eq!(parse_host("LocalHost:80"), Host::Name("localhost".into()));
+            assert_eq!(
+                parse_host("mesh.example.org."),
+                Host::Name("mesh.example.org".into())
+            );
+            assert_eq!(parse_host("[::1"), Host::Invalid);
+            assert_eq!(parse_host("::1"), Host::Invalid);
+            assert_eq!(parse_host("a b"), Host::Invalid);
+            assert_eq!(parse_host(""), Host::Invalid);
+            assert_eq!(parse_host("[::1]x"), Host::Invalid);
+        }
+
+        #[test]
+        fn the_host_policy_allows_loopback_literals_and_configured_names() {
+            let local: SocketAddr = "127.0.0.1:3000".parse().unwrap();
+            let p = HostPolicy::new(&["mesh.example.org".into(), "*.lan.example".into()], local);
+            for ok in [
+                "localhost:3000",
+                "app.localhost",
+                "127.0.0.1:3000",
+                "[::1]:3000",
+                "192.0.2.7",
+                "mesh.example.org",
+                "MESH.example.org:443",
+                "a.lan.example",
+                "meshbox:3000",
+            ] {
+                assert!(p.allows(Some(ok)), "{ok}");
+            }
+            for bad in [
+                "evil.example",
+                "example.org",
+                "lan.example",
+                "mesh.example.org.evil",
+                "x y",
+            ] {
+                assert!(!p.allows(Some(bad)), "{bad}");
+            }
+            let public: SocketAddr = "0.0.0.0:3000".parse().unwrap();
+            assert!(HostPolicy::new(&[], public).allows(Some("evil.example")));
+            assert!(!HostPolicy::new(&[], local).allows(Some("evil.example")));
+            assert!(HostPolicy::new(&["*".into()], local).allows(Some("evil.example")));
+            assert!(
+                !HostPolicy::new(&["mesh.example.org".into()], public).allows(Some("evil.example"))
+            );
+        }
+
+        #[test]
+        fn ipv6_clients_count_per_64() {
+            let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+            let b: IpAddr = "2001:db8:1:2:bbbb::2".parse().unwrap();
+            let c: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+            assert_eq!(client_key(a), client_key(b));
+            assert_ne!(client_key(a), client_key(c));
+            let mapped: IpAddr = "::ffff:192.0.2.1".parse().unwrap();
+            assert_eq!(client_key(mapped), "192.0.2.1".parse::<IpAddr>().unwrap());
+        }
+
+        #[test]
+        fn the_connection_caps_hold_and_free_their_slots() {
+            let conns = Arc::new(Conns {
+                max: 3,
+                per: 2,
+                open: Mutex::new((0, HashMap::new())),
+            });
+            let a: IpAddr = "192.0.2.1".parse().unwrap();
+            let b: IpAddr = "192.0.2.2".parse().unwrap();
+            let a1 = conns.admit(a).ok().unwrap();
+            let _a2 = conns.admit(a).ok().unwrap();
+            assert!(matches!(conns.admit(a), Err(Full::Address)));
+            let _b1 = conns.admit(b).ok().unwrap();
+            assert!(matches!(conns.admit(b), Err(Full::Total)));
+            drop(a1);
+            let _a3 = conns.admit(a).ok().unwrap();
+            assert_eq!(conns.open(), 3);
+        }
+
+        /// An address's budget refuses past its share (after the bounded wait), other
+        /// addresses keep theirs, and addresses nobody uses are forgotten.
+        #[tokio::test]
+        async fn the_budget_per_address_refuses_past_its_share_and_forgets() {
+            let b = Arc::new(Budgets {
+                per: 2,
+                wait: Duration::from_millis(20),
+                map: Mutex::new(HashMap::new()),
+            });
+            let a: IpAddr = "192.0.2.1".parse().unwrap();
+            let p1 = b.acquire(a).await.unwrap();
+            let p2 = b.acquire(a).await.unwrap();
+            assert!(b.acquire(a).await.is_none());
+            let other = b.acquire("192.0.2.2".parse().unwrap()).await.unwrap();
+            drop(other);
+            assert_eq!(lock(&b.map).len(), 1);
+            drop(p1);
+            let p3 = b.acquire(a).await.unwrap();
+            drop((p2, p3));
+            assert!(lock(&b.map).is_empty());
+        }
+
+        #[test]
+        fn the_descriptor_limit_is_read() {
+            // Linux always has it; elsewhere the default is fixed.
+            if std::path::Path::new("/proc/self/limits").exists() {
+                assert!(open_files_limit().is_some_and(|n| n > 0));
+            }
+            assert!((16..=1024).contains(&default_max_connections()));
         }
     }
 }

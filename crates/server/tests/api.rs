@@ -114,6 +114,8 @@ fn config(db: &Path) -> ServerConfig {
             publish_to: None,
         },
         ui: Default::default(),
+        allowed_hosts: Vec::new(),
+        limits: Default::default(),
     }
 }
 

@@ -13,6 +13,9 @@ pub mod status;
 
 use std::collections::HashMap;
 
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+
 use crate::error::ApiError;
 use store::time::parse_time;
 
@@ -60,6 +63,33 @@ impl Params {
             .transpose()
     }
 
+    /// A comma-separated list: `None` when absent; items trimmed, empty ones skipped,
+    /// duplicates dropped (the first kept). Present with no item at all (`region=,`) is a
+    /// client error, as is a list longer than `max`: each item becomes a bound SQL value, and
+    /// an empty `IN ()` is not SQL.
+    pub fn list(&self, k: &str, max: usize) -> Result<Option<Vec<&str>>, ApiError> {
+        let Some(s) = self.str(k) else {
+            return Ok(None);
+        };
+        let mut items: Vec<&str> = Vec::new();
+        for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+            if !items.contains(&item) {
+                items.push(item);
+            }
+            if items.len() > max {
+                return Err(ApiError::BadRequest(format!(
+                    "{k}: at most {max} comma-separated values"
+                )));
+            }
+        }
+        if items.is_empty() {
+            return Err(ApiError::BadRequest(format!(
+                "{k}: expected one or more comma-separated values, got {s:?}"
+            )));
+        }
+        Ok(Some(items))
+    }
+
     /// A boolean flag (`true`/`1`/`yes` or `false`/`0`/`no`).
     pub fn flag(&self, k: &str) -> Result<bool, ApiError> {
         match self.str(k).map(str::to_ascii_lowercase).as_deref() {
@@ -70,6 +100,19 @@ impl Params {
             ))),
         }
     }
+}
+
+/// A response of JSON already serialized (on the blocking thread that read the rows, so
+/// large pages are not built on an async worker).
+pub fn json_response(body: Vec<u8>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response()
 }
 
 /// A lowercase hex string of 1–64 digits (a key or hash prefix), or 400.

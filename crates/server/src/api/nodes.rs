@@ -5,11 +5,12 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
+use axum::response::Response;
 use serde_json::{Value, json};
 use store::rusqlite::{Connection, Row, ToSql, params_from_iter};
 use store::time::{iso, parse_duration};
 
-use super::{Params, hex_prefix, like_escape, role};
+use super::{Params, hex_prefix, json_response, like_escape, role};
 use crate::AppState;
 use crate::capability::CapIndex;
 use crate::db::sql;
@@ -17,6 +18,9 @@ use crate::error::{ApiError, ApiResult};
 
 /// Most nodes one request may return.
 pub const MAX_NODES: i64 = 2_000;
+
+/// Most region codes one `region` filter may name.
+const MAX_REGIONS: usize = 50;
 
 /// Most nodes a capability-filtered list looks at.
 const MAX_FILTER_SCAN: usize = 100_000;
@@ -173,7 +177,7 @@ fn role_counts(c: &Connection) -> ApiResult<Value> {
 pub async fn list(
     State(st): State<Arc<AppState>>,
     Query(q): Query<HashMap<String, String>>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Response> {
     let p = Params(q);
     let limit = p.limit(50, MAX_NODES)?;
     let offset = p.offset()?;
@@ -199,14 +203,11 @@ pub async fn list(
         clauses.push("last_seen >= ?".into());
         args.push(Box::new(crate::now_ms() - d.as_millis() as i64));
     }
-    if let Some(region) = p.str("region") {
-        let codes: Vec<String> = region
-            .split(',')
-            .map(|s| s.trim().to_ascii_uppercase())
-            .filter(|s| !s.is_empty())
-            .take(50)
-            .collect();
-        let marks = vec!["?"; codes.len().max(1)].join(",");
+    if let Some(codes) = p.list("region", MAX_REGIONS)? {
+        let mut codes: Vec<String> = codes.iter().map(|s| s.to_ascii_uppercase()).collect();
+        codes.sort_unstable();
+        codes.dedup();
+        let marks = vec!["?"; codes.len()].join(",");
         clauses.push(format!(
             "public_key IN (SELECT t.from_pubkey FROM transmissions t JOIN observations o ON o.transmission_id = t.id \
              JOIN observers ob ON ob.idx = o.observer_idx WHERE t.payload_type = 4 AND ob.iata IN ({marks}))"
@@ -229,11 +230,16 @@ pub async fn list(
             )));
         }
     };
-    let multi_byte = match p.str("multiByte").or_else(|| p.str("multi_byte")) {
+    let multi_byte_key = if p.str("multiByte").is_some() {
+        "multiByte"
+    } else {
+        "multi_byte"
+    };
+    let multi_byte = match p.list(multi_byte_key, 4)? {
         None => None,
         Some(m) => Some(
-            m.split(',')
-                .map(|s| match s.trim() {
+            m.into_iter()
+                .map(|s| match s {
                     "confirmed" => Ok(CapFilter::Status(analytics::capability::Status::Confirmed)),
                     "suspected" => Ok(CapFilter::Status(analytics::capability::Status::Suspected)),
                     "unknown" => Ok(CapFilter::Status(analytics::capability::Status::Unknown)),
@@ -245,9 +251,10 @@ pub async fn list(
                 .collect::<ApiResult<Vec<_>>>()?,
         ),
     };
-    let cap = st.capability.current();
-    let cap_q = cap.clone();
-    let (rows, total, counts, sizes) = st
+    let cap_q = st.capability.current();
+    // The page is serialized on the blocking thread that read it: up to 2,000 nodes of JSON
+    // are not built on an async worker, where they would hold up every other connection.
+    let body = st
         .db
         .query(move |c| {
             let w = if clauses.is_empty() { String::new() } else { format!("WHERE {}", clauses.join(" AND ")) };
@@ -294,13 +301,13 @@ pub async fn list(
             };
             let keys: Vec<&str> = rows.iter().map(|r| r.public_key.as_str()).collect();
             let sizes = hash_sizes(c, &keys, &cap_q)?;
-            Ok((rows, total, role_counts(c)?, sizes))
+            let counts = role_counts(c)?;
+            let nodes: Vec<Value> = rows.iter().map(|r| r.to_json(&sizes, &cap_q)).collect();
+            serde_json::to_vec(&json!({"nodes": nodes, "total": total, "counts": counts}))
+                .map_err(|e| ApiError::Internal(e.to_string()))
         })
         .await?;
-    let nodes: Vec<Value> = rows.iter().map(|r| r.to_json(&sizes, &cap)).collect();
-    Ok(Json(
-        json!({"nodes": nodes, "total": total, "counts": counts}),
-    ))
+    Ok(json_response(body))
 }
 
 /// `GET /api/nodes/search?q=` → `{nodes}`: name substring or public-key prefix, 20 at most.

@@ -5,12 +5,13 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
+use axum::response::Response;
 use meshcore::report::{breakdown, parse_hex};
 use meshcore::{PayloadType, RouteType};
 use serde_json::{Map, Value, json};
 use store::rusqlite::{Connection, Row, ToSql, params_from_iter};
 
-use super::{Params, hex_prefix};
+use super::{Params, hex_prefix, json_response};
 use crate::AppState;
 use crate::db::sql;
 use crate::error::{ApiError, ApiResult};
@@ -22,6 +23,12 @@ pub const MAX_PACKETS: i64 = 10_000;
 /// Most observations listed for one packet (the first heard); `observation_count` still says
 /// how many there are. Keeps every response bounded however dense the mesh.
 pub const MAX_OBSERVATIONS: i64 = 500;
+
+/// Most observations `GET /api/packets?expand=observations` adds to one answer in all (a few
+/// hundred bytes of JSON each, under 1 KiB even for the largest frame: a few MiB at most);
+/// past it the later packets' lists are cut and `truncated` is true. Unbounded, a 10,000-row
+/// page of a dense mesh was 28 MB of JSON and left the process hundreds of MiB larger.
+pub const MAX_EXPANDED_OBSERVATIONS: usize = 5_000;
 
 const TX_COLUMNS: &str = "t.id, t.hash, t.raw, t.first_seen, t.last_seen, t.observation_count, \
      t.channel, t.scope, t.from_pubkey";
@@ -127,11 +134,10 @@ impl Filter {
             clauses: Vec::new(),
             args: Vec::new(),
         };
-        if let Some(t) = p.str("type") {
-            let types: Vec<u8> = t
-                .split(',')
-                .map(|s| parse_type(s.trim()))
-                .collect::<ApiResult<_>>()?;
+        if let Some(t) = p.list("type", 16)? {
+            let mut types: Vec<u8> = t.into_iter().map(parse_type).collect::<ApiResult<_>>()?;
+            types.sort_unstable();
+            types.dedup();
             let marks = vec!["?"; types.len()].join(",");
             f.clauses.push(format!("t.payload_type IN ({marks})"));
             f.args.extend(
@@ -214,11 +220,12 @@ impl Filter {
     }
 }
 
-/// `GET /api/packets` → `{packets, total, limit, offset}`.
+/// `GET /api/packets` → `{packets, total, limit, offset}` (and `truncated` with
+/// `expand=observations`).
 pub async fn list(
     State(st): State<Arc<AppState>>,
     Query(q): Query<std::collections::HashMap<String, String>>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Response> {
     let p = Params(q);
     let limit = p.limit(50, MAX_PACKETS)?;
     let offset = p.offset()?;
@@ -246,7 +253,13 @@ pub async fn list(
         None
     };
     let unfiltered = filter.clauses.is_empty();
-    let (rows, total) = st
+    let state = st.clone();
+    // The page is read, decoded and serialized on the blocking thread holding the connection:
+    // a 10,000-row page is a second of CPU in a debug build, which on an async worker would
+    // stall every other connection of the process (the embedded broker's among them). Each
+    // packet is written out as soon as it is built, so the only large allocation is the
+    // output itself.
+    let (body, total) = st
         .db
         .query(move |c| {
             let w = filter.where_sql();
@@ -259,39 +272,46 @@ pub async fn list(
                 "SELECT {TX_COLUMNS} FROM transmissions t {w} ORDER BY t.first_seen {order}, t.id {order} LIMIT {limit} OFFSET {offset}"
             )))?;
             let rows = sql(stmt.query_map(args(), TxRow::from_row).and_then(|m| m.collect::<Result<Vec<_>, _>>()))?;
-            let obs = if expand {
+            let (mut obs, truncated) = if expand {
                 let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
-                observations_for(c, &ids)?
+                observations_for(c, &ids, MAX_EXPANDED_OBSERVATIONS)?
             } else {
                 Default::default()
             };
-            Ok(((rows, obs), total))
+            let mut out: Vec<u8> = Vec::with_capacity(rows.len() * 1024 + 64);
+            out.extend_from_slice(b"{\"packets\":[");
+            for (i, r) in rows.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                let mut v = r.to_json(&state);
+                if expand {
+                    v["observations"] = Value::Array(obs.remove(&r.id).unwrap_or_default());
+                }
+                serde_json::to_writer(&mut out, &v).map_err(|e| ApiError::Internal(e.to_string()))?;
+            }
+            out.extend_from_slice(format!("],\"total\":{total},\"limit\":{limit},\"offset\":{offset}").as_bytes());
+            if expand {
+                out.extend_from_slice(format!(",\"truncated\":{truncated}").as_bytes());
+            }
+            out.push(b'}');
+            Ok((out, total))
         })
         .await?;
     if unfiltered && let Ok(mut c) = st.packets_total.lock() {
         *c = Some((generation, total));
     }
-    let (rows, mut obs) = rows;
-    let packets: Vec<Value> = rows
-        .iter()
-        .map(|r| {
-            let mut v = r.to_json(&st);
-            if expand {
-                v["observations"] = Value::Array(obs.remove(&r.id).unwrap_or_default());
-            }
-            v
-        })
-        .collect();
-    Ok(Json(
-        json!({"packets": packets, "total": total, "limit": limit, "offset": offset}),
-    ))
+    Ok(json_response(body))
 }
 
-/// Observations of the given transmissions, as API objects, keyed by transmission id.
+/// Observations of the given transmissions (the first [`MAX_OBSERVATIONS`] heard of each), as
+/// API objects keyed by transmission id, at most `budget` in all: past it the later
+/// transmissions get fewer or none, nothing more is read, and the flag says so.
 fn observations_for(
     c: &Connection,
     ids: &[i64],
-) -> ApiResult<std::collections::HashMap<i64, Vec<Value>>> {
+    budget: usize,
+) -> ApiResult<(std::collections::HashMap<i64, Vec<Value>>, bool)> {
     let mut out: std::collections::HashMap<i64, Vec<Value>> = Default::default();
     let mut stmt = sql(c.prepare_cached(
         "SELECT o.id, o.transmission_id, ob.id, ob.name, ob.iata, o.received_at, o.snr, o.rssi, o.score, o.head, t.raw,
@@ -300,8 +320,11 @@ fn observations_for(
          JOIN transmissions t ON t.id = o.transmission_id
          WHERE o.transmission_id = ?1 ORDER BY o.received_at, o.id LIMIT ?2",
     ))?;
+    let mut left = budget;
     for id in ids {
-        let rows = sql(stmt.query_map([*id, MAX_OBSERVATIONS], |r| {
+        // One row past what is left tells whether the budget cut this list.
+        let want = (MAX_OBSERVATIONS as usize).min(left + 1);
+        let rows = sql(stmt.query_map([*id, want as i64], |r| {
             Ok((
                 r.get::<_, i64>(0)?,
                 r.get::<_, String>(2)?,
@@ -317,13 +340,17 @@ fn observations_for(
             ))
         }))?;
         for row in rows {
+            if left == 0 {
+                return Ok((out, true));
+            }
             let (oid, obs_id, name, iata, at, snr, rssi, score, head, raw, airtime_ms) = sql(row)?;
             out.entry(*id).or_default().push(observation_json(
                 oid, &obs_id, name, iata, at, snr, rssi, score, airtime_ms, &head, &raw,
             ));
+            left -= 1;
         }
     }
-    Ok(out)
+    Ok((out, false))
 }
 
 /// One observation: who heard it, when, how well, its airtime as the observer's firmware
@@ -415,7 +442,7 @@ pub async fn detail(
                 Err(store::rusqlite::Error::QueryReturnedNoRows) => return Ok(None),
                 Err(e) => return Err(e.into()),
             };
-            let mut obs = observations_for(c, &[row.id])?;
+            let (mut obs, _) = observations_for(c, &[row.id], MAX_OBSERVATIONS as usize)?;
             Ok(Some((obs.remove(&row.id).unwrap_or_default(), row)))
         })
         .await?;
@@ -526,20 +553,18 @@ pub async fn batch_observations(
                 ids.push((h, id));
             }
             let known: Vec<i64> = ids.iter().filter_map(|(_, id)| *id).collect();
-            let obs = observations_for(c, &known)?;
-            Ok((ids, obs))
+            // Never read past the bound: 200 dense-mesh packets would otherwise be 100,000
+            // rows in memory before being cut.
+            let (obs, truncated) = observations_for(c, &known, MAX_BATCH_OBSERVATIONS)?;
+            Ok((ids, obs, truncated))
         })
         .await?;
-    let (ids, mut obs) = found;
+    let (ids, mut obs, truncated) = found;
     let mut results = Map::new();
-    let mut left = MAX_BATCH_OBSERVATIONS;
-    let mut truncated = false;
     for (hash, id) in ids {
         let mut list: Vec<Value> = Vec::new();
         if let Some(id) = id {
-            let all = obs.remove(&id).unwrap_or_default();
-            truncated |= all.len() > left;
-            for mut o in all.into_iter().take(left) {
+            for mut o in obs.remove(&id).unwrap_or_default() {
                 // CoreScope's names: the transmission, the observer's region, and the path as
                 // a JSON-encoded string.
                 let path_json = o
@@ -553,7 +578,6 @@ pub async fn batch_observations(
                 list.push(o);
             }
         }
-        left -= list.len();
         results.insert(hash, Value::Array(list));
     }
     Ok(Json(json!({ "results": results, "truncated": truncated })))
