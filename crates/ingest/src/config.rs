@@ -135,6 +135,8 @@ pub struct SourceConfig {
     pub topics: Vec<String>,
     /// When non-empty, only packets from these IATA codes are ingested (status is always).
     pub iata_filter: Vec<String>,
+    /// Sign in with a MeshCore token instead of (or besides) a user name and password.
+    pub token: Option<crate::token::TokenAuth>,
 }
 
 impl SourceConfig {
@@ -145,6 +147,7 @@ impl SourceConfig {
             broker: BrokerUrl::parse(url)?,
             topics: vec![DEFAULT_TOPIC.to_owned()],
             iata_filter: Vec::new(),
+            token: None,
         })
     }
 
@@ -277,6 +280,7 @@ pub fn parse_config_file(text: &str) -> Result<FileConfig, String> {
             src.topics = vec![t.to_owned()];
         }
         apply_credentials(&mut src, m);
+        apply_auth(&mut src, m, "mqtt")?;
         out.sources.push(src);
     }
     if let Some(list) = obj.get("mqttSources") {
@@ -301,6 +305,7 @@ pub fn parse_config_file(text: &str) -> Result<FileConfig, String> {
                     .ok_or_else(|| format!("mqttSources[{i}].iataFilter must be strings"))?;
             }
             apply_credentials(&mut src, s);
+            apply_auth(&mut src, s, &format!("mqttSources[{i}]"))?;
             out.sources.push(src);
         }
     }
@@ -333,6 +338,42 @@ pub fn parse_key(s: &str) -> Option<ChannelKey> {
             .ok()?;
         ChannelKey::from_bytes(&b)
     })
+}
+
+/// `auth: {"method": "token", "privateKey": "<hex>", "audience": "…"}` (meshcoretomqtt's
+/// `[broker.auth]` keys, in JSON), or `{"method": "password", "username", "password"}`.
+fn apply_auth(src: &mut SourceConfig, v: &Value, at: &str) -> Result<(), String> {
+    let Some(auth) = v.get("auth") else {
+        return Ok(());
+    };
+    let method = auth.get("method").and_then(Value::as_str).unwrap_or("none");
+    match method {
+        "none" => Ok(()),
+        "password" => {
+            apply_credentials(src, auth);
+            Ok(())
+        }
+        "token" => {
+            let key = auth
+                .get("privateKey")
+                .and_then(Value::as_str)
+                .ok_or_else(|| format!("{at}.auth.privateKey must be a hex string"))?;
+            let key = crate::token::TokenKey::parse(key)
+                .map_err(|e| format!("{at}.auth.privateKey: {e}"))?;
+            src.token = Some(crate::token::TokenAuth {
+                key,
+                audience: auth
+                    .get("audience")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned),
+                ttl: std::time::Duration::from_secs(3600),
+            });
+            Ok(())
+        }
+        other => Err(format!(
+            "{at}.auth.method {other:?}: expected token, password or none"
+        )),
+    }
 }
 
 fn apply_credentials(src: &mut SourceConfig, v: &Value) {

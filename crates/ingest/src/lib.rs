@@ -24,6 +24,7 @@ pub mod message;
 pub mod mqtt;
 pub mod pipeline;
 pub mod stats;
+pub mod token;
 pub mod writer_thread;
 
 use std::path::PathBuf;

@@ -1,6 +1,8 @@
 //! Counters and per-source state, shared by the sources, the writer thread and the health
 //! output. Every map here is keyed by a fixed set of static reason codes or by configured
-//! sources, so none of it grows with traffic.
+//! sources, so none of it grows with traffic. [`WriterState`] is the writer thread's own
+//! account (last commit, last failure, what it is busy with), from which the reader decides
+//! whether the writer is healthy: counters alone cannot tell "failing now" from "failed once".
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -11,6 +13,7 @@ use std::time::{Duration, Instant};
 pub struct Stats {
     counters: Mutex<BTreeMap<&'static str, u64>>,
     sources: Mutex<BTreeMap<String, SourceState>>,
+    writer: Mutex<WriterState>,
     log_limiter: Mutex<BTreeMap<&'static str, (Option<Instant>, u64)>>,
 }
 
@@ -40,6 +43,33 @@ pub struct SourceState {
     /// QoS 0 copies shed because a subscriber of the embedded broker did not keep up.
     pub shed: u64,
 }
+
+/// What the writer thread is doing, for the health output. Times are Unix ms.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct WriterState {
+    /// The last successful commit of a batch.
+    pub last_commit_at: Option<i64>,
+    /// The last failed commit attempt (retried or not).
+    pub last_error_at: Option<i64>,
+    /// Its error.
+    pub last_error: Option<String>,
+    /// The last time a batch was given up on (its items lost).
+    pub last_loss_at: Option<i64>,
+    /// Since when the writer has been working on [`WriterState::busy_with`]; `None` when it
+    /// waits for work. A writer stuck in one call (a hung disk) shows here, since it cannot
+    /// report anything else.
+    pub busy_since: Option<i64>,
+    /// `commit`, `maintenance` or `snapshot`.
+    pub busy_with: Option<&'static str>,
+    /// Items waiting in its queue when it last took a batch.
+    pub queue_len: u64,
+    /// The queue's capacity.
+    pub queue_capacity: u64,
+}
+
+/// Longest error text kept: SQLite's messages are short; anything longer is not worth
+/// carrying into every status file.
+const MAX_ERROR_TEXT: usize = 300;
 
 /// How often one reason may be logged.
 const LOG_EVERY: Duration = Duration::from_secs(10);
@@ -84,6 +114,30 @@ impl Stats {
     /// All sources.
     pub fn sources(&self) -> BTreeMap<String, SourceState> {
         self.sources.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    /// Updates the writer's state.
+    pub fn writer(&self, f: impl FnOnce(&mut WriterState)) {
+        if let Ok(mut w) = self.writer.lock() {
+            f(&mut w);
+        }
+    }
+
+    /// The writer's state.
+    pub fn writer_state(&self) -> WriterState {
+        self.writer.lock().map(|w| w.clone()).unwrap_or_default()
+    }
+
+    /// Records a failed commit attempt at `at` (Unix ms).
+    pub fn commit_failed(&self, at: i64, error: &str) {
+        let mut text: String = error.chars().take(MAX_ERROR_TEXT).collect();
+        if text.len() < error.len() {
+            text.push('…');
+        }
+        self.writer(|w| {
+            w.last_error_at = Some(at);
+            w.last_error = Some(text);
+        });
     }
 
     /// Whether a message about `reason` may be logged now; at most one per 10 s per reason.
@@ -134,7 +188,18 @@ impl Stats {
                 (name, v)
             })
             .collect();
-        serde_json::json!({ "counters": counters, "sources": sources })
+        let w = self.writer_state();
+        let writer = serde_json::json!({
+            "last_commit_at": w.last_commit_at,
+            "last_error_at": w.last_error_at,
+            "last_error": w.last_error,
+            "last_loss_at": w.last_loss_at,
+            "busy_since": w.busy_since,
+            "busy_with": w.busy_with,
+            "queue_len": w.queue_len,
+            "queue_capacity": w.queue_capacity,
+        });
+        serde_json::json!({ "counters": counters, "sources": sources, "writer": writer })
     }
 }
 
@@ -177,6 +242,27 @@ mod tests {
         let back: serde_json::Value = serde_json::from_slice(&std::fs::read(&f).unwrap()).unwrap();
         assert_eq!(back, v);
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn writer_state_is_in_the_json() {
+        let s = Stats::default();
+        s.writer(|w| {
+            w.last_commit_at = Some(5);
+            w.busy_since = Some(7);
+            w.busy_with = Some("commit");
+            w.queue_capacity = 10;
+        });
+        s.commit_failed(9, &"x".repeat(1000));
+        let v = s.to_json();
+        assert_eq!(v["writer"]["last_commit_at"], 5);
+        assert_eq!(v["writer"]["last_error_at"], 9);
+        assert_eq!(v["writer"]["busy_with"], "commit");
+        assert_eq!(v["writer"]["queue_capacity"], 10);
+        assert!(v["writer"]["last_loss_at"].is_null());
+        // A long error is cut, not carried whole.
+        let e = v["writer"]["last_error"].as_str().unwrap();
+        assert_eq!(e.chars().count(), MAX_ERROR_TEXT + 1);
     }
 
     #[test]

@@ -2,6 +2,10 @@
 //! channel and commits them in batches ("group commit": whatever arrived while the previous
 //! commit ran goes into the next one, up to [`MAX_BATCH`]), so at low rates a packet is
 //! committed at once and under a burst one fsync covers thousands of packets.
+//!
+//! It reports what it is doing in [`Stats`] ([`crate::stats::WriterState`]): the last commit,
+//! the last failed one and its error, lost batches, and what it is busy with since when, so
+//! that health can say "commits are failing" or "the writer is stuck" instead of counting on.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -80,6 +84,9 @@ impl CommitCounter {
     }
 }
 
+/// Observers deleted per maintenance step.
+const OBSERVER_CHUNK: usize = 2_000;
+
 /// Retention settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Maintenance {
@@ -87,6 +94,13 @@ pub struct Maintenance {
     pub packet_retention: Option<Duration>,
     /// Nodes silent for longer move to `inactive_nodes`.
     pub node_silence: Duration,
+    /// Observers not heard for longer are deleted once none of their observations remain
+    /// (CoreScope's `observerDays`, default 14 days); `None` keeps them forever.
+    pub observer_retention: Option<Duration>,
+    /// At most this many new observer keys a minute (all sources together, after a burst of
+    /// ten minutes' worth); the packets and statuses of more are refused and counted
+    /// (`refused.observer_rate`). `None`: no limit.
+    pub new_observers_per_minute: Option<u32>,
 }
 
 impl Default for Maintenance {
@@ -94,6 +108,8 @@ impl Default for Maintenance {
         Maintenance {
             packet_retention: Some(Duration::from_secs(30 * 86_400)),
             node_silence: Duration::from_secs(7 * 86_400),
+            observer_retention: Some(Duration::from_secs(14 * 86_400)),
+            new_observers_per_minute: Some(100),
         }
     }
 }
@@ -118,6 +134,8 @@ pub fn run(
     let mut maintain = false;
     let mut snapshot: Option<std::path::PathBuf> = None;
     let mut last_generation = 0u64;
+    writer.set_new_observer_limit(maint.new_observers_per_minute);
+    stats.writer(|w| w.queue_capacity = rx.max_capacity() as u64);
     while let Some(first) = rx.blocking_recv() {
         let mut next = Some(first);
         while let Some(msg) = next.take() {
@@ -135,19 +153,25 @@ pub fn run(
                 next = rx.try_recv().ok();
             }
         }
-        let committed = commit(&mut writer, &mut batch, &stats);
+        let queued = rx.len() as u64;
+        stats.writer(|w| w.queue_len = queued);
+        let committed = busy(&stats, "commit", || commit(&mut writer, &mut batch, &stats));
         for ack in acks.drain(..) {
             ack.finish(!committed);
         }
         if let Some(path) = snapshot.take() {
-            crate::mbcap::apply(&mut writer, &path, &mut last_generation, &stats);
+            busy(&stats, "snapshot", || {
+                crate::mbcap::apply(&mut writer, &path, &mut last_generation, &stats)
+            });
         }
         for reply in flushes.drain(..) {
             let _ = reply.send(());
         }
         if maintain {
             maintain = false;
-            run_maintenance(&mut writer, &stats, maint);
+            busy(&stats, "maintenance", || {
+                run_maintenance(&mut writer, &stats, maint)
+            });
         }
     }
     let committed = commit(&mut writer, &mut batch, &stats);
@@ -157,6 +181,20 @@ pub fn run(
     if let Err(e) = writer.checkpoint() {
         tracing::warn!("final WAL checkpoint failed: {e}");
     }
+}
+
+/// Runs `f`, telling the health output that the writer is busy with `what` meanwhile.
+fn busy<T>(stats: &Stats, what: &'static str, f: impl FnOnce() -> T) -> T {
+    stats.writer(|w| {
+        w.busy_since = Some(now_ms());
+        w.busy_with = Some(what);
+    });
+    let out = f();
+    stats.writer(|w| {
+        w.busy_since = None;
+        w.busy_with = None;
+    });
+    out
 }
 
 /// Commits `batch`, retrying a failed commit a few times (a busy or briefly full disk) before
@@ -178,11 +216,22 @@ fn commit(writer: &mut Writer, batch: &mut Vec<Item>, stats: &Stats) -> bool {
                 stats.add("stored.node_updates", out.node_updates);
                 stats.add("stored.statuses", out.statuses);
                 stats.add("stored.rejected", out.rejected);
+                stats.add("refused.observer_rate", out.observer_rate_refused);
+                if out.observer_rate_refused > 0
+                    && let Some(n) = stats.should_log("refused.observer_rate")
+                {
+                    tracing::warn!(
+                        "refused {} items of new observers beyond the new-observer rate; {n} more reports since the last",
+                        out.observer_rate_refused
+                    );
+                }
+                stats.writer(|w| w.last_commit_at = Some(now_ms()));
                 batch.clear();
                 return true;
             }
             Err(e) => {
                 stats.incr("writer.commit_errors");
+                stats.commit_failed(now_ms(), &e.to_string());
                 tracing::error!(
                     "commit of {} items failed (attempt {attempt}/5): {e}",
                     batch.len()
@@ -193,6 +242,7 @@ fn commit(writer: &mut Writer, batch: &mut Vec<Item>, stats: &Stats) -> bool {
         }
     }
     stats.add("writer.items_lost", batch.len() as u64);
+    stats.writer(|w| w.last_loss_at = Some(now_ms()));
     tracing::error!(
         "dropping a batch of {} items after 5 failed commits",
         batch.len()
@@ -213,19 +263,40 @@ fn run_maintenance(writer: &mut Writer, stats: &Stats, maint: Maintenance) {
                 }
             }
             Ok(_) => {}
-            Err(e) => tracing::warn!("retention step failed: {e}"),
+            Err(e) => {
+                stats.incr("writer.maintenance_errors");
+                tracing::warn!("retention step failed: {e}");
+            }
         }
     }
     let cutoff = now - maint.node_silence.as_millis() as i64;
     match writer.deactivate_nodes(cutoff) {
         Ok(n) => stats.add("retention.nodes_deactivated", n as u64),
-        Err(e) => tracing::warn!("node deactivation failed: {e}"),
+        Err(e) => {
+            stats.incr("writer.maintenance_errors");
+            tracing::warn!("node deactivation failed: {e}");
+        }
+    }
+    // After packet retention, so that observers whose last observations just went are
+    // deleted in the same step.
+    if let Some(keep) = maint.observer_retention {
+        let cutoff = now.saturating_sub(i64::try_from(keep.as_millis()).unwrap_or(i64::MAX));
+        match writer.expire_observers(cutoff, OBSERVER_CHUNK) {
+            Ok(n) => stats.add("retention.observers_deleted", n as u64),
+            Err(e) => {
+                stats.incr("writer.maintenance_errors");
+                tracing::warn!("observer retention failed: {e}");
+            }
+        }
     }
     // Readers that never pause can starve SQLite's automatic checkpoints, and the WAL then
     // grows without bound; a TRUNCATE checkpoint waits for the current (millisecond) reads and
     // resets it.
     match writer.checkpoint() {
         Ok(()) => stats.incr("writer.checkpoints"),
-        Err(e) => tracing::warn!("WAL checkpoint failed: {e}"),
+        Err(e) => {
+            stats.incr("writer.maintenance_errors");
+            tracing::warn!("WAL checkpoint failed: {e}");
+        }
     }
 }

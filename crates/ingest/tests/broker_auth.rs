@@ -574,3 +574,64 @@ async fn a_connection_storm_leaves_authenticated_ingest_unaffected() {
     assert_eq!(b.count("SELECT count(*) FROM observations"), 1_000);
     drop(held);
 }
+
+/// meshlens subscribing to a broker that wants a token (here another meshlens with
+/// `--mqtt-require-auth`): the source signs in with its key and receives what observers
+/// publish there (without the token it would be refused as anonymous, and receive nothing).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_source_signs_in_with_a_token() {
+    let upstream = broker(
+        &[(BrokerTransport::Tcp, "127.0.0.1:0")],
+        None,
+        AuthConfig {
+            require_auth: true,
+            token_audience: Some("upstream.example".into()),
+            ..AuthConfig::default()
+        },
+    )
+    .await;
+    let addr = upstream.addr(BrokerTransport::Tcp);
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("downstream.db");
+    let mut source =
+        ingest::config::SourceConfig::from_url("upstream", &format!("mqtt://{addr}")).unwrap();
+    source.token = Some(ingest::token::TokenAuth {
+        key: ingest::token::TokenKey::parse(&hex::encode([11u8; 32])).unwrap(),
+        audience: Some("upstream.example".into()),
+        ttl: Duration::from_secs(3600),
+    });
+    let downstream = Ingest::start(IngestConfig {
+        sources: vec![source],
+        ..config(&db)
+    })
+    .unwrap();
+    let stats = downstream.stats();
+    // The observer publishes (token-signed too) until the downstream copy is stored.
+    let (client, mut el) = connect(
+        options("observer", BrokerTransport::Tcp, addr, None),
+        Some(token(12, now(), now() + 3600, Some("upstream.example"))),
+    )
+    .await
+    .unwrap();
+    let (_, pk) = key(12);
+    let mut n = 0u32;
+    while stats.get("stored.new_observations") == 0 {
+        assert!(
+            n < 2_400,
+            "the token-signed source never received anything: {:?}",
+            stats.sources()
+        );
+        publish_acked(
+            &client,
+            &mut el,
+            format!("meshcore/SEA/{pk}/packets"),
+            packet(n),
+        )
+        .await;
+        downstream.flush().await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        n += 1;
+    }
+    assert_eq!(upstream.counter("broker.auth_refused"), 0);
+    downstream.shutdown().await;
+}

@@ -351,6 +351,7 @@ async fn maintenance_runs_without_any_broker_and_applies_retention() {
         Maintenance {
             packet_retention: Some(Duration::from_secs(3600)),
             node_silence: Duration::from_secs(3600),
+            ..Maintenance::default()
         },
     ))
     .unwrap();

@@ -45,6 +45,14 @@ pub struct IngestArgs {
     /// Move nodes not heard for this long to `inactive_nodes`.
     #[arg(long, default_value = "7d", value_parser = parse_duration)]
     pub node_silence: Duration,
+    /// Delete observers silent for this many days once none of their observations remain
+    /// (CoreScope's `observerDays`; 0 or less keeps them forever).
+    #[arg(long, default_value_t = 14, allow_negative_numbers = true)]
+    pub observer_days: i64,
+    /// New observer keys accepted per minute, all sources together, after a burst of ten
+    /// minutes' worth; more are refused and counted (`refused.observer_rate`). 0: no limit.
+    #[arg(long, default_value_t = 100)]
+    pub new_observers_per_minute: u32,
     /// Reconnect a source that has delivered nothing for this long.
     #[arg(long, default_value = "15m", value_parser = parse_duration)]
     pub watchdog: Duration,
@@ -319,6 +327,10 @@ fn build_config(
         maintenance: Maintenance {
             packet_retention: (!args.retention.is_zero()).then_some(args.retention),
             node_silence: args.node_silence,
+            observer_retention: (args.observer_days > 0)
+                .then(|| Duration::from_secs(args.observer_days.unsigned_abs() * 86_400)),
+            new_observers_per_minute: (args.new_observers_per_minute > 0)
+                .then_some(args.new_observers_per_minute),
         },
         maintenance_interval: Duration::from_secs(10),
         source_settings: SourceSettings {

@@ -1,5 +1,13 @@
 //! The single writer: owns the read-write connection, migrates on open, and commits ingest
 //! in batches (one transaction per batch, so a burst pays for one fsync, not one per packet).
+//!
+//! Observers are created by whoever can publish, so their creation is bounded: at most
+//! [`Writer::set_new_observer_limit`] new observer keys per minute (a token bucket on ingest
+//! time holding ten minutes' worth, so that a first start on a busy network admits its
+//! observers at once); the packets and statuses of an observer refused this way
+//! are not stored and are counted ([`BatchOutcome::observer_rate_refused`]). Known observers
+//! are never limited. Observers silent for long are deleted by [`Writer::expire_observers`]
+//! once no observation refers to them any more.
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
@@ -38,6 +46,62 @@ pub struct BatchOutcome {
     pub statuses: u64,
     /// Rows added to `rejected_packets`.
     pub rejected: u64,
+    /// Packets and statuses not stored because they would have created an observer beyond the
+    /// new-observer rate ([`Writer::set_new_observer_limit`]).
+    pub observer_rate_refused: u64,
+}
+
+/// How many minutes' worth of new observers the bucket holds: a first start on a network of a
+/// few hundred observers admits them all at once, while a flood gets this many minutes' worth
+/// and then the sustained rate.
+const OBSERVER_BURST_MINUTES: u32 = 10;
+
+/// New observers allowed per minute: a token bucket refilled continuously, holding at most
+/// [`OBSERVER_BURST_MINUTES`] minutes' worth. Its clock is the items' ingest time (`received_at`, set by meshlens on
+/// arrival, never by the message), so it needs no clock of its own and a test can drive it.
+#[derive(Debug, Clone)]
+struct ObserverBudget {
+    per_minute: u32,
+    /// Tokens × 60,000: at `per_minute` tokens a minute this grows by exactly `per_minute`
+    /// a millisecond, so no refill is lost to rounding however often it is topped up.
+    units: i64,
+    /// Ingest time of the last refill; `None` until the first new observer.
+    refilled_at: Option<i64>,
+}
+
+/// One token of [`ObserverBudget`].
+const TOKEN: i64 = 60_000;
+
+impl ObserverBudget {
+    fn new(per_minute: u32) -> ObserverBudget {
+        ObserverBudget {
+            per_minute,
+            units: Self::full(per_minute),
+            refilled_at: None,
+        }
+    }
+
+    fn full(per_minute: u32) -> i64 {
+        i64::from(per_minute) * i64::from(OBSERVER_BURST_MINUTES) * TOKEN
+    }
+
+    /// Takes one token at ingest time `at_ms`; false when none is left.
+    fn take(&mut self, at_ms: i64) -> bool {
+        let full = Self::full(self.per_minute);
+        if let Some(last) = self.refilled_at {
+            // A clock that went back refills nothing.
+            let elapsed = at_ms.saturating_sub(last).max(0);
+            let refill = elapsed.saturating_mul(i64::from(self.per_minute));
+            self.units = self.units.saturating_add(refill).min(full);
+        }
+        self.refilled_at = Some(self.refilled_at.map_or(at_ms, |last| last.max(at_ms)));
+        if self.units >= TOKEN {
+            self.units -= TOKEN;
+            true
+        } else {
+            false
+        }
+    }
 }
 
 /// Transmission ids by packet hash, for the packets heard in the last moments (a packet is
@@ -79,6 +143,8 @@ const NODE_COLUMN_NAMES: &str = "public_key, name, role, lat, lon, first_seen, l
 pub struct Writer {
     conn: Connection,
     recent: RecentTransmissions,
+    /// `None`: new observers are not limited.
+    observer_budget: Option<ObserverBudget>,
 }
 
 impl Writer {
@@ -110,7 +176,16 @@ impl Writer {
                 ids: HashMap::new(),
                 capacity: 65_536,
             },
+            observer_budget: None,
         })
+    }
+
+    /// Limits how many observers [`Writer::write_batch`] may create per minute (of ingest
+    /// time), with a burst of ten minutes' worth; `None` (the default) does not limit. Packets and
+    /// statuses that would create an observer beyond it are not stored and are counted in
+    /// [`BatchOutcome::observer_rate_refused`]. Setting it again starts a full bucket.
+    pub fn set_new_observer_limit(&mut self, per_minute: Option<u32>) {
+        self.observer_budget = per_minute.map(ObserverBudget::new);
     }
 
     /// The connection (for maintenance jobs and tests).
@@ -120,21 +195,55 @@ impl Writer {
 
     /// Writes `items` in one transaction.
     pub fn write_batch(&mut self, items: &[Item]) -> Result<BatchOutcome> {
+        let budget = self.observer_budget.clone();
+        let result = self.write_batch_inner(items);
+        if result.is_err() {
+            // The transaction rolled back: transmission ids cached during it may name rows that
+            // do not exist (and that the next insert would reuse for another packet), and the
+            // observers it admitted were not created.
+            self.recent.ids.clear();
+            self.observer_budget = budget;
+        }
+        result
+    }
+
+    fn write_batch_inner(&mut self, items: &[Item]) -> Result<BatchOutcome> {
         let mut out = BatchOutcome::default();
-        let tx = self.conn.transaction()?;
+        // IMMEDIATE: the write lock is taken at BEGIN, where SQLite waits for it (the busy
+        // timeout). A deferred transaction would take a read snapshot first and then fail at
+        // once, without waiting, when another connection (a backup, an operator's sqlite3)
+        // holds the lock.
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         // Per-batch aggregates, written once at the end of the batch.
         let mut observers: HashMap<&str, ObserverTally> = HashMap::new();
+        // Observers refused by the rate in this batch: their later items are refused without
+        // asking again.
+        let mut refused: std::collections::HashSet<&str> = std::collections::HashSet::new();
         let mut touched: HashMap<i64, (i64, i64, u64)> = HashMap::new(); // first, last, new obs
         for item in items {
             match item {
                 Item::Packet(p) => {
-                    let tally = match observers.entry(p.observer.id.as_str()) {
+                    let id = p.observer.id.as_str();
+                    if refused.contains(id) {
+                        out.observer_rate_refused += 1;
+                        continue;
+                    }
+                    let tally = match observers.entry(id) {
                         Entry::Occupied(e) => e.into_mut(),
-                        Entry::Vacant(e) => e.insert(ObserverTally {
-                            idx: upsert_observer(&tx, p)?,
-                            stored: 0,
-                            last: p.received_at,
-                        }),
+                        Entry::Vacant(e) => {
+                            if !admit_observer(&tx, &mut self.observer_budget, id, p.received_at)? {
+                                refused.insert(id);
+                                out.observer_rate_refused += 1;
+                                continue;
+                            }
+                            e.insert(ObserverTally {
+                                idx: upsert_observer(&tx, p)?,
+                                stored: 0,
+                                last: p.received_at,
+                            })
+                        }
                     };
                     tally.last = tally.last.max(p.received_at);
                     let idx = tally.idx;
@@ -204,6 +313,22 @@ impl Writer {
                     }
                 }
                 Item::Status(s) => {
+                    if let Some(o) = &s.observer {
+                        let id = o.id.as_str();
+                        let admitted = !refused.contains(id)
+                            && (observers.contains_key(id)
+                                || admit_observer(
+                                    &tx,
+                                    &mut self.observer_budget,
+                                    id,
+                                    s.received_at,
+                                )?);
+                        if !admitted {
+                            refused.insert(id);
+                            out.observer_rate_refused += 1;
+                            continue;
+                        }
+                    }
                     apply_status(&tx, s)?;
                     out.statuses += 1;
                 }
@@ -282,6 +407,26 @@ impl Writer {
         Ok(n)
     }
 
+    /// Deletes up to `max` observers not heard since before `cutoff_ms` (last seen, or first
+    /// known when never seen live) that no observation refers to any more. Returns how many;
+    /// call again until it returns 0.
+    ///
+    /// Observations point at `observers.idx` (no foreign key, but every reader joins on it), so
+    /// an observer whose observations remain stays until packet retention has removed them:
+    /// a silent observer is gone at most the longer of the two retentions after it was last
+    /// heard, and no stored observation ever loses its observer.
+    pub fn expire_observers(&mut self, cutoff_ms: i64, max: usize) -> Result<usize> {
+        let n = self.conn.execute(
+            "DELETE FROM observers WHERE idx IN (
+                SELECT ob.idx FROM observers ob
+                WHERE (ob.last_seen < ?1 OR (ob.last_seen IS NULL AND ob.first_seen < ?1))
+                  AND NOT EXISTS (SELECT 1 FROM observations o WHERE o.observer_idx = ob.idx)
+                LIMIT ?2)",
+            params![cutoff_ms, max as i64],
+        )?;
+        Ok(n)
+    }
+
     /// Moves nodes silent since before `cutoff_ms` to `inactive_nodes`. Returns how many.
     pub fn deactivate_nodes(&mut self, cutoff_ms: i64) -> Result<usize> {
         let tx = self.conn.transaction()?;
@@ -315,6 +460,25 @@ impl Writer {
 /// The stored form of a packet hash: 16 lowercase hex digits.
 pub fn hash_hex(hash: u64) -> String {
     format!("{hash:016x}")
+}
+
+/// Whether observer `id` may be written: known observers always, a new one only while the
+/// budget (if any) has a token at ingest time `at_ms`.
+fn admit_observer(
+    tx: &Connection,
+    budget: &mut Option<ObserverBudget>,
+    id: &str,
+    at_ms: i64,
+) -> Result<bool> {
+    let Some(budget) = budget else {
+        return Ok(true);
+    };
+    let known = tx
+        .prepare_cached("SELECT 1 FROM observers WHERE id = ?1")?
+        .query_row([id], |_| Ok(()))
+        .optional()?
+        .is_some();
+    Ok(known || budget.take(at_ms))
 }
 
 fn upsert_observer(tx: &Connection, p: &PacketRecord) -> Result<i64> {

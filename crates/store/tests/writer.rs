@@ -635,3 +635,219 @@ fn airtime_is_stored_per_observation() {
         vec![(observer("a").id, Some(123)), (observer("b").id, None)]
     );
 }
+
+/// A packet from the observer with the full key `id` (not repeated like [`observer`]).
+fn packet_from(id: &str, hash: u64, t: i64) -> PacketRecord {
+    let mut p = packet(hash, "a", t, &[]);
+    p.observer.id = id.to_owned();
+    p
+}
+
+fn status_from(id: &str, t: i64) -> Status {
+    Status {
+        observer: Some(Observer {
+            id: id.to_owned(),
+            name: None,
+            iata: None,
+        }),
+        received_at: t,
+        status: Some("online".into()),
+        ..Status::default()
+    }
+}
+
+#[test]
+fn new_observers_are_limited_per_minute_and_known_ones_never() {
+    let (_d, mut w) = open();
+    // Known before the limit: never refused.
+    w.write_batch(&[Item::Packet(packet_from("known", 1, 1_000))])
+        .unwrap();
+    // One a minute, with a burst of ten minutes' worth.
+    w.set_new_observer_limit(Some(1));
+    let t = 2_000;
+    let mut items = vec![Item::Packet(packet_from("known", 2, t))];
+    for i in 0..12u64 {
+        items.push(Item::Packet(packet_from(&format!("new{i:02}"), 10 + i, t)));
+    }
+    // A second packet of a refused observer, and a status of one, are refused too; a
+    // status of an admitted one is applied.
+    items.push(Item::Packet(packet_from("new11", 30, t)));
+    items.push(Item::Status(status_from("new10", t)));
+    items.push(Item::Status(status_from("new00", t)));
+    let out = w.write_batch(&items).unwrap();
+    assert_eq!(out.observer_rate_refused, 4, "{out:?}");
+    assert_eq!(out.new_observations, 11);
+    assert_eq!(out.statuses, 1);
+    assert_eq!(
+        count(&w, "SELECT count(*) FROM observers WHERE id LIKE 'new%'"),
+        10
+    );
+    assert_eq!(
+        count(
+            &w,
+            "SELECT count(*) FROM observers WHERE id = 'new00' AND status = 'online'"
+        ),
+        1
+    );
+    // A status alone from yet another new observer: still no token.
+    let out = w
+        .write_batch(&[Item::Status(status_from("new12", t + 1))])
+        .unwrap();
+    assert_eq!((out.observer_rate_refused, out.statuses), (1, 0));
+    // Admitted observers stay admitted without a token.
+    let out = w
+        .write_batch(&[Item::Packet(packet_from("new01", 31, t + 2))])
+        .unwrap();
+    assert_eq!((out.observer_rate_refused, out.new_observations), (0, 1));
+    // A clock that goes back refills nothing (and does not panic).
+    let out = w
+        .write_batch(&[Item::Packet(packet_from("new13", 32, i64::MIN))])
+        .unwrap();
+    assert_eq!(out.observer_rate_refused, 1);
+    // One token a minute of ingest time later, not two.
+    let later = t + 60_000;
+    let out = w
+        .write_batch(&[
+            Item::Packet(packet_from("new14", 33, later)),
+            Item::Packet(packet_from("new15", 34, later)),
+        ])
+        .unwrap();
+    assert_eq!((out.observer_rate_refused, out.new_observations), (1, 1));
+    // Far later the bucket is full again, but holds only the burst.
+    let much_later = i64::MAX;
+    let items: Vec<Item> = (0..15u64)
+        .map(|i| Item::Packet(packet_from(&format!("late{i}"), 40 + i, much_later)))
+        .collect();
+    let out = w.write_batch(&items).unwrap();
+    assert_eq!((out.observer_rate_refused, out.new_observations), (5, 10));
+    // A failed batch does not spend tokens: the observers it admitted were never created.
+    w.set_new_observer_limit(Some(1));
+    let pages: i64 = count(&w, "PRAGMA page_count");
+    w.conn()
+        .pragma_update(None, "max_page_count", pages)
+        .unwrap();
+    let big: Vec<Item> = (0..10u64)
+        .map(|i| {
+            let mut p = packet_from(&format!("retry{i}"), 100 + i, t);
+            p.raw.extend_from_slice(&[0x5a; 150]);
+            Item::Packet(p)
+        })
+        .chain((0..300u64).map(|i| {
+            let mut p = packet_from("known", 200 + i, t);
+            p.raw.extend_from_slice(&[0x5a; 150]);
+            Item::Packet(p)
+        }))
+        .collect();
+    assert!(w.write_batch(&big).is_err());
+    w.conn()
+        .pragma_update(None, "max_page_count", 1_000_000_000i64)
+        .unwrap();
+    assert_eq!(w.write_batch(&big).unwrap().observer_rate_refused, 0);
+    // No limit: everything goes.
+    w.set_new_observer_limit(None);
+    let items: Vec<Item> = (0..50u64)
+        .map(|i| Item::Packet(packet_from(&format!("free{i}"), 1_000 + i, t)))
+        .collect();
+    assert_eq!(w.write_batch(&items).unwrap().observer_rate_refused, 0);
+}
+
+#[test]
+fn silent_observers_without_observations_expire() {
+    let (_d, mut w) = open();
+    let day = 86_400_000;
+    // `old` was heard long ago and its observations are still stored; `status_only` spoke
+    // long ago and has none; `fresh` spoke recently; `retained` is known only from a
+    // retained status with no time (last_seen NULL), first known long ago.
+    w.write_batch(&[
+        Item::Packet(packet_from("old", 1, day)),
+        Item::Status(status_from("status_only", day)),
+        Item::Status(status_from("fresh", 30 * day)),
+        Item::Status(Status {
+            delivery: Delivery::Retained,
+            ..status_from("retained", day)
+        }),
+    ])
+    .unwrap();
+    assert_eq!(
+        count(
+            &w,
+            "SELECT count(*) FROM observers WHERE id = 'retained' AND last_seen IS NULL"
+        ),
+        1
+    );
+    let cutoff = 20 * day;
+    assert_eq!(w.expire_observers(cutoff, 1).unwrap(), 1);
+    assert_eq!(w.expire_observers(cutoff, 10).unwrap(), 1);
+    assert_eq!(w.expire_observers(cutoff, 10).unwrap(), 0);
+    let ids = |w: &Writer| -> Vec<String> {
+        let mut stmt = w
+            .conn()
+            .prepare("SELECT id FROM observers ORDER BY id")
+            .unwrap();
+        stmt.query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    };
+    assert_eq!(ids(&w), ["fresh", "old"]);
+    // Every stored observation still has its observer.
+    let orphans = "SELECT count(*) FROM observations o
+                   LEFT JOIN observers ob ON ob.idx = o.observer_idx WHERE ob.idx IS NULL";
+    assert_eq!(count(&w, orphans), 0);
+    // Once packet retention has removed its observations, `old` goes too.
+    assert_eq!(w.expire_packets(cutoff, 100).unwrap(), 1);
+    assert_eq!(w.expire_observers(cutoff, 10).unwrap(), 1);
+    assert_eq!(ids(&w), ["fresh"]);
+}
+
+#[test]
+fn a_failed_batch_leaves_no_dangling_ids_behind() {
+    let (_d, mut w) = open();
+    let items: Vec<Item> = (0..400u64)
+        .map(|i| {
+            let mut p = packet(i, "a", 1_000 + i as i64, &[]);
+            p.raw.extend_from_slice(&[0x5a; 100]);
+            Item::Packet(p)
+        })
+        .collect();
+    // No room for the batch: SQLITE_FULL part way through it.
+    let pages: i64 = count(&w, "PRAGMA page_count");
+    w.conn()
+        .pragma_update(None, "max_page_count", pages)
+        .unwrap();
+    assert!(w.write_batch(&items).is_err());
+    assert_eq!(count(&w, "SELECT count(*) FROM transmissions"), 0);
+    // Room again: the retry stores every packet, each observation on its own transmission.
+    w.conn()
+        .pragma_update(None, "max_page_count", 1_000_000_000i64)
+        .unwrap();
+    let out = w.write_batch(&items).unwrap();
+    assert_eq!((out.new_transmissions, out.new_observations), (400, 400));
+    assert_eq!(count(&w, "SELECT count(*) FROM transmissions"), 400);
+    let dangling = "SELECT count(*) FROM observations o
+                    LEFT JOIN transmissions t ON t.id = o.transmission_id WHERE t.id IS NULL";
+    assert_eq!(count(&w, dangling), 0);
+}
+
+/// Another connection holding the write lock for a moment (a backup, an operator's sqlite3)
+/// makes a batch wait for it, not fail at once and be lost.
+#[test]
+fn a_batch_waits_for_another_writer_instead_of_failing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("meshlens.db");
+    let mut w = Writer::open(&path, 1).unwrap();
+    w.write_batch(&[Item::Packet(packet(1, "a", 10, &[]))])
+        .unwrap();
+    let other = store::rusqlite::Connection::open(&path).unwrap();
+    other.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let release = std::thread::spawn(move || {
+        // Well within the writer's 5 s busy timeout.
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        other.execute_batch("ROLLBACK").unwrap();
+    });
+    let out = w
+        .write_batch(&[Item::Packet(packet(2, "a", 20, &[]))])
+        .unwrap();
+    assert_eq!(out.new_transmissions, 1);
+    release.join().unwrap();
+}

@@ -5,13 +5,18 @@
 //! only fills them when unknown, with its own time, so an observer known only from an undated
 //! one has them null. `status_timestamp` is the time the last status said it was written;
 //! `status_received_at` when the last live one arrived.
+//!
+//! Anyone who can publish can make observers, so the list is paged (`limit`, at most
+//! [`MAX_OBSERVERS`], and `offset`, as CoreScope's other lists; `/api/observers` itself has no
+//! parameters in CoreScope, so a client that sends none gets the first page, most recently seen
+//! first, with `total` to tell whether there are more).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use serde_json::{Value, json};
 use store::rusqlite::Row;
 use store::time::iso;
@@ -19,6 +24,10 @@ use store::time::iso;
 use crate::AppState;
 use crate::db::sql;
 use crate::error::{ApiError, ApiResult};
+
+/// Most observers in one answer (and the default): a real network has a few hundred, and a
+/// page of this many is about 1.5 MB of JSON.
+pub const MAX_OBSERVERS: i64 = 2000;
 
 const COLUMNS: &str = "idx, id, name, iata, status, model, firmware, client_version, radio, battery_mv, \
      uptime_secs, noise_floor, tx_air_secs, rx_air_secs, recv_errors, first_seen, last_seen, \
@@ -118,30 +127,46 @@ pub async fn warm(st: Arc<AppState>) {
     let _ = hour_counts(&st).await;
 }
 
-/// `GET /api/observers` → `{observers, server_time}`.
-pub async fn list(State(st): State<Arc<AppState>>) -> ApiResult<Json<Value>> {
+/// `GET /api/observers?limit=&offset=` → `{observers, total, limit, offset, server_time}`,
+/// most recently seen first (never seen last).
+pub async fn list(
+    State(st): State<Arc<AppState>>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<Json<Value>> {
+    let p = super::Params(q);
+    let limit = p.limit(MAX_OBSERVERS, MAX_OBSERVERS)?;
+    let offset = p.offset()?;
     let hour = hour_counts(&st).await?;
-    let observers = st
+    let (observers, total) = st
         .db
         .query(move |c| {
+            let total: i64 = sql(c.query_row("SELECT count(*) FROM observers", [], |r| r.get(0)))?;
+            // The order of the `observers_last_seen` index read backwards (ties by idx), so a
+            // page is a range of the index, not a sort of the table.
             let mut stmt = sql(c.prepare_cached(&format!(
-                "SELECT {COLUMNS} FROM observers ORDER BY last_seen DESC"
+                "SELECT {COLUMNS} FROM observers ORDER BY last_seen DESC, idx DESC
+                 LIMIT ?1 OFFSET ?2"
             )))?;
             let rows = sql(stmt
-                .query_map([], observer_json)
+                .query_map([limit, offset], observer_json)
                 .and_then(|m| m.collect::<Result<Vec<_>, _>>()))?;
-            Ok(rows
+            let observers = rows
                 .into_iter()
                 .map(|(idx, mut v)| {
                     v["packetsLastHour"] = hour.get(&idx).copied().unwrap_or(0).into();
                     v
                 })
-                .collect::<Vec<_>>())
+                .collect::<Vec<_>>();
+            Ok((observers, total))
         })
         .await?;
-    Ok(Json(
-        json!({"observers": observers, "server_time": iso(crate::now_ms())}),
-    ))
+    Ok(Json(json!({
+        "observers": observers,
+        "total": total,
+        "limit": limit,
+        "offset": offset,
+        "server_time": iso(crate::now_ms()),
+    })))
 }
 
 /// `GET /api/observers/{id}`.

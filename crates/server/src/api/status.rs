@@ -1,4 +1,10 @@
 //! `/api/stats`, `/api/health`, `/api/healthz` and `/metrics`.
+//!
+//! Health tells the truth about the writer, from its own account (the status it publishes,
+//! see `ingest::stats::WriterState`): `/api/healthz` is not ready, with the reasons, while
+//! commits fail, while the writer is stuck in one step, or while its status is stale or
+//! missing (a separate `meshlens ingest` that stopped); it is `degraded` (still ready) for a
+//! while after items were lost. `/metrics` carries the same as numbers an alert can watch.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -136,6 +142,12 @@ pub fn rss_bytes() -> Option<u64> {
 /// `GET /api/health`.
 pub async fn health(State(st): State<Arc<AppState>>) -> Json<Value> {
     let db_bytes = std::fs::metadata(st.db.path()).map_or(0, |m| m.len());
+    // The file name only: where the data lives on the server is nobody else's business.
+    let db_name = st
+        .db
+        .path()
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned());
     Json(json!({
         "status": "ok",
         "version": env!("CARGO_PKG_VERSION"),
@@ -143,7 +155,7 @@ pub async fn health(State(st): State<Arc<AppState>>) -> Json<Value> {
         "rss_bytes": rss_bytes(),
         "ws_clients": st.ws_clients.load(Ordering::Relaxed),
         "live_messages": st.live_sent.load(Ordering::Relaxed),
-        "db": {"path": st.db.path().display().to_string(), "bytes": db_bytes},
+        "db": {"file": db_name, "bytes": db_bytes},
     }))
 }
 
@@ -157,8 +169,108 @@ fn ingest_json(st: &AppState) -> Value {
     }
 }
 
-/// `GET /api/healthz`: ready as soon as the database is open (there is no loading phase);
-/// also how fresh the data is, so a stalled ingest is visible.
+/// A failed commit or a lost batch this recent makes health say so.
+pub const RECENT_LOSS_MS: i64 = 5 * 60_000;
+
+/// A writer busy with one step for longer is stuck (a hung disk, a lock never released). A
+/// commit with all its retries on a locked database takes under 30 s.
+pub const STALL_MS: i64 = 60_000;
+
+/// The writer's health as `/api/healthz` reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WriterHealth {
+    /// False while the writer cannot store what arrives (or nobody can tell).
+    pub ready: bool,
+    /// Not ready, or items were lost recently.
+    pub degraded: bool,
+    /// Why, for people.
+    pub reasons: Vec<String>,
+}
+
+/// Judges the writer from its status `ingest` (as [`ingest_json`] returns it) at `now_ms`.
+/// `expected`: a writer status is configured, so its absence is a problem; without one (a
+/// reader alone, or a test) nothing is known and nothing is claimed. Missing fields (an older
+/// writer) are not held against it.
+pub fn writer_health(ingest: &Value, expected: bool, now_ms: i64) -> WriterHealth {
+    let mut reasons = Vec::new();
+    let mut ready = true;
+    let secs = |t: i64| now_ms.saturating_sub(t).max(0) / 1000;
+    match ingest.get("state").and_then(Value::as_str) {
+        Some("unknown") if expected => {
+            ready = false;
+            reasons.push("no status from the writer: is `meshlens ingest` running?".to_owned());
+        }
+        Some("stale") => {
+            ready = false;
+            let age = ingest.get("age_secs").and_then(Value::as_i64).unwrap_or(0);
+            reasons.push(format!(
+                "the writer's status is {age} s old: it has stopped or is stuck"
+            ));
+        }
+        _ => {}
+    }
+    let w = ingest.get("writer");
+    let at = |k: &str| w.and_then(|w| w.get(k)).and_then(Value::as_i64);
+    let last_commit = at("last_commit_at");
+    if let Some(err_at) = at("last_error_at")
+        && last_commit.is_none_or(|c| err_at > c)
+    {
+        // The most recent attempt failed: nothing is being stored now.
+        ready = false;
+        let error = w
+            .and_then(|w| w.get("last_error"))
+            .and_then(Value::as_str)
+            .unwrap_or("unknown error");
+        reasons.push(format!(
+            "commits are failing (the last attempt {} s ago: {error})",
+            secs(err_at)
+        ));
+    }
+    if let Some(since) = at("busy_since")
+        && now_ms.saturating_sub(since) > STALL_MS
+    {
+        ready = false;
+        let what = w
+            .and_then(|w| w.get("busy_with"))
+            .and_then(Value::as_str)
+            .unwrap_or("work");
+        let queued = at("queue_len").unwrap_or(0);
+        reasons.push(format!(
+            "the writer has been busy with one {what} for {} s ({queued} items were queued)",
+            secs(since)
+        ));
+    }
+    let mut degraded = !ready;
+    if let Some(lost_at) = at("last_loss_at")
+        && now_ms.saturating_sub(lost_at) < RECENT_LOSS_MS
+    {
+        degraded = true;
+        let lost = ingest
+            .get("counters")
+            .and_then(|c| c.get("writer.items_lost"))
+            .and_then(Value::as_u64)
+            .unwrap_or(0);
+        reasons.push(format!(
+            "items were lost to failed commits {} s ago ({lost} since start)",
+            secs(lost_at)
+        ));
+    }
+    WriterHealth {
+        ready,
+        degraded,
+        reasons,
+    }
+}
+
+/// The writer's status and what it says about its health, now.
+fn health_now(st: &AppState) -> (Value, WriterHealth) {
+    let ingest = ingest_json(st);
+    let health = writer_health(&ingest, st.ingest.is_some(), crate::now_ms());
+    (ingest, health)
+}
+
+/// `GET /api/healthz`: ready once the database is open (there is no loading phase) and while
+/// the writer stores what arrives ([`writer_health`]); also how fresh the data is.
 pub async fn healthz(State(st): State<Arc<AppState>>) -> ApiResult<Json<Value>> {
     let (obs, last) = st
         .db
@@ -178,14 +290,18 @@ pub async fn healthz(State(st): State<Arc<AppState>>) -> ApiResult<Json<Value>> 
         })
         .await?;
     let now = crate::now_ms();
+    let (ingest, health) = health_now(&st);
     Ok(Json(json!({
-        "ready": true,
+        "ready": health.ready,
+        "status": if health.degraded { "degraded" } else { "ok" },
+        "reason": (!health.reasons.is_empty()).then(|| health.reasons.join("; ")),
+        "reasons": health.reasons,
         "version": env!("CARGO_PKG_VERSION"),
         "uptime_secs": st.started.elapsed().as_secs(),
         "last_observation_id": obs,
         "last_observation_at": last.map(iso),
-        "seconds_since_last_observation": last.map(|t| (now - t) / 1000),
-        "ingest": ingest_json(&st),
+        "seconds_since_last_observation": last.map(|t| now.saturating_sub(t) / 1000),
+        "ingest": ingest,
     })))
 }
 
@@ -216,9 +332,82 @@ pub async fn metrics(State(st): State<Arc<AppState>>) -> ApiResult<impl IntoResp
         "Resident set size.",
         rss_bytes().unwrap_or(0) as f64,
     );
-    if let Some(ingest) = st.ingest.as_ref().and_then(|i| i.snapshot())
-        && let Some(counters) = ingest.get("counters").and_then(Value::as_object)
-    {
+    let (ingest, health) = health_now(&st);
+    let now = crate::now_ms();
+    let writer_at = |k: &str| {
+        ingest
+            .get("writer")
+            .and_then(|w| w.get(k))
+            .and_then(Value::as_i64)
+    };
+    let counter = |k: &str| {
+        ingest
+            .get("counters")
+            .and_then(|c| c.get(k))
+            .and_then(Value::as_u64)
+            .unwrap_or(0)
+    };
+    let age = |t: Option<i64>| t.map_or(f64::NAN, |t| now.saturating_sub(t).max(0) as f64 / 1000.0);
+    gauge(
+        "meshlens_ready",
+        "1 while the writer stores what arrives (as /api/healthz ready), else 0.",
+        f64::from(u8::from(health.ready)),
+    );
+    gauge(
+        "meshlens_degraded",
+        "1 while /api/healthz says degraded (not ready, or items lost in the last 5 minutes).",
+        f64::from(u8::from(health.degraded)),
+    );
+    gauge(
+        "meshlens_writer_last_commit_age_seconds",
+        "Seconds since the writer last committed a batch (NaN: none since it started).",
+        age(writer_at("last_commit_at")),
+    );
+    gauge(
+        "meshlens_writer_last_error_age_seconds",
+        "Seconds since a commit attempt last failed (NaN: none since the writer started).",
+        age(writer_at("last_error_at")),
+    );
+    gauge(
+        "meshlens_writer_busy_seconds",
+        "Seconds the writer has been busy with its current step (0 when waiting for work).",
+        writer_at("busy_since").map_or(0.0, |t| now.saturating_sub(t).max(0) as f64 / 1000.0),
+    );
+    gauge(
+        "meshlens_writer_queue_length",
+        "Items waiting for the writer when it last took a batch.",
+        writer_at("queue_len").unwrap_or(0) as f64,
+    );
+    if let Some(a) = ingest.get("age_secs").and_then(Value::as_f64) {
+        gauge(
+            "meshlens_writer_status_age_seconds",
+            "Age of the writer's status file, as this reader last read it.",
+            a,
+        );
+    }
+    for (name, key, help) in [
+        (
+            "meshlens_writer_commit_errors_total",
+            "writer.commit_errors",
+            "Failed commit attempts (each batch is tried up to 5 times).",
+        ),
+        (
+            "meshlens_writer_items_lost_total",
+            "writer.items_lost",
+            "Items given up on after 5 failed commits.",
+        ),
+        (
+            "meshlens_refused_observer_rate_total",
+            "refused.observer_rate",
+            "Packets and statuses refused because they would create observers beyond the new-observer rate.",
+        ),
+    ] {
+        out.push_str(&format!(
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}\n",
+            counter(key)
+        ));
+    }
+    if let Some(counters) = ingest.get("counters").and_then(Value::as_object) {
         out.push_str("# HELP meshlens_ingest_total Writer counters by name.\n# TYPE meshlens_ingest_total counter\n");
         for (k, v) in counters {
             // Counter names are fixed identifiers from the writer; quote-escape anyway.
@@ -229,9 +418,7 @@ pub async fn metrics(State(st): State<Arc<AppState>>) -> ApiResult<impl IntoResp
             ));
         }
     }
-    if let Some(ingest) = st.ingest.as_ref().and_then(|i| i.snapshot())
-        && let Some(sources) = ingest.get("sources").and_then(Value::as_object)
-    {
+    if let Some(sources) = ingest.get("sources").and_then(Value::as_object) {
         // Per source, always present (also at zero), so an alert rule can watch them.
         for (metric, key, help) in [
             (
@@ -262,4 +449,86 @@ pub async fn metrics(State(st): State<Arc<AppState>>) -> ApiResult<impl IntoResp
         }
     }
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: i64 = 1_000_000_000;
+
+    fn running(writer: Value) -> Value {
+        json!({"state": "running", "writer": writer, "counters": {"writer.items_lost": 7}})
+    }
+
+    #[test]
+    fn writer_health_from_its_status() {
+        let ok = |v: &Value, expected: bool| writer_health(v, expected, NOW);
+        // Nothing wrong, or nothing known and nothing expected.
+        let h = ok(&running(json!({"last_commit_at": NOW - 1000})), true);
+        assert_eq!((h.ready, h.degraded, h.reasons.len()), (true, false, 0));
+        let unknown = json!({"state": "unknown"});
+        assert!(ok(&unknown, false).ready);
+        // An older writer without the fields is not held against.
+        assert!(ok(&json!({"state": "running"}), true).ready);
+        // No status at all when one is expected, or a stale one.
+        assert!(!ok(&unknown, true).ready);
+        let stale = ok(&json!({"state": "stale", "age_secs": 42}), true);
+        assert!(!stale.ready && stale.degraded);
+        assert!(stale.reasons[0].contains("42 s old"), "{:?}", stale.reasons);
+        // The last attempt failed (never a success, or a success before it).
+        for commit in [Value::Null, json!(NOW - 9_000)] {
+            let h = ok(
+                &running(
+                    json!({"last_commit_at": commit, "last_error_at": NOW - 3_000,
+                                "last_error": "sqlite: database or disk is full"}),
+                ),
+                true,
+            );
+            assert!(!h.ready && h.degraded);
+            assert!(h.reasons[0].contains("disk is full"), "{:?}", h.reasons);
+            assert!(h.reasons[0].contains("3 s ago"), "{:?}", h.reasons);
+        }
+        // A failed attempt followed by a successful one: storing again.
+        let h = ok(
+            &running(json!({"last_commit_at": NOW - 1_000, "last_error_at": NOW - 2_000})),
+            true,
+        );
+        assert!(h.ready && !h.degraded);
+        // Stuck in one step, or merely busy.
+        let stuck = ok(
+            &running(
+                json!({"busy_since": NOW - STALL_MS - 1_000, "busy_with": "commit",
+                            "queue_len": 16_000}),
+            ),
+            true,
+        );
+        assert!(!stuck.ready);
+        assert!(
+            stuck.reasons[0].contains("busy with one commit"),
+            "{:?}",
+            stuck.reasons
+        );
+        assert!(ok(&running(json!({"busy_since": NOW - 5_000})), true).ready);
+        // Items lost a minute ago: ready again, but degraded, with the count; long ago: ok.
+        let h = ok(
+            &running(json!({"last_commit_at": NOW - 1_000, "last_loss_at": NOW - 60_000})),
+            true,
+        );
+        assert!(h.ready && h.degraded);
+        assert!(h.reasons[0].contains("7 since start"), "{:?}", h.reasons);
+        let h = ok(
+            &running(json!({"last_loss_at": NOW - RECENT_LOSS_MS - 1})),
+            true,
+        );
+        assert!(h.ready && !h.degraded);
+        // Hostile or odd values do not panic.
+        let h = ok(
+            &running(
+                json!({"last_error_at": i64::MIN, "busy_since": i64::MIN, "last_loss_at": "x"}),
+            ),
+            true,
+        );
+        assert!(!h.ready);
+    }
 }
