@@ -268,3 +268,41 @@ async fn a_slow_subscriber_is_shed_and_counted_without_slowing_ingest() {
     assert_eq!(delivered + shed, total as u64);
     ingest.shutdown().await;
 }
+
+/// A publish bigger than the broker reads into memory (128 KiB) is skipped in small pieces,
+/// counted and acknowledged; the same connection goes on and its next message is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_publish_is_skipped_and_the_connection_lives() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("meshlens.db");
+    let (ingest, addr) = start(&db).await;
+    let mut opts = MqttOptions::new("big", addr.ip().to_string(), addr.port());
+    opts.set_max_packet_size(1 << 20, 1 << 20);
+    let (client, mut el) = AsyncClient::new(opts, 16);
+    let topic = format!("meshcore/SEA/{}/packets", observer(3));
+    client
+        .publish(
+            topic.clone(),
+            QoS::AtLeastOnce,
+            false,
+            padded(1, &"x".repeat(200 * 1024)),
+        )
+        .await
+        .unwrap();
+    client
+        .publish(topic, QoS::AtLeastOnce, false, packet_message(2))
+        .await
+        .unwrap();
+    let mut acks = 0;
+    while acks < 2 {
+        if let Event::Incoming(Packet::PubAck(_)) = el.poll().await.unwrap() {
+            acks += 1;
+        }
+    }
+    let stats = ingest.stats();
+    assert_eq!(stats.get("broker.oversized"), 1);
+    assert_eq!(stats.get("refused.too_large"), 1);
+    assert_eq!(stats.get("mqtt.connection_errors"), 0);
+    assert_eq!(query(&db, "SELECT count(*) FROM observations"), 1);
+    ingest.shutdown().await;
+}

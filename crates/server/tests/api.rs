@@ -15,21 +15,9 @@ use meshcore::report::{DecodeOptions, parse_hex};
 use serde_json::Value;
 use server::{Server, ServerConfig};
 
-fn vectors_dir() -> PathBuf {
-    std::env::var_os("MESHLENS_VECTORS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../testdata/vectors"))
-}
+mod support;
 
-fn vector(name: &str) -> String {
-    std::fs::read_to_string(vectors_dir().join("packets.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap())
-        .find(|v| v["name"] == name)
-        .map(|v| v["hex"].as_str().unwrap().to_string())
-        .unwrap_or_else(|| panic!("no vector {name}"))
-}
+use support::vector;
 
 const OBS_A: &str = "a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1";
 const OBS_B: &str = "b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2";
@@ -97,26 +85,8 @@ fn seed(db: &Path) -> store::Writer {
     w
 }
 
-/// The reader's configuration for tests: default keys, a week's window, cycles hourly (the
-/// first runs at start).
 fn config(db: &Path) -> ServerConfig {
-    ServerConfig {
-        db_path: db.to_path_buf(),
-        decode: DecodeOptions::default(),
-        allowed_origins: Vec::new(),
-        ingest: None,
-        pool_size: 2,
-        // Generous: a debug build on a loaded machine must not turn a slow query into a 503.
-        query_deadline: Duration::from_secs(120),
-        capability: server::capability::CycleConfig {
-            window: Duration::from_secs(7 * 86_400),
-            interval: Duration::from_secs(3600),
-            publish_to: None,
-        },
-        ui: Default::default(),
-        allowed_hosts: Vec::new(),
-        limits: Default::default(),
-    }
+    support::config(db)
 }
 
 async fn start_with(cfg: ServerConfig) -> Result<Server, String> {

@@ -4,7 +4,7 @@
 //! be tens of megabytes. Every wait here is a generous failure limit, never a measurement.
 
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -14,32 +14,20 @@ use ingest::message::{PacketMessage, TopicObserver};
 use ingest::writer_thread::Maintenance;
 use ingest::{Ingest, IngestConfig};
 use meshcore::crypto::Keyring;
-use meshcore::report::{DecodeOptions, parse_hex};
+use meshcore::report::parse_hex;
 use serde_json::Value;
 use server::http::HttpLimits;
 use server::{Server, ServerConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+mod support;
+
 /// How long anything here may take before the test gives up: far beyond what any machine
 /// needs, so only a server that never answers (or never closes) fails.
 const LIMIT: Duration = Duration::from_secs(90);
 
-fn vectors_dir() -> PathBuf {
-    std::env::var_os("MESHLENS_VECTORS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../testdata/vectors"))
-}
-
-fn vector(name: &str) -> String {
-    std::fs::read_to_string(vectors_dir().join("packets.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap())
-        .find(|v| v["name"] == name)
-        .map(|v| v["hex"].as_str().unwrap().to_string())
-        .unwrap_or_else(|| panic!("no vector {name}"))
-}
+use support::vector;
 
 fn observer(n: usize) -> String {
     format!("{:064x}", 0xa1a1_0000_u64 + n as u64)
@@ -123,25 +111,8 @@ fn many(w: &mut store::Writer, n: usize, heard_by: usize) {
     w.write_batch(&batch).unwrap();
 }
 
-/// The reader's configuration for tests, with the default limits.
 fn config(db: &Path) -> ServerConfig {
-    ServerConfig {
-        db_path: db.to_path_buf(),
-        decode: DecodeOptions::default(),
-        allowed_origins: Vec::new(),
-        ingest: None,
-        pool_size: 2,
-        // Generous: a debug build on a loaded machine must not turn a slow query into a 503.
-        query_deadline: Duration::from_secs(120),
-        capability: server::capability::CycleConfig {
-            window: Duration::from_secs(7 * 86_400),
-            interval: Duration::from_secs(3600),
-            publish_to: None,
-        },
-        ui: Default::default(),
-        allowed_hosts: Vec::new(),
-        limits: HttpLimits::default(),
-    }
+    support::config(db)
 }
 
 async fn start_with(cfg: ServerConfig) -> Server {

@@ -20,9 +20,10 @@ use ingest::message::{PacketMessage, TopicObserver};
 use ingest::stats::Stats;
 use ingest::writer_thread::{Maintenance, WriterMsg};
 use ingest::{Ingest, IngestConfig};
-use meshcore::report::DecodeOptions;
 use serde_json::Value;
 use server::{IngestStatus, Server, ServerConfig};
+
+mod support;
 
 const OBS: &str = "e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5";
 
@@ -49,21 +50,8 @@ fn item(i: u32) -> store::Item {
 
 fn config(db: &Path, ingest: Option<Arc<dyn IngestStatus>>) -> ServerConfig {
     ServerConfig {
-        db_path: db.to_path_buf(),
-        decode: DecodeOptions::default(),
-        allowed_origins: Vec::new(),
         ingest,
-        pool_size: 2,
-        // Generous: a debug build on a loaded machine must not turn a slow query into a 503.
-        query_deadline: Duration::from_secs(120),
-        capability: server::capability::CycleConfig {
-            window: Duration::from_secs(7 * 86_400),
-            interval: Duration::from_secs(3600),
-            publish_to: None,
-        },
-        ui: Default::default(),
-        allowed_hosts: Vec::new(),
-        limits: Default::default(),
+        ..support::config(db)
     }
 }
 

@@ -12,13 +12,14 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use ingest::decode::Decoder;
 use ingest::message::{PacketMessage, TopicObserver};
-use meshcore::report::DecodeOptions;
 use serde_json::Value;
 use server::live::{MAX_CLIENTS, MAX_CLIENTS_PER_ADDRESS};
 use server::{Server, ServerConfig};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+mod support;
 
 const OBS: &str = "d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4";
 
@@ -52,26 +53,13 @@ fn seed(db: &Path) -> store::Writer {
 
 fn config(db: &Path) -> ServerConfig {
     ServerConfig {
-        db_path: db.to_path_buf(),
-        decode: DecodeOptions::default(),
-        allowed_origins: Vec::new(),
-        ingest: None,
-        pool_size: 2,
-        // Generous: a debug build on a loaded machine must not turn a slow query into a 503.
-        query_deadline: Duration::from_secs(120),
-        capability: server::capability::CycleConfig {
-            window: Duration::from_secs(7 * 86_400),
-            interval: Duration::from_secs(3600),
-            publish_to: None,
-        },
-        ui: Default::default(),
-        allowed_hosts: Vec::new(),
         // The HTTP connection caps are not under test here: only the WebSocket's own.
         limits: server::http::HttpLimits {
             max_connections: 0,
             max_connections_per_address: 0,
             ..Default::default()
         },
+        ..support::config(db)
     }
 }
 

@@ -57,6 +57,11 @@ async fn skip_publish<R: AsyncRead + Unpin>(
 ) -> std::io::Result<Option<u16>> {
     let topic_len = usize::from(r.read_u16().await?);
     let mut consumed = 2 + topic_len;
+    // A topic longer than the packet would make us read into the next one: the stream is
+    // no longer framed, so the connection ends.
+    if consumed > len {
+        return Err(std::io::ErrorKind::InvalidData.into());
+    }
     let mut skip = r.take(topic_len as u64);
     tokio::io::copy(&mut skip, &mut tokio::io::sink()).await?;
     let qos = (first >> 1) & 3;
