@@ -3,3 +3,4 @@
 //! nodes handle multi-byte path hashes (normative spec: `multibyte-capability.md` §7).
 
 pub mod capability;
+pub mod geo;

@@ -58,6 +58,7 @@
 )]
 #![cfg_attr(not(test), deny(clippy::indexing_slicing))]
 
+pub mod admin;
 mod error;
 mod fsutil;
 mod publish;

@@ -232,6 +232,60 @@ impl Queue {
         Ok(())
     }
 
+    /// How many requests are waiting, counting at most `cap` (a reader that bounds the
+    /// queue need not list a flooded directory to the end). A missing directory has none.
+    pub fn pending_len(&self, cap: usize) -> Result<usize, Error> {
+        let entries = match fs::read_dir(&self.dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(Error::io("listing", &self.dir, e)),
+        };
+        let mut n = 0;
+        for entry in entries {
+            let entry = entry.map_err(|e| Error::io("listing", &self.dir, e))?;
+            if entry
+                .file_name()
+                .to_str()
+                .is_some_and(|name| name.starts_with(REQUEST_PREFIX) && name.ends_with(SUFFIX))
+            {
+                n += 1;
+                if n >= cap {
+                    break;
+                }
+            }
+        }
+        Ok(n)
+    }
+
+    /// Removes result files last modified more than `max_age` ago, so that results nobody
+    /// asked for do not pile up. Returns how many went.
+    pub fn expire_results(&self, max_age: std::time::Duration) -> Result<usize, Error> {
+        let entries = match fs::read_dir(&self.dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(Error::io("listing", &self.dir, e)),
+        };
+        let now = SystemTime::now();
+        let mut removed = 0;
+        for entry in entries {
+            let entry = entry.map_err(|e| Error::io("listing", &self.dir, e))?;
+            let is_result = entry
+                .file_name()
+                .to_str()
+                .is_some_and(|name| name.starts_with(RESULT_PREFIX) && name.ends_with(SUFFIX));
+            let old = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| now.duration_since(t).ok())
+                .is_some_and(|age| age > max_age);
+            if is_result && old && fs::remove_file(entry.path()).is_ok() {
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
     fn read_result(&self, id: &RequestId) -> Result<Option<serde_json::Value>, Error> {
         let path = self.result_path(id);
         match read_bounded(&path, MAX_QUEUE_FILE_BYTES) {

@@ -176,6 +176,10 @@ pub struct FileConfig {
     pub regions: Vec<String>,
     /// From `broker`: the embedded broker of `meshlens run`.
     pub broker: BrokerFileConfig,
+    /// From `apiKey`: the admin API key (CoreScope's name).
+    pub api_key: Option<String>,
+    /// From `geo_filter`: the area of the mesh, validated.
+    pub geo_filter: Option<analytics::geo::GeoFilter>,
 }
 
 /// The `broker` object of the configuration file: the same settings as `meshlens run`'s
@@ -327,6 +331,16 @@ pub fn parse_config_file(text: &str) -> Result<FileConfig, String> {
         out.regions = strings(t).ok_or("hashRegions must be an array of strings")?;
     }
     out.broker = broker_section(obj)?;
+    match obj.get("apiKey") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(k)) if k.is_empty() => {}
+        Some(Value::String(k)) => out.api_key = Some(k.clone()),
+        Some(_) => return Err("apiKey must be a string".into()),
+    }
+    if let Some(g) = obj.get("geo_filter") {
+        out.geo_filter =
+            analytics::geo::GeoFilter::from_json(g).map_err(|e| format!("geo_filter: {e}"))?;
+    }
     Ok(out)
 }
 

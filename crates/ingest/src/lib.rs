@@ -14,7 +14,10 @@
 //! - [`pipeline`]: what happens to one publish, whichever broker delivered it.
 //! - [`writer_thread`]: group commit, retention.
 //! - [`stats`]: counters and per-source state for the health output.
+//! - [`admin`]: the reader's admin requests (injected packets, node pruning, the geo
+//!   filter), carried out by the writer.
 
+pub mod admin;
 #[cfg(feature = "embedded-broker")]
 pub mod broker;
 pub mod config;
@@ -221,6 +224,32 @@ impl Ingest {
         let addrs = b.listeners.clone();
         self.tasks.push(tokio::spawn(b.join()));
         Ok(addrs)
+    }
+
+    /// Serves the reader's admin requests from `<data_dir>/admin-requests/` ([`admin`]), and
+    /// seeds the stored geo filter with the config file's (`None`: the file has none).
+    pub async fn serve_admin_queue(
+        &mut self,
+        data_dir: &std::path::Path,
+        config_geo_filter: Option<analytics::geo::GeoFilter>,
+    ) -> Result<(), String> {
+        let seeded = admin::run_on_writer(
+            &self.writer_tx,
+            admin::WriterOp::SeedGeoFilter(config_geo_filter),
+        )
+        .await;
+        if seeded["ok"] != true {
+            return Err(format!("cannot store the geo filter: {}", seeded["error"]));
+        }
+        let pipeline = self.pipeline("api", "mqtt://127.0.0.1:1883")?;
+        self.tasks.push(tokio::spawn(admin::run(
+            handoff::Queue::new(data_dir, handoff::admin::ADMIN_QUEUE),
+            pipeline,
+            self.writer_tx.clone(),
+            self.stats.clone(),
+            self.shutdown.subscribe(),
+        )));
+        Ok(())
     }
 
     /// A sender into the writer (for in-process producers such as an embedded broker link).

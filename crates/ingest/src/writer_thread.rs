@@ -42,6 +42,11 @@ pub enum WriterMsg {
     Flush(std::sync::mpsc::Sender<()>),
     /// Apply the reader's capability snapshot at this path.
     ApplySnapshot(std::path::PathBuf),
+    /// Carry out an operator's request (after committing what came before it) and reply.
+    Admin(
+        crate::admin::WriterOp,
+        tokio::sync::oneshot::Sender<serde_json::Value>,
+    ),
 }
 
 /// How many of one producer's [`WriterMsg::Acked`] items the writer has finished with, in the
@@ -133,6 +138,7 @@ pub fn run(
     let mut flushes = Vec::new();
     let mut maintain = false;
     let mut snapshot: Option<std::path::PathBuf> = None;
+    let mut admin = Vec::new();
     let mut last_generation = 0u64;
     writer.set_new_observer_limit(maint.new_observers_per_minute);
     stats.writer(|w| w.queue_capacity = rx.max_capacity() as u64);
@@ -148,6 +154,7 @@ pub fn run(
                 WriterMsg::Maintain => maintain = true,
                 WriterMsg::Flush(reply) => flushes.push(reply),
                 WriterMsg::ApplySnapshot(path) => snapshot = Some(path),
+                WriterMsg::Admin(op, reply) => admin.push((op, reply)),
             }
             if batch.len() < MAX_BATCH {
                 next = rx.try_recv().ok();
@@ -163,6 +170,10 @@ pub fn run(
             busy(&stats, "snapshot", || {
                 crate::mbcap::apply(&mut writer, &path, &mut last_generation, &stats)
             });
+        }
+        for (op, reply) in admin.drain(..) {
+            let result = busy(&stats, "admin", || crate::admin::apply(&mut writer, op));
+            let _ = reply.send(result);
         }
         for reply in flushes.drain(..) {
             let _ = reply.send(());

@@ -109,9 +109,30 @@ pub struct HttpArgs {
     /// Attribution shown under the map tiles.
     #[arg(long, default_value = "© OpenStreetMap contributors")]
     pub tile_attribution: String,
+    /// The admin API key (header `X-API-Key`) for `/api/backup`, `POST /api/packets`, the geo
+    /// filter and pruning; at least 16 characters. Without one those routes are off.
+    /// Overrides `apiKey` in the config file.
+    #[arg(
+        long,
+        env = "MESHLENS_ADMIN_KEY",
+        value_name = "KEY",
+        hide_env_values = true
+    )]
+    pub admin_key: Option<String>,
 }
 
 impl HttpArgs {
+    /// The admin key, refused when weak (a short or placeholder key would be guessed).
+    fn checked_admin_key(&self) -> Result<Option<String>, String> {
+        match self.admin_key.as_deref().map(str::trim) {
+            None | Some("") => Ok(None),
+            Some(k) => match server::api::admin::weak_key_reason(k) {
+                Some(why) => Err(format!("--admin-key / apiKey: {why}")),
+                None => Ok(Some(k.to_owned())),
+            },
+        }
+    }
+
     fn ui(&self) -> server::web::UiConfig {
         server::web::UiConfig {
             tile_url: self.tile_url.clone(),
@@ -368,21 +389,37 @@ pub fn ingest(args: IngestArgs) -> ExitCode {
             Err(e) => return usage_error(&e),
         }
     }
-    serve(cfg, None, None, None)
+    let geo_filter = match args.config.as_deref().map(read_file_config).transpose() {
+        Ok(f) => f.and_then(|f| f.geo_filter),
+        Err(e) => return usage_error(&e),
+    };
+    serve(cfg, None, None, None, geo_filter)
+}
+
+fn read_file_config(path: &std::path::Path) -> Result<ingest::config::FileConfig, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    parse_config_file(&text).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// `meshlens run`.
 pub fn run(args: RunArgs) -> ExitCode {
     init_logging();
     let mut args = args;
+    let mut geo_filter = None;
     if let Some(path) = &args.ingest.config {
-        let file = std::fs::read_to_string(path)
-            .map_err(|e| format!("{}: {e}", path.display()))
-            .and_then(|t| parse_config_file(&t).map_err(|e| format!("{}: {e}", path.display())));
-        match file {
-            Ok(f) => args.broker.merge_file(f.broker),
+        match read_file_config(path) {
+            Ok(f) => {
+                args.broker.merge_file(f.broker);
+                if args.http.admin_key.is_none() {
+                    args.http.admin_key = f.api_key;
+                }
+                geo_filter = f.geo_filter;
+            }
             Err(e) => return usage_error(&e),
         }
+    }
+    if let Err(e) = args.http.checked_admin_key() {
+        return usage_error(&e);
     }
     // Bound before anything starts, so a busy port or an unsafe exposure is a clear error.
     let broker = match args.broker.bind() {
@@ -416,7 +453,7 @@ pub fn run(args: RunArgs) -> ExitCode {
                 // the first minute.
                 http.analytics_interval = http.analytics_interval.min(Duration::from_secs(5));
             }
-            serve(cfg, Some(http), demo, Some(broker))
+            serve(cfg, Some(http), demo, Some(broker), geo_filter)
         }
         Err(e) => usage_error(&e),
     }
@@ -428,6 +465,10 @@ pub fn serve_only(args: ServeArgs) -> ExitCode {
     let rt = match runtime() {
         Ok(rt) => rt,
         Err(code) => return code,
+    };
+    let admin_key = match args.http.checked_admin_key() {
+        Ok(k) => k,
+        Err(e) => return usage_error(&e),
     };
     let server_cfg = server::ServerConfig {
         db_path: store::db_path(&args.data_dir),
@@ -445,6 +486,7 @@ pub fn serve_only(args: ServeArgs) -> ExitCode {
         capability: args.http.cycle(&args.data_dir),
         ui: args.http.ui(),
         allowed_hosts: args.http.allow_hosts.clone(),
+        admin_key,
         limits: server::http::HttpLimits {
             max_connections: args
                 .http
@@ -516,6 +558,7 @@ fn serve(
     http: Option<HttpArgs>,
     demo: Option<SocketAddr>,
     broker: Option<EmbeddedBroker>,
+    geo_filter: Option<analytics::geo::GeoFilter>,
 ) -> ExitCode {
     let rt = match runtime() {
         Ok(rt) => rt,
@@ -536,6 +579,15 @@ fn serve(
             }
         };
         tracing::info!("writing {}", db.display());
+        let data_dir = db.parent().map_or_else(
+            || std::path::PathBuf::from("."),
+            std::path::Path::to_path_buf,
+        );
+        if let Err(e) = ingest.serve_admin_queue(&data_dir, geo_filter).await {
+            eprintln!("meshlens: {e}");
+            ingest.shutdown().await;
+            return ExitCode::FAILURE;
+        }
         if let Some(b) = broker {
             match ingest.serve_embedded_broker(b.listeners, b.tls, b.settings) {
                 Ok(addrs) => {
@@ -563,6 +615,8 @@ fn serve(
                     capability: http.cycle(db.parent().unwrap_or(std::path::Path::new("."))),
                     ui: http.ui(),
                     allowed_hosts: http.allow_hosts.clone(),
+                    // Checked (and refused when weak) before anything started.
+                    admin_key: http.checked_admin_key().ok().flatten(),
                     limits: server::http::HttpLimits {
                         max_connections: http
                             .max_connections

@@ -328,6 +328,7 @@ fn server_cfg(db: &Path) -> ServerConfig {
         ui: Default::default(),
         allowed_hosts: Vec::new(),
         limits: Default::default(),
+        admin_key: None,
     }
 }
 

@@ -14,12 +14,21 @@ pub enum ApiError {
     /// 400: a parameter is malformed or out of range.
     #[error("{0}")]
     BadRequest(String),
+    /// 401: the admin key is missing or wrong.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// 403: the route is turned off (no admin key configured).
+    #[error("{0}")]
+    Forbidden(String),
     /// 404: no such thing.
     #[error("{0}")]
     NotFound(String),
     /// 408: the request body did not arrive in time.
     #[error("{0}")]
     Timeout(String),
+    /// 409: the same operation is already running.
+    #[error("{0}")]
+    Conflict(String),
     /// 413: the request body is larger than any route accepts.
     #[error("{0}")]
     TooLarge(String),
@@ -27,6 +36,9 @@ pub enum ApiError {
     /// page, or a name the operator has not allowed with `--allow-host`).
     #[error("{0}")]
     UnknownHost(String),
+    /// 422: well-formed, but the writer refused it (an injected packet a filter drops).
+    #[error("{0}")]
+    Unprocessable(String),
     /// 429 with `Retry-After`: this client already has its share of expensive requests
     /// running.
     #[error("{0}")]
@@ -63,7 +75,11 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnknownHost(_) => StatusCode::MISDIRECTED_REQUEST,

@@ -84,6 +84,9 @@ pub struct ServerConfig {
     pub allowed_hosts: Vec<String>,
     /// Timeouts, connection caps and budgets of the HTTP side.
     pub limits: http::HttpLimits,
+    /// The admin API key (`X-API-Key`) for backup, injection and the geo filter; `None`
+    /// turns those routes off (403). Checked for strength by the CLI.
+    pub admin_key: Option<String>,
 }
 
 /// Shared state of the handlers.
@@ -118,6 +121,12 @@ pub struct AppState {
     observers_refreshing: AtomicBool,
     /// The HTTP side's limits, host check, budgets and counters.
     http: http::Guards,
+    /// See [`ServerConfig::admin_key`].
+    admin_key: Option<String>,
+    /// Requests refused for a wrong or missing admin key.
+    admin_refused: AtomicU64,
+    /// Whether a `/api/backup` is being made or streamed (one at a time).
+    backup_running: AtomicBool,
 }
 
 impl AppState {
@@ -189,7 +198,10 @@ pub const OPENAPI: &str = include_str!("openapi.json");
 /// request.
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
-        .route("/api/packets", get(api::packets::list))
+        .route(
+            "/api/packets",
+            get(api::packets::list).post(api::admin::post_packet),
+        )
         .route(
             "/api/packets/observations",
             post(api::packets::batch_observations),
@@ -222,6 +234,19 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/config/map", get(web::map_config))
         .route("/api/config/client", get(api::config::client))
         .route("/api/config/regions", get(api::config::regions))
+        .route(
+            "/api/config/geo-filter",
+            get(api::admin::get_geo_filter).put(api::admin::put_geo_filter),
+        )
+        .route("/api/backup", get(api::admin::backup))
+        .route(
+            "/api/admin/prune-geo-filter",
+            post(api::admin::prune_geo_filter),
+        )
+        .route(
+            "/api/admin/prune-geo-filter/status",
+            get(api::admin::prune_status),
+        )
         .route("/metrics", get(api::status::metrics))
         .route("/ws", get(live::ws))
         .fallback(web::asset)
@@ -341,6 +366,9 @@ impl Server {
             hash_sizes_cache: Default::default(),
             message_counts: Default::default(),
             http: guards,
+            admin_key: cfg.admin_key,
+            admin_refused: AtomicU64::new(0),
+            backup_running: AtomicBool::new(false),
         });
         let (shutdown, rx) = tokio::sync::watch::channel(false);
         tokio::spawn(api::observers::warm(state.clone()));

@@ -8,6 +8,7 @@
 
 mod records;
 mod schema;
+pub mod settings;
 pub mod time;
 mod writer;
 
@@ -98,5 +99,21 @@ impl Reader {
     /// The connection, for queries.
     pub fn conn(&self) -> &rusqlite::Connection {
         &self.conn
+    }
+
+    /// Writes a consistent copy of the database to `target` (a path that must not exist
+    /// yet) with `VACUUM INTO`, inside one read transaction, so the writer goes on
+    /// meanwhile. `query_only` forbids `VACUUM INTO` too, so it is lifted for this one
+    /// statement; the connection itself was opened read-only and still cannot change the
+    /// database.
+    pub fn backup_to(&self, target: &Path) -> Result<()> {
+        let target = target
+            .to_str()
+            .ok_or_else(|| rusqlite::Error::InvalidPath(target.to_path_buf()))?;
+        self.conn.pragma_update(None, "query_only", false)?;
+        let copied = self.conn.execute("VACUUM INTO ?1", [target]);
+        self.conn.pragma_update(None, "query_only", true)?;
+        copied?;
+        Ok(())
     }
 }

@@ -40,6 +40,10 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "observation_airtime_v1",
         apply: observation_airtime_v1,
     },
+    Migration {
+        name: "settings_v1",
+        apply: settings_v1,
+    },
 ];
 
 /// The schema version this build writes and reads.
@@ -313,6 +317,18 @@ fn observation_airtime_v1(c: &Connection) -> rusqlite::Result<()> {
         c.execute_batch("ALTER TABLE observations ADD COLUMN airtime_ms INTEGER")?;
     }
     Ok(())
+}
+
+/// Settings an operator changes at run time (the geo filter), as JSON text by key; the
+/// writer stores them, the reader reads them.
+fn settings_v1(c: &Connection) -> rusqlite::Result<()> {
+    c.execute_batch(
+        "CREATE TABLE IF NOT EXISTS settings (
+            key TEXT PRIMARY KEY NOT NULL,
+            value TEXT NOT NULL,
+            updated_at INTEGER NOT NULL
+        )",
+    )
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! The HTTP API: CoreScope's paths and top-level shapes. Every parameter is validated (bad →
 //! 400 `{"error"}`), every list is capped, arrays are never null.
 
+pub mod admin;
 pub mod analytics;
 pub mod channels;
 pub mod collisions;

@@ -45,5 +45,6 @@ pub fn config(db: &Path) -> ServerConfig {
         ui: Default::default(),
         allowed_hosts: Vec::new(),
         limits: Default::default(),
+        admin_key: None,
     }
 }
