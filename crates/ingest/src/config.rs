@@ -180,6 +180,8 @@ pub struct FileConfig {
     pub api_key: Option<String>,
     /// From `geo_filter`: the area of the mesh, validated.
     pub geo_filter: Option<analytics::geo::GeoFilter>,
+    /// The `alerts` object, as written (the reader's alerting parses it).
+    pub alerts: Option<Value>,
 }
 
 /// The `broker` object of the configuration file: the same settings as `meshlens run`'s
@@ -337,6 +339,7 @@ pub fn parse_config_file(text: &str) -> Result<FileConfig, String> {
         Some(Value::String(k)) => out.api_key = Some(k.clone()),
         Some(_) => return Err("apiKey must be a string".into()),
     }
+    out.alerts = obj.get("alerts").cloned();
     if let Some(g) = obj.get("geo_filter") {
         out.geo_filter =
             analytics::geo::GeoFilter::from_json(g).map_err(|e| format!("geo_filter: {e}"))?;

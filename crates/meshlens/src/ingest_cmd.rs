@@ -119,9 +119,54 @@ pub struct HttpArgs {
         hide_env_values = true
     )]
     pub admin_key: Option<String>,
+    /// POST alerts to this URL as generic JSON (repeatable; more receivers, Discord, Slack
+    /// and ntfy formats in the config file's `alerts` object).
+    #[arg(long = "alert-webhook", value_name = "URL")]
+    pub alert_webhooks: Vec<String>,
+    /// A repeater or room silent this long is offline [default: 24h; 0 turns it off].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub alert_node_silence: Option<Duration>,
+    /// An observer silent this long is offline [default: 15m; 0 turns it off].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub alert_observer_silence: Option<Duration>,
+    /// How often the alert rules run [default: 30s].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub alert_eval_interval: Option<Duration>,
 }
 
 impl HttpArgs {
+    /// Alerting's settings: the defaults, then the config file's `alerts` object, then the
+    /// flags.
+    fn alert_settings(
+        &self,
+        data_dir: &std::path::Path,
+        file: Option<&serde_json::Value>,
+    ) -> Result<alerts::Settings, String> {
+        let mut s = alerts::Settings::new(data_dir);
+        if let Some(v) = file {
+            s.apply_json(v)?;
+        }
+        let off_if_zero = |d: Duration| (!d.is_zero()).then_some(d);
+        if let Some(d) = self.alert_node_silence {
+            s.rules.repeater_silence = off_if_zero(d);
+            s.rules.room_silence = off_if_zero(d);
+        }
+        if let Some(d) = self.alert_observer_silence {
+            s.rules.observer_silence = off_if_zero(d);
+        }
+        if let Some(d) = self.alert_eval_interval {
+            if d.is_zero() {
+                return Err("--alert-eval-interval must be longer than 0".into());
+            }
+            s.eval_interval = d;
+        }
+        for url in &self.alert_webhooks {
+            s.add_receiver(None, url, alerts::Format::Generic, None)
+                .map_err(|e| format!("--alert-webhook: {e}"))?;
+        }
+        Ok(s)
+    }
+
     /// The admin key, refused when weak (a short or placeholder key would be guessed).
     fn checked_admin_key(&self) -> Result<Option<String>, String> {
         match self.admin_key.as_deref().map(str::trim) {
@@ -406,6 +451,7 @@ pub fn run(args: RunArgs) -> ExitCode {
     init_logging();
     let mut args = args;
     let mut geo_filter = None;
+    let mut alerts_file = None;
     if let Some(path) = &args.ingest.config {
         match read_file_config(path) {
             Ok(f) => {
@@ -414,6 +460,7 @@ pub fn run(args: RunArgs) -> ExitCode {
                     args.http.admin_key = f.api_key;
                 }
                 geo_filter = f.geo_filter;
+                alerts_file = f.alerts;
             }
             Err(e) => return usage_error(&e),
         }
@@ -421,6 +468,13 @@ pub fn run(args: RunArgs) -> ExitCode {
     if let Err(e) = args.http.checked_admin_key() {
         return usage_error(&e);
     }
+    let alerting = match args
+        .http
+        .alert_settings(&args.ingest.data_dir, alerts_file.as_ref())
+    {
+        Ok(a) => a,
+        Err(e) => return usage_error(&e),
+    };
     // Bound before anything starts, so a busy port or an unsafe exposure is a clear error.
     let broker = match args.broker.bind() {
         Ok(b) => b,
@@ -453,7 +507,7 @@ pub fn run(args: RunArgs) -> ExitCode {
                 // the first minute.
                 http.analytics_interval = http.analytics_interval.min(Duration::from_secs(5));
             }
-            serve(cfg, Some(http), demo, Some(broker), geo_filter)
+            serve(cfg, Some((http, alerting)), demo, Some(broker), geo_filter)
         }
         Err(e) => usage_error(&e),
     }
@@ -468,6 +522,10 @@ pub fn serve_only(args: ServeArgs) -> ExitCode {
     };
     let admin_key = match args.http.checked_admin_key() {
         Ok(k) => k,
+        Err(e) => return usage_error(&e),
+    };
+    let alerting = match args.http.alert_settings(&args.data_dir, None) {
+        Ok(a) => a,
         Err(e) => return usage_error(&e),
     };
     let server_cfg = server::ServerConfig {
@@ -487,6 +545,7 @@ pub fn serve_only(args: ServeArgs) -> ExitCode {
         ui: args.http.ui(),
         allowed_hosts: args.http.allow_hosts.clone(),
         admin_key,
+        alerts: Some(alerting),
         limits: server::http::HttpLimits {
             max_connections: args
                 .http
@@ -555,7 +614,7 @@ fn usage_error(msg: &str) -> ExitCode {
 /// then drains and exits.
 fn serve(
     cfg: IngestConfig,
-    http: Option<HttpArgs>,
+    http: Option<(HttpArgs, alerts::Settings)>,
     demo: Option<SocketAddr>,
     broker: Option<EmbeddedBroker>,
     geo_filter: Option<analytics::geo::GeoFilter>,
@@ -604,7 +663,7 @@ fn serve(
         }
         // The writer has migrated the database, so the reader can open it now.
         let server = match http {
-            Some(http) => {
+            Some((http, alerting)) => {
                 let cfg = server::ServerConfig {
                     db_path: db.clone(),
                     decode,
@@ -617,6 +676,7 @@ fn serve(
                     allowed_hosts: http.allow_hosts.clone(),
                     // Checked (and refused when weak) before anything started.
                     admin_key: http.checked_admin_key().ok().flatten(),
+                    alerts: Some(alerting),
                     limits: server::http::HttpLimits {
                         max_connections: http
                             .max_connections

@@ -329,6 +329,7 @@ fn server_cfg(db: &Path) -> ServerConfig {
         allowed_hosts: Vec::new(),
         limits: Default::default(),
         admin_key: None,
+        alerts: None,
     }
 }
 

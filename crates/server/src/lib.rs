@@ -87,6 +87,8 @@ pub struct ServerConfig {
     /// The admin API key (`X-API-Key`) for backup, injection and the geo filter; `None`
     /// turns those routes off (403). Checked for strength by the CLI.
     pub admin_key: Option<String>,
+    /// Alerting (rules, receivers, state file); `None`: off.
+    pub alerts: Option<alerts::Settings>,
 }
 
 /// Shared state of the handlers.
@@ -127,6 +129,8 @@ pub struct AppState {
     admin_refused: AtomicU64,
     /// Whether a `/api/backup` is being made or streamed (one at a time).
     backup_running: AtomicBool,
+    /// The running alerting, if configured.
+    alerting: Option<alerts::Alerting>,
 }
 
 impl AppState {
@@ -239,6 +243,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             get(api::admin::get_geo_filter).put(api::admin::put_geo_filter),
         )
         .route("/api/backup", get(api::admin::backup))
+        .route("/api/alerts", get(api::alerts::list))
         .route(
             "/api/admin/prune-geo-filter",
             post(api::admin::prune_geo_filter),
@@ -340,6 +345,11 @@ impl Server {
             stop.clone(),
         )
         .map_err(|e| e.to_string())?;
+        let (shutdown, rx) = tokio::sync::watch::channel(false);
+        let alerting = cfg.alerts.map(|settings| {
+            let source = Arc::new(api::alerts::DbSource::new(cfg.db_path.clone()));
+            alerts::Alerting::start(settings, source, rx.clone())
+        });
         let state = Arc::new(AppState {
             db,
             decode_no_verify: DecodeOptions {
@@ -369,8 +379,8 @@ impl Server {
             admin_key: cfg.admin_key,
             admin_refused: AtomicU64::new(0),
             backup_running: AtomicBool::new(false),
+            alerting,
         });
-        let (shutdown, rx) = tokio::sync::watch::channel(false);
         tokio::spawn(api::observers::warm(state.clone()));
         let app = router(state.clone());
         let task = tokio::spawn(http::serve(listener, app, state.clone(), rx));

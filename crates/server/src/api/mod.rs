@@ -2,6 +2,7 @@
 //! 400 `{"error"}`), every list is capped, arrays are never null.
 
 pub mod admin;
+pub mod alerts;
 pub mod analytics;
 pub mod channels;
 pub mod collisions;

@@ -448,6 +448,9 @@ pub async fn metrics(State(st): State<Arc<AppState>>) -> ApiResult<impl IntoResp
             }
         }
     }
+    if let Some(a) = &st.alerting {
+        out.push_str(&a.metrics());
+    }
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out))
 }
 

@@ -46,5 +46,6 @@ pub fn config(db: &Path) -> ServerConfig {
         allowed_hosts: Vec::new(),
         limits: Default::default(),
         admin_key: None,
+        alerts: None,
     }
 }
