@@ -20,6 +20,7 @@ const ROUTES = [
   { pattern: 'channels', page: 'channels', load: () => import('./pages/channels.js') },
   { pattern: 'channels/:hash', page: 'channels', load: () => import('./pages/channels.js') },
   { pattern: 'live', page: 'live', load: () => import('./pages/live.js') },
+  { pattern: 'alerts', page: 'alerts', load: () => import('./pages/alerts.js') },
 ];
 
 const NAV = [
@@ -31,6 +32,7 @@ const NAV = [
   ['#/multibyte', 'Multi-byte', 'multibyte'],
   ['#/observers', 'Observers', 'observers'],
   ['#/channels', 'Channels', 'channels'],
+  ['#/alerts', 'Alerts', 'alerts'],
 ];
 
 /** Splits the location hash into path segments and a plain query object. */

@@ -576,6 +576,32 @@ test('observers: health and ingest freshness', T, async () => {
   await close();
 });
 
+test('alerts: what fires, what was sent, the rules; hostile names stay text', T, async () => {
+  // The simulator's observers went quiet when it finished (observer silence is 5 s here),
+  // and the fixture's hostile node was new after the simulated mesh.
+  let a;
+  for (let i = 0; i < 600; i++) {
+    a = await api('/api/alerts');
+    const quiet = a.active.some((x) => x.rule === 'observer_offline');
+    const hostile = a.history.some((n) => n.rule === 'new_node' && n.subject && n.subject.name === HOSTILE);
+    if (quiet && hostile) break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  assert.ok(a.enabled, 'alerting is on');
+  assert.ok(a.active.some((x) => x.rule === 'observer_offline'), `no observer_offline in ${JSON.stringify(a.active).slice(0, 300)}`);
+  const { page, close } = await open('#/alerts');
+  await page.waitForSelector('tr[data-alert="observer_offline"]');
+  await page.waitForSelector('tr[data-notification="new_node"]');
+  const shown = await page.locator('tr[data-alert]').count();
+  assert.equal(shown, a.active.length, `${shown} active rows, API has ${a.active.length}`);
+  const sent = await page.locator('[aria-labelledby="al-history"]').innerText();
+  assert.ok(sent.includes(HOSTILE), 'the hostile node name is shown as text in the history');
+  const rules = await page.locator('[aria-labelledby="al-config"]').innerText();
+  assert.ok(rules.includes('Observer silent for'), rules);
+  await shot(page, 'alerts');
+  await close();
+});
+
 test('channels: the list and the decrypted messages of one', T, async () => {
   const chans = await api('/api/channels');
   assert.ok(chans.channels.length > 0, 'no channels in the API');
