@@ -194,6 +194,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/api/packets/observations",
             post(api::packets::batch_observations),
         )
+        .route("/api/packets/timestamps", get(api::packets::timestamps))
         .route("/api/packets/{id}", get(api::packets::detail))
         .route("/api/decode", post(api::packets::decode))
         .route("/api/nodes", get(api::nodes::list))
@@ -224,7 +225,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/config/regions", get(api::config::regions))
         .route("/metrics", get(api::status::metrics))
         .route("/ws", get(live::ws))
-        .fallback(web::asset)
+        .route("/api/known-channels", get(api::channels::known))
+        // CoreScope's web app opens its WebSocket at "/": any path that is not a route
+        // upgrades when asked to, the others are the UI's files.
+        .fallback(live::ws_or_asset)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             http::lanes,
