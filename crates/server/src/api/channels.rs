@@ -103,7 +103,7 @@ pub async fn list(
         .into_iter()
         .map(|(name, count, at, latest)| {
             let encrypted = name.starts_with("enc_");
-            let m = message_json(&latest.to_json(&st));
+            let m = message_json(&latest.to_json_lean(&st, None));
             json!({
                 "hash": name,
                 "name": if encrypted {
@@ -263,7 +263,7 @@ pub async fn messages(
             let mut stmt = sql(c.prepare(&format!(
                 "SELECT t.id, t.hash, t.raw, t.first_seen, t.last_seen, t.observation_count, t.channel, t.scope, t.from_pubkey
                  FROM transmissions t WHERE t.channel = ? AND t.payload_type = 5{clause}
-                 ORDER BY t.first_seen DESC, t.id DESC LIMIT ? OFFSET ?",
+                 ORDER BY t.first_seen DESC LIMIT ? OFFSET ?",
             )))?;
             let rows = sql(stmt
                 .query_map(params_from_iter(args.iter()), tx_row)
@@ -283,7 +283,7 @@ pub async fn messages(
         .rev()
         .map(|r| {
             let first = firsts.get(&r.id()).unwrap_or(&none);
-            let pkt = r.to_json_with(&st, Some(first));
+            let pkt = r.to_json_lean(&st, Some(first));
             let mut m = message_json(&pkt);
             m["packetId"] = r.id().into();
             m["repeats"] = pkt["observation_count"].clone();

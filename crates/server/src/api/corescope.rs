@@ -109,127 +109,186 @@ pub fn path_json(d: &Value) -> String {
     Value::Array(hops(d)).to_string()
 }
 
-/// `decoded_json`: the payload object as a JSON-encoded string.
+/// `decoded_json`: the payload object as a JSON-encoded string. Serialized straight from
+/// the report's values, without building the object first: this runs for every row of a
+/// packet page.
 pub fn decoded_json(d: &Value) -> String {
-    payload(d).to_string()
-}
-
-/// Copies report key `from` to payload key `to` when present.
-fn copy(o: &mut Map<String, Value>, d: &Value, from: &str, to: &str) {
-    if let Some(v) = d.get(from).filter(|v| !v.is_null()) {
-        o.insert(to.into(), v.clone());
-    }
+    fields(d).to_json_string()
 }
 
 /// `payload`: CoreScope's per-type fields.
 pub fn payload(d: &Value) -> Value {
-    let mut o = Map::new();
+    fields(d).into_value()
+}
+
+/// A payload field: borrowed from the report, or computed.
+enum Field<'a> {
+    Ref(&'a Value),
+    Own(Value),
+}
+
+/// CoreScope's payload object as an ordered list of fields, most borrowed from the report.
+struct Fields<'a>(Vec<(&'static str, Field<'a>)>);
+
+impl<'a> Fields<'a> {
+    /// Report key `from` as payload key `to`, when present and not null.
+    fn copy(&mut self, d: &'a Value, from: &str, to: &'static str) {
+        if let Some(v) = d.get(from).filter(|v| !v.is_null()) {
+            self.0.push((to, Field::Ref(v)));
+        }
+    }
+
+    /// A computed field, replacing one of the same name.
+    fn set(&mut self, to: &'static str, v: impl Into<Value>) {
+        let v = Field::Own(v.into());
+        match self.0.iter_mut().find(|(k, _)| *k == to) {
+            Some(slot) => slot.1 = v,
+            None => self.0.push((to, v)),
+        }
+    }
+
+    fn into_value(self) -> Value {
+        let mut o = Map::new();
+        for (k, v) in self.0 {
+            let v = match v {
+                Field::Ref(v) => v.clone(),
+                Field::Own(v) => v,
+            };
+            o.insert(k.into(), v);
+        }
+        Value::Object(o)
+    }
+}
+
+impl Fields<'_> {
+    /// The object as JSON text. Keys are this module's own ASCII names, so they need no
+    /// escaping; values are written by serde_json.
+    fn to_json_string(&self) -> String {
+        let mut out: Vec<u8> = Vec::with_capacity(256);
+        out.push(b'{');
+        for (i, (k, v)) in self.0.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.push(b'"');
+            out.extend_from_slice(k.as_bytes());
+            out.extend_from_slice(b"\":");
+            let v = match v {
+                Field::Ref(v) => *v,
+                Field::Own(v) => v,
+            };
+            // Writing a Value into a Vec cannot fail.
+            let _ = serde_json::to_writer(&mut out, v);
+        }
+        out.push(b'}');
+        String::from_utf8(out).unwrap_or_else(|_| "{}".into())
+    }
+}
+
+fn fields(d: &Value) -> Fields<'_> {
+    let mut o = Fields(Vec::with_capacity(12));
     let name = s(d, "payload_type_name").unwrap_or("UNKNOWN");
-    o.insert("type".into(), name.into());
+    o.set("type", name);
     if d.get("valid") == Some(&Value::Bool(false)) {
-        copy(&mut o, d, "error", "error");
-        return Value::Object(o);
+        o.copy(d, "error", "error");
+        return o;
     }
     if let Some(e) = d.get("payload_error") {
-        o.insert(
-            "error".into(),
-            e.get("message").cloned().unwrap_or(Value::Null),
-        );
-        copy(&mut o, d, "payload_raw", "raw");
-        return Value::Object(o);
+        o.set("error", e.get("message").cloned().unwrap_or(Value::Null));
+        o.copy(d, "payload_raw", "raw");
+        return o;
     }
     match name {
         "REQ" | "RESPONSE" | "TXT_MSG" => {
-            copy(&mut o, d, "dest_hash", "destHash");
-            copy(&mut o, d, "src_hash", "srcHash");
-            copy(&mut o, d, "mac", "mac");
-            copy(&mut o, d, "ciphertext", "encryptedData");
+            o.copy(d, "dest_hash", "destHash");
+            o.copy(d, "src_hash", "srcHash");
+            o.copy(d, "mac", "mac");
+            o.copy(d, "ciphertext", "encryptedData");
         }
         "PATH" => {
-            copy(&mut o, d, "dest_hash", "destHash");
-            copy(&mut o, d, "src_hash", "srcHash");
-            copy(&mut o, d, "mac", "mac");
-            copy(&mut o, d, "ciphertext", "pathData");
+            o.copy(d, "dest_hash", "destHash");
+            o.copy(d, "src_hash", "srcHash");
+            o.copy(d, "mac", "mac");
+            o.copy(d, "ciphertext", "pathData");
         }
         "ANON_REQ" => {
-            copy(&mut o, d, "dest_hash", "destHash");
-            copy(&mut o, d, "sender_pubkey", "ephemeralPubKey");
-            copy(&mut o, d, "mac", "mac");
-            copy(&mut o, d, "ciphertext", "encryptedData");
+            o.copy(d, "dest_hash", "destHash");
+            o.copy(d, "sender_pubkey", "ephemeralPubKey");
+            o.copy(d, "mac", "mac");
+            o.copy(d, "ciphertext", "encryptedData");
         }
         "ACK" => {
             if let Some(crc) = n(d, "ack_crc_u32") {
-                o.insert("extraHash".into(), format!("{crc:08x}").into());
+                o.set("extraHash", format!("{crc:08x}"));
             }
-            copy(&mut o, d, "ack_len", "ackLen");
-            copy(&mut o, d, "ack_attempt", "ackAttempt");
-            copy(&mut o, d, "ack_rand", "ackRand");
+            o.copy(d, "ack_len", "ackLen");
+            o.copy(d, "ack_attempt", "ackAttempt");
+            o.copy(d, "ack_rand", "ackRand");
         }
         "ADVERT" => advert(d, &mut o),
         "GRP_TXT" | "GRP_DATA" => group(d, name, &mut o),
         "TRACE" => {
-            copy(&mut o, d, "trace_tag", "tag");
-            copy(&mut o, d, "trace_auth", "authCode");
-            copy(&mut o, d, "trace_flags", "traceFlags");
+            o.copy(d, "trace_tag", "tag");
+            o.copy(d, "trace_auth", "authCode");
+            o.copy(d, "trace_flags", "traceFlags");
             let route: String = d
                 .get("trace_hops")
                 .and_then(Value::as_array)
                 .map(|a| a.iter().filter_map(Value::as_str).collect())
                 .unwrap_or_default();
             if !route.is_empty() {
-                o.insert("pathData".into(), route.into());
+                o.set("pathData", route);
             }
             if let Some(snr) = d
                 .get("snr_db")
-                .and_then(Value::as_array)
-                .filter(|a| !a.is_empty())
+                .filter(|a| a.as_array().is_some_and(|a| !a.is_empty()))
             {
-                o.insert("snrValues".into(), Value::Array(snr.clone()));
+                o.0.push(("snrValues", Field::Ref(snr)));
             }
         }
         "MULTIPART" => {
-            copy(&mut o, d, "remaining", "remaining");
-            copy(&mut o, d, "inner_type", "innerType");
-            copy(&mut o, d, "inner_ack_crc", "innerAckCrc");
-            copy(&mut o, d, "inner", "innerPayload");
+            o.copy(d, "remaining", "remaining");
+            o.copy(d, "inner_type", "innerType");
+            o.copy(d, "inner_ack_crc", "innerAckCrc");
+            o.copy(d, "inner", "innerPayload");
         }
         "CONTROL" => {
             if let Some(f) = n(d, "ctrl_flags") {
-                o.insert("ctrlFlags".into(), format!("{f:02x}").into());
+                o.set("ctrlFlags", format!("{f:02x}"));
             }
-            copy(&mut o, d, "ctrl_subtype", "ctrlSubtype");
-            copy(&mut o, d, "type_filter", "ctrlFilter");
-            copy(&mut o, d, "tag", "ctrlTag");
-            copy(&mut o, d, "since", "ctrlSince");
-            copy(&mut o, d, "node_type", "ctrlNodeType");
-            copy(&mut o, d, "snr_raw", "ctrlSNR");
-            copy(&mut o, d, "pubkey", "ctrlPubKey");
+            o.copy(d, "ctrl_subtype", "ctrlSubtype");
+            o.copy(d, "type_filter", "ctrlFilter");
+            o.copy(d, "tag", "ctrlTag");
+            o.copy(d, "since", "ctrlSince");
+            o.copy(d, "node_type", "ctrlNodeType");
+            o.copy(d, "snr_raw", "ctrlSNR");
+            o.copy(d, "pubkey", "ctrlPubKey");
         }
         _ => {
             if let Some(raw) = s(d, "raw") {
-                o.insert("rawLength".into(), (raw.len() / 2).into());
+                o.set("rawLength", raw.len() / 2);
                 if let Some(first) = raw.get(..2) {
-                    o.insert("firstByteTag".into(), first.into());
+                    o.set("firstByteTag", first);
                 }
-                o.insert("raw".into(), raw.into());
+                o.copy(d, "raw", "raw");
             }
         }
     }
-    Value::Object(o)
+    o
 }
 
-fn advert(d: &Value, o: &mut Map<String, Value>) {
-    copy(o, d, "pubkey", "pubKey");
-    copy(o, d, "timestamp", "timestamp");
+fn advert<'a>(d: &'a Value, o: &mut Fields<'a>) {
+    o.copy(d, "pubkey", "pubKey");
+    o.copy(d, "timestamp", "timestamp");
     if let Some(t) = n(d, "timestamp") {
-        o.insert("timestampISO".into(), store::time::iso(t * 1000).into());
+        o.set("timestampISO", store::time::iso(t.saturating_mul(1000)));
     }
-    copy(o, d, "signature", "signature");
-    copy(o, d, "signature_valid", "signatureValid");
+    o.copy(d, "signature", "signature");
+    o.copy(d, "signature_valid", "signatureValid");
     if let Some(raw) = n(d, "flags") {
         let kind = raw & 0x0f;
-        o.insert(
-            "flags".into(),
+        o.set(
+            "flags",
             json!({
                 "raw": raw,
                 "type": kind,
@@ -244,52 +303,51 @@ fn advert(d: &Value, o: &mut Map<String, Value>) {
             }),
         );
     }
-    copy(o, d, "lat", "lat");
-    copy(o, d, "lon", "lon");
-    copy(o, d, "name", "name");
-    copy(o, d, "feat1", "feat1");
-    copy(o, d, "feat2", "feat2");
+    o.copy(d, "lat", "lat");
+    o.copy(d, "lon", "lon");
+    o.copy(d, "name", "name");
+    o.copy(d, "feat1", "feat1");
+    o.copy(d, "feat2", "feat2");
 }
 
-fn group(d: &Value, name: &str, o: &mut Map<String, Value>) {
+fn group<'a>(d: &'a Value, name: &str, o: &mut Fields<'a>) {
     let hash = s(d, "channel_hash").and_then(|h| u8::from_str_radix(h, 16).ok());
     let decrypted = d.get("decrypted") == Some(&Value::Bool(true));
     let pt = d.get("plaintext").unwrap_or(&Value::Null);
     if decrypted && name == "GRP_TXT" {
-        o.insert("type".into(), "CHAN".into());
+        o.set("type", "CHAN");
     }
     if decrypted {
-        copy(o, d, "channel", "channel");
+        o.copy(d, "channel", "channel");
     }
     // Go's omitempty drops a zero channel hash; so does CoreScope's JSON.
     if let Some(h) = hash.filter(|h| *h != 0) {
-        o.insert("channelHash".into(), h.into());
+        o.set("channelHash", h);
     }
     if let Some(h) = hash {
-        o.insert("channelHashHex".into(), format!("{h:02X}").into());
+        o.set("channelHashHex", format!("{h:02X}"));
     }
-    o.insert(
-        "decryptionStatus".into(),
+    o.set(
+        "decryptionStatus",
         if decrypted {
             "decrypted"
         } else {
             "decryption_failed"
-        }
-        .into(),
+        },
     );
     if !decrypted {
-        copy(o, d, "mac", "mac");
-        copy(o, d, "ciphertext", "encryptedData");
+        o.copy(d, "mac", "mac");
+        o.copy(d, "ciphertext", "encryptedData");
         return;
     }
     if name == "GRP_TXT" {
-        copy(o, pt, "sender", "sender");
-        copy(o, pt, "text", "text");
-        copy(o, pt, "timestamp", "sender_timestamp");
+        o.copy(pt, "sender", "sender");
+        o.copy(pt, "text", "text");
+        o.copy(pt, "timestamp", "sender_timestamp");
     } else {
-        copy(o, pt, "data_type", "dataType");
-        copy(o, pt, "data_len", "dataLen");
-        copy(o, pt, "data", "decryptedBlob");
+        o.copy(pt, "data_type", "dataType");
+        o.copy(pt, "data_len", "dataLen");
+        o.copy(pt, "data", "decryptedBlob");
     }
 }
 
@@ -333,6 +391,19 @@ mod tests {
                 transport_codes(&d),
                 decoded_object(&d),
             );
+        }
+    }
+
+    #[test]
+    fn the_string_and_the_object_agree() {
+        let opts = DecodeOptions::default();
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/vectors");
+        let lines = std::fs::read_to_string(dir.join("packets.jsonl")).unwrap();
+        for l in lines.lines() {
+            let v: Value = serde_json::from_str(l).unwrap();
+            let d = decode_to_json(&parse_hex(v["hex"].as_str().unwrap()).unwrap(), &opts);
+            let text: Value = serde_json::from_str(&decoded_json(&d)).unwrap();
+            assert_eq!(text, payload(&d), "{}", v["name"]);
         }
     }
 

@@ -85,6 +85,17 @@ impl TxRow {
     /// [`TxRow::to_json`] plus CoreScope's keys of the first observation (`observer_id`,
     /// `observer_name`, `observer_iata`, `snr`, `rssi`, `direction`); null when none is known.
     pub fn to_json_with(&self, st: &AppState, first: Option<&FirstObs>) -> Value {
+        self.build(st, first, true)
+    }
+
+    /// [`TxRow::to_json_with`] without `decoded_json` and `path_json`, for answers built from
+    /// the packet object that do not include it (channel messages): serializing the payload
+    /// a second time was most of their added cost.
+    pub fn to_json_lean(&self, st: &AppState, first: Option<&FirstObs>) -> Value {
+        self.build(st, first, false)
+    }
+
+    fn build(&self, st: &AppState, first: Option<&FirstObs>, strings: bool) -> Value {
         let mut decoded = crate::decode_for_api(&self.raw, &st.decode_no_verify);
         if decoded.get("payload_type_name") == Some(&Value::from("ADVERT")) {
             // Stored frames never change, so each advert is verified once per cache lifetime.
@@ -115,14 +126,16 @@ impl TxRow {
         o.insert("channel".into(), self.channel.clone().into());
         o.insert("scope".into(), self.scope.clone().into());
         o.insert("from_pubkey".into(), self.from_pubkey.clone().into());
-        o.insert(
-            "decoded_json".into(),
-            super::corescope::decoded_json(&decoded).into(),
-        );
-        o.insert(
-            "path_json".into(),
-            super::corescope::path_json(&decoded).into(),
-        );
+        if strings {
+            o.insert(
+                "decoded_json".into(),
+                super::corescope::decoded_json(&decoded).into(),
+            );
+            o.insert(
+                "path_json".into(),
+                super::corescope::path_json(&decoded).into(),
+            );
+        }
         if let Some(f) = first {
             o.insert("observer_id".into(), f.observer_id.clone().into());
             o.insert("observer_name".into(), f.observer_name.clone().into());
