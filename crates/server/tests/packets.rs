@@ -134,6 +134,8 @@ async fn get_api_packets_objects_carry_corescope_keys() {
         assert_eq!(p["snr"], 7.25);
         assert_eq!(p["rssi"], -95.0);
         assert!(p["direction"].is_null());
+        // No transport codes on these routes: no scope.
+        assert!(p["scope_name"].is_null(), "{p}");
         // ...beside meshlens's own.
         assert!(p["decoded"].is_object() && p["path"].is_array());
         assert!(p["payload_type_name"].is_string() && p["hash_size"].is_i64());
@@ -459,5 +461,24 @@ async fn post_api_decode_answers_header_path_payload() {
     let (st, v) = post_json(s.addr, "/api/decode", "{\"hex\":\"zz\"}".into()).await;
     assert_eq!(st, 400);
     assert!(v["error"].is_string());
+    s.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_api_packets_scope_name_of_a_transport_packet() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("meshlens.db");
+    let mut w = store::Writer::open(&db, 0).unwrap();
+    let hex = vector("grp_txt_transport_flood_region_ottawa");
+    w.write_batch(&[observed(&hex, OBS_A, "YOW", server::now_ms() - 1000)])
+        .unwrap();
+    let s = support::start(support::config(&db)).await;
+    let (_, v) = get_json(s.addr, "/api/packets").await;
+    let p = &v["packets"][0];
+    // Transport codes of a region this deployment does not name: CoreScope's "unknown
+    // scope", never null (which means no transport codes at all).
+    assert_eq!(p["route_type"], 0, "{p}");
+    assert_eq!(p["scope_name"], "");
+    assert!(p["scope"].is_null());
     s.shutdown().await;
 }

@@ -125,6 +125,20 @@ impl TxRow {
         o.insert("observation_count".into(), self.observation_count.into());
         o.insert("channel".into(), self.channel.clone().into());
         o.insert("scope".into(), self.scope.clone().into());
+        // CoreScope's name for it: null without transport codes, "" for codes of a region
+        // nobody configured.
+        let transport = matches!(
+            decoded.get("route_type").and_then(Value::as_i64),
+            Some(0 | 3)
+        );
+        o.insert(
+            "scope_name".into(),
+            match (&self.scope, transport) {
+                (Some(s), _) => s.clone().into(),
+                (None, true) => "".into(),
+                (None, false) => Value::Null,
+            },
+        );
         o.insert("from_pubkey".into(), self.from_pubkey.clone().into());
         if strings {
             o.insert(
