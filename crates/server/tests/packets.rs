@@ -381,6 +381,8 @@ async fn get_api_packets_id_detail_as_corescope_shapes_it() {
         for o in obs {
             assert!(inner(o, "path_json").is_array());
             assert!(o["observer_id"].is_string() && o["timestamp"].is_string());
+            assert_eq!(o["transmission_id"], p["id"]);
+            assert_eq!(o["hash"], hash.as_str());
             assert!(o.get("snr").is_some() && o.get("rssi").is_some());
         }
         // meshlens's own keys stay.

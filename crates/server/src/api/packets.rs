@@ -673,9 +673,14 @@ pub async fn detail(
             Ok(Some((obs.remove(&row.id).unwrap_or_default(), row)))
         })
         .await?;
-    let Some((observations, row)) = found else {
+    let Some((mut observations, row)) = found else {
         return Err(ApiError::NotFound("no such packet".into()));
     };
+    // CoreScope's observation objects name their transmission.
+    for o in &mut observations {
+        o["transmission_id"] = row.id.into();
+        o["hash"] = row.hash.clone().into();
+    }
     let first = observations.first().map(|o| FirstObs {
         observer_id: o["observer_id"].as_str().map(str::to_owned),
         observer_name: o["observer_name"].as_str().map(str::to_owned),
