@@ -193,7 +193,8 @@ pub fn first_observations(
     }
     let list = ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
     // With a single min() aggregate SQLite takes the bare columns from the row holding the
-    // minimum: the first observation's observer, SNR and RSSI.
+    // minimum: the first observation's observer, SNR and RSSI. IATA codes are stored cleaned
+    // (letters, digits and '-'), so group_concat's comma separates them unambiguously.
     let mut stmt = sql(c.prepare(&format!(
         "SELECT o.transmission_id, min(o.id), ob.id, ob.name, ob.iata, o.snr, o.rssi,
                 count(DISTINCT o.observer_idx), group_concat(DISTINCT ob.iata)
