@@ -210,6 +210,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/api/packets/observations",
             post(api::packets::batch_observations),
         )
+        .route("/api/packets/timestamps", get(api::packets::timestamps))
         .route("/api/packets/{id}", get(api::packets::detail))
         .route("/api/decode", post(api::packets::decode))
         .route("/api/nodes", get(api::nodes::list))
@@ -254,7 +255,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route("/metrics", get(api::status::metrics))
         .route("/ws", get(live::ws))
-        .fallback(web::asset)
+        .route("/api/known-channels", get(api::channels::known))
+        // CoreScope's web app opens its WebSocket at "/": any path that is not a route
+        // upgrades when asked to, the others are the UI's files.
+        .fallback(live::ws_or_asset)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             http::lanes,

@@ -147,6 +147,13 @@ pub fn spawn_tailer(
         })
 }
 
+/// Each new observation as one message. meshlens's keys (`id` the observation, `timestamp`
+/// when it was heard, `observer`, `iata`, `path` as this observer heard it, the flat
+/// `decoded`) and CoreScope's beside them: `first_seen`, `route_type`, `payload_type`,
+/// `observer_id`, `decoded_json`, `path_json`, `direction`, `decoded.header`,
+/// `decoded.payload`, `decoded.path` (its `{hops}` object; the flat hop list is `path` and
+/// `decoded.path_hops`) and `packet`, the transmission as CoreScope's packets page reads it
+/// (there `id` is the transmission and `timestamp` its first-seen time).
 fn new_observations(
     c: &store::rusqlite::Connection,
     after: i64,
@@ -154,7 +161,7 @@ fn new_observations(
 ) -> store::rusqlite::Result<Vec<(i64, Arc<str>)>> {
     let mut stmt = c.prepare_cached(
         "SELECT o.id, o.received_at, o.snr, o.rssi, o.head, ob.id, ob.name, ob.iata,
-                t.id, t.hash, t.raw, t.observation_count, t.channel
+                t.id, t.hash, t.raw, t.observation_count, t.channel, t.first_seen
          FROM observations o JOIN transmissions t ON t.id = o.transmission_id
          JOIN observers ob ON ob.idx = o.observer_idx
          WHERE o.id > ?1 ORDER BY o.id LIMIT ?2",
@@ -167,22 +174,63 @@ fn new_observations(
             .unwrap_or(raw);
         let decoded = crate::decode_for_api(&frame, decode);
         let id: i64 = r.get(0)?;
+        let tx_id: i64 = r.get(8)?;
+        let hash: String = r.get(9)?;
+        let observer: String = r.get(5)?;
+        let observer_name: Option<String> = r.get(6)?;
+        let iata: Option<String> = r.get(7)?;
+        let snr: Option<f64> = r.get(2)?;
+        let rssi: Option<f64> = r.get(3)?;
+        let observation_count: i64 = r.get(11)?;
+        let first_seen = iso(r.get(13)?);
+        let raw_hex = hex::encode(&frame);
+        let decoded_json = crate::api::corescope::decoded_json(&decoded);
+        let path_json = crate::api::corescope::path_json(&decoded);
+        let route_type = decoded.get("route_type").cloned().unwrap_or(Value::Null);
+        let payload_type = decoded.get("payload_type").cloned().unwrap_or(Value::Null);
+        let packet = json!({
+            "id": tx_id,
+            "raw_hex": raw_hex,
+            "hash": hash,
+            "first_seen": first_seen,
+            "timestamp": first_seen,
+            "route_type": route_type,
+            "payload_type": payload_type,
+            "decoded_json": decoded_json,
+            "observer_id": observer,
+            "observer_name": observer_name,
+            "observer_iata": iata,
+            "snr": snr,
+            "rssi": rssi,
+            "path_json": path_json,
+            "direction": Value::Null,
+            "observation_count": observation_count,
+        });
         let msg = json!({"type": "packet", "data": {
             "id": id,
-            "transmission_id": r.get::<_, i64>(8)?,
-            "hash": r.get::<_, String>(9)?,
+            "transmission_id": tx_id,
+            "hash": hash,
             "timestamp": iso(r.get(1)?),
-            "snr": r.get::<_, Option<f64>>(2)?,
-            "rssi": r.get::<_, Option<f64>>(3)?,
-            "observer": r.get::<_, String>(5)?,
-            "observer_name": r.get::<_, Option<String>>(6)?,
-            "iata": r.get::<_, Option<String>>(7)?,
-            "observation_count": r.get::<_, i64>(11)?,
+            "first_seen": first_seen,
+            "snr": snr,
+            "rssi": rssi,
+            "observer": observer,
+            "observer_id": observer,
+            "observer_name": observer_name,
+            "observer_iata": iata,
+            "iata": iata,
+            "observation_count": observation_count,
             "channel": r.get::<_, Option<String>>(12)?,
-            "raw_hex": hex::encode(&frame),
+            "raw_hex": raw_hex,
+            "route_type": route_type,
+            "payload_type": payload_type,
+            "decoded_json": decoded_json,
+            "path_json": path_json,
+            "direction": Value::Null,
             "path": decoded.get("path").cloned().unwrap_or(Value::Array(Vec::new())),
             "hash_size": decoded.get("hash_size").cloned().unwrap_or(Value::Null),
-            "decoded": decoded,
+            "decoded": crate::api::corescope::decoded_object(&decoded),
+            "packet": packet,
         }});
         Ok((id, Arc::<str>::from(msg.to_string())))
     })?;
@@ -482,6 +530,29 @@ pub async fn ws(
         .max_frame_size(4096)
         .max_write_buffer_size(1 << 20)
         .on_upgrade(move |socket| client(socket, rx, slot))
+}
+
+/// Every path that is not a route: a WebSocket upgrade outside `/api/` (CoreScope's web app
+/// opens its feed at `/`) joins the live feed as `/ws` does; anything else is the UI's files.
+pub async fn ws_or_asset(State(st): State<Arc<AppState>>, req: axum::extract::Request) -> Response {
+    let upgrade = req
+        .headers()
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+    let api = req.uri().path().starts_with("/api/") || req.uri().path() == "/api";
+    let (mut parts, _) = req.into_parts();
+    if upgrade && !api {
+        let peer = match Peer::from_request_parts(&mut parts, &st).await {
+            Ok(p) => p,
+            Err(never) => match never {},
+        };
+        return match WebSocketUpgrade::from_request_parts(&mut parts, &st).await {
+            Ok(u) => ws(State(st), peer, parts.headers, u).await,
+            Err(rejection) => rejection.into_response(),
+        };
+    }
+    crate::web::asset(State(st), parts.uri, parts.headers).await
 }
 
 async fn client(mut socket: WebSocket, mut rx: broadcast::Receiver<Arc<str>>, slot: Slot) {

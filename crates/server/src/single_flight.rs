@@ -97,7 +97,12 @@ pub async fn single_flight(
     req: Request,
     next: Next,
 ) -> Response {
-    if req.method() != Method::GET || req.uri().path() == "/ws" {
+    // A WebSocket upgrade (at /ws, or any UI path as CoreScope's app asks) is one client's
+    // own connection, never a shared answer.
+    if req.method() != Method::GET
+        || req.uri().path() == "/ws"
+        || req.headers().contains_key(axum::http::header::UPGRADE)
+    {
         return next.run(req).await;
     }
     let key = flight_key(&req);

@@ -28,7 +28,7 @@ export function mount(root, ctx) {
   const main = h('div', { class: 'panel' });
   root.append(h('h1', { tabindex: '-1' }, current ? `Channel ${current}` : 'Channels'), h('div', { class: 'chat-layout' }, side, main));
 
-  ctx.guard(get('/api/channels', null, ctx.signal), side).then((d) => {
+  ctx.guard(get('/api/channels', { includeEncrypted: 'true' }, ctx.signal), side).then((d) => {
     if (!d) return;
     const chans = Array.isArray(d.channels) ? d.channels : [];
     if (!chans.length) {
@@ -52,7 +52,8 @@ export function mount(root, ctx) {
   let total = 0;
   ctx.guard(get(`/api/channels/${encodeURIComponent(current)}/messages`, { limit: LIMIT }, ctx.signal), main).then((d) => {
     if (!d) return;
-    const msgs = Array.isArray(d.messages) ? d.messages : [];
+    // The API lists the page oldest first (as CoreScope does); this page shows newest first.
+    const msgs = Array.isArray(d.messages) ? d.messages.slice().reverse() : [];
     total = d.total ?? msgs.length;
     for (const m of msgs) seen.add(m.hash);
     replace(list, msgs.map(message));

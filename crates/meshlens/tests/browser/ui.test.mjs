@@ -603,7 +603,7 @@ test('alerts: what fires, what was sent, the rules; hostile names stay text', T,
 });
 
 test('channels: the list and the decrypted messages of one', T, async () => {
-  const chans = await api('/api/channels');
+  const chans = await api('/api/channels?includeEncrypted=true'); // what the page lists
   assert.ok(chans.channels.length > 0, 'no channels in the API');
   const { page, close } = await open('#/channels');
   await page.waitForSelector('.channel-list li');

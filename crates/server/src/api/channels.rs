@@ -7,10 +7,11 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use serde_json::{Value, json};
+use store::rusqlite::params_from_iter;
 use store::time::iso;
 
 use super::Params;
-use super::packets::tx_row;
+use super::packets::{FirstObs, TxRow, first_observations, tx_row};
 use crate::AppState;
 use crate::db::sql;
 use crate::error::{ApiError, ApiResult};
@@ -18,34 +19,81 @@ use crate::error::{ApiError, ApiResult};
 /// Most messages one request may return.
 pub const MAX_MESSAGES: i64 = 500;
 
-/// `GET /api/channels` → `{channels}`: every channel seen, decrypted ones by name, the others
-/// as `enc_<hash>`.
-pub async fn list(State(st): State<Arc<AppState>>) -> ApiResult<Json<Value>> {
-    // Computed once per commit generation (see `/api/stats`).
+/// Most region codes one `region` filter may name.
+const MAX_REGIONS: usize = 32;
+
+/// A `region` filter: the clause (heard by an observer of one of these IATA codes, as
+/// CoreScope filters) on transmission `t`, and its bound codes.
+fn region_clause(p: &Params) -> ApiResult<Option<(String, Vec<String>)>> {
+    let Some(codes) = p.list("region", MAX_REGIONS)? else {
+        return Ok(None);
+    };
+    let mut codes: Vec<String> = codes.iter().map(|c| c.to_ascii_uppercase()).collect();
+    codes.sort_unstable();
+    codes.dedup();
+    let marks = vec!["?"; codes.len()].join(",");
+    Ok(Some((
+        format!(
+            " AND EXISTS (SELECT 1 FROM observations o JOIN observers ob ON ob.idx = o.observer_idx \
+             WHERE o.transmission_id = t.id AND upper(trim(ob.iata)) IN ({marks}))"
+        ),
+        codes,
+    )))
+}
+
+/// `GET /api/channels` → `{channels}`: the decrypted channels by name; with
+/// `includeEncrypted=true` also the undecrypted ones (`enc_<hash>`, `encrypted: true`), as
+/// CoreScope answers; `region` keeps channels heard in those regions, counting only those
+/// messages.
+pub async fn list(
+    State(st): State<Arc<AppState>>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<Json<Value>> {
+    let p = Params(q);
+    let include_encrypted = p.flag("includeEncrypted")?;
+    let region = region_clause(&p)?;
+    let keep = |v: &Value| -> Value {
+        let all = v["channels"].as_array().cloned().unwrap_or_default();
+        let channels: Vec<Value> = all
+            .into_iter()
+            .filter(|c| include_encrypted || c["encrypted"] != Value::Bool(true))
+            .collect();
+        json!({ "channels": channels })
+    };
+    // The unfiltered list is computed once per commit generation (see `/api/stats`).
     let generation = st.generation.load(std::sync::atomic::Ordering::Relaxed);
-    let mut cache = st.channels_cache.lock().await;
-    if let Some((g, v)) = cache.as_ref()
-        && *g == generation
-    {
-        return Ok(Json(v.clone()));
-    }
+    let mut cache = if region.is_none() {
+        let cache = st.channels_cache.lock().await;
+        if let Some((g, v)) = cache.as_ref()
+            && *g == generation
+        {
+            return Ok(Json(keep(v)));
+        }
+        Some(cache)
+    } else {
+        None
+    };
+    let (clause, codes) = region.unwrap_or_default();
     let rows = st
         .db
-        .query(|c| {
-            let mut stmt = sql(c.prepare_cached(
-                "SELECT channel, count(*), max(first_seen) FROM transmissions
-                 WHERE channel IS NOT NULL AND payload_type = 5 GROUP BY channel ORDER BY 3 DESC LIMIT 1000",
-            ))?;
+        .query(move |c| {
+            let args = || params_from_iter(codes.iter());
+            let mut stmt = sql(c.prepare(&format!(
+                "SELECT t.channel, count(*), max(t.first_seen) FROM transmissions t
+                 WHERE t.channel IS NOT NULL AND t.payload_type = 5{clause}
+                 GROUP BY t.channel ORDER BY 3 DESC LIMIT 1000",
+            )))?;
             let rows = sql(stmt
-                .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?)))
+                .query_map(args(), |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?)))
                 .and_then(|m| m.collect::<Result<Vec<_>, _>>()))?;
             let mut last = sql(c.prepare_cached(
                 "SELECT t.id, t.hash, t.raw, t.first_seen, t.last_seen, t.observation_count, t.channel, t.scope, t.from_pubkey
-                 FROM transmissions t WHERE t.channel = ?1 AND t.payload_type = 5 ORDER BY t.first_seen DESC LIMIT 1",
+                 FROM transmissions t WHERE t.channel = ?1 AND t.payload_type = 5 AND t.first_seen = ?2
+                 ORDER BY t.id DESC LIMIT 1",
             ))?;
             let mut out = Vec::with_capacity(rows.len());
             for (name, count, at) in rows {
-                let latest = sql(last.query_row([&name], tx_row))?;
+                let latest = sql(last.query_row(store::rusqlite::params![&name, at], tx_row))?;
                 out.push((name, count, at, latest));
             }
             Ok(out)
@@ -55,34 +103,69 @@ pub async fn list(State(st): State<Arc<AppState>>) -> ApiResult<Json<Value>> {
         .into_iter()
         .map(|(name, count, at, latest)| {
             let encrypted = name.starts_with("enc_");
-            let m = message_json(&latest.to_json(&st));
+            let m = message_json(&latest.to_json_lean(&st, None));
             json!({
                 "hash": name,
-                "name": if encrypted { Value::Null } else { name.clone().into() },
+                "name": if encrypted {
+                    // CoreScope's label for a channel nobody has the key of.
+                    format!("Encrypted (0x{})", name.trim_start_matches("enc_").to_ascii_uppercase()).into()
+                } else {
+                    Value::from(name.clone())
+                },
                 "encrypted": encrypted,
                 "messageCount": count,
                 "lastActivity": iso(at),
-                "lastMessage": m.get("message").cloned().unwrap_or(Value::Null),
-                "lastSender": m.get("sender").cloned().unwrap_or(Value::Null),
+                "lastMessage": if encrypted { Value::Null } else { m.get("message").cloned().unwrap_or(Value::Null) },
+                "lastSender": if encrypted { Value::Null } else { m.get("sender").cloned().unwrap_or(Value::Null) },
             })
         })
         .collect();
     let v = json!({"channels": channels});
-    *cache = Some((generation, v.clone()));
-    Ok(Json(v))
+    let answer = keep(&v);
+    if let Some(cache) = cache.as_mut() {
+        **cache = Some((generation, v));
+    }
+    Ok(Json(answer))
 }
 
-/// A chat message from a packet's API object.
+/// `GET /api/known-channels` → CoreScope's catalogue of community hashtag channels
+/// (`{fetchedAt, source, entries}`). meshlens fetches no catalogue, so it is the empty one
+/// CoreScope serves when none is configured; `region` is accepted (2 letters) and filters
+/// nothing out of nothing.
+pub async fn known(Query(q): Query<HashMap<String, String>>) -> ApiResult<Json<Value>> {
+    let p = Params(q);
+    if let Some(r) = p.str("region")
+        && !(r.len() == 2 && r.bytes().all(|b| b.is_ascii_alphabetic()))
+    {
+        return Err(ApiError::BadRequest(
+            "region must be a two-letter country code".into(),
+        ));
+    }
+    Ok(Json(json!({
+        "fetchedAt": "0001-01-01T00:00:00Z",
+        "source": "",
+        "entries": [],
+    })))
+}
+
+/// A chat message from a packet's API object: meshlens's keys (`message` without the sender,
+/// `sender`, the full decode's fields) and CoreScope's (`text` without the "Sender: " prefix,
+/// `packetHash`, `first_seen`). [`messages`] adds the ones that need the observations.
 fn message_json(p: &Value) -> Value {
     let d = &p["decoded"];
     let pt = &d["plaintext"];
+    let full = pt.get("text").cloned().unwrap_or(Value::Null);
+    let message = pt.get("message").cloned().unwrap_or_else(|| full.clone());
     json!({
         "hash": p["hash"],
+        "packetHash": p["hash"],
         "timestamp": p["first_seen"],
+        "first_seen": p["first_seen"],
         "sender_timestamp": pt.get("timestamp").cloned().unwrap_or(Value::Null),
         "sender": pt.get("sender").cloned().unwrap_or(Value::Null),
-        "message": pt.get("message").or_else(|| pt.get("text")).cloned().unwrap_or(Value::Null),
-        "text": pt.get("text").cloned().unwrap_or(Value::Null),
+        "message": message,
+        "text": message,
+        "full_text": full,
         "encrypted": d.get("decrypted") != Some(&Value::Bool(true)),
         "observation_count": p["observation_count"],
         "hop_count": p["hop_count"],
@@ -140,7 +223,11 @@ fn message_count(st: &AppState, c: &store::rusqlite::Connection, channel: &str) 
     Ok(base + newer)
 }
 
-/// `GET /api/channels/{hash}/messages` → `{messages, total}`, newest first.
+/// `GET /api/channels/{hash}/messages` → `{messages, total, limit, offset}`: the newest
+/// page, listed oldest first as CoreScope lists it (its app scrolls to the newest at the
+/// bottom). Besides meshlens's keys each message has CoreScope's `packetId` (the transmission),
+/// `packetHash`, `repeats` (observations), `observers` (who heard it first), `hops`, `snr`
+/// and `first_seen`. `region` keeps messages heard in those regions.
 pub async fn messages(
     State(st): State<Arc<AppState>>,
     Path(channel): Path<String>,
@@ -154,26 +241,61 @@ pub async fn messages(
             "channel must be 1-128 characters".into(),
         ));
     }
+    let region = region_clause(&p)?;
     let state = st.clone();
-    let (rows, total) = st
+    let (rows, firsts, total) = st
         .db
         .query(move |c| {
-            let total = message_count(&state, c, &channel)?;
-            let mut stmt = sql(c.prepare_cached(
+            let (clause, codes) = region.clone().unwrap_or_default();
+            let mut args: Vec<&dyn store::rusqlite::ToSql> = vec![&channel];
+            args.extend(codes.iter().map(|c| c as &dyn store::rusqlite::ToSql));
+            let total = if region.is_none() {
+                message_count(&state, c, &channel)?
+            } else {
+                sql(c.query_row(
+                    &format!("SELECT count(*) FROM transmissions t WHERE t.channel = ? AND t.payload_type = 5{clause}"),
+                    params_from_iter(args.iter()),
+                    |r| r.get(0),
+                ))?
+            };
+            args.push(&limit);
+            args.push(&offset);
+            let mut stmt = sql(c.prepare(&format!(
                 "SELECT t.id, t.hash, t.raw, t.first_seen, t.last_seen, t.observation_count, t.channel, t.scope, t.from_pubkey
-                 FROM transmissions t WHERE t.channel = ?1 AND t.payload_type = 5
-                 ORDER BY t.first_seen DESC LIMIT ?2 OFFSET ?3",
-            ))?;
+                 FROM transmissions t WHERE t.channel = ? AND t.payload_type = 5{clause}
+                 ORDER BY t.first_seen DESC LIMIT ? OFFSET ?",
+            )))?;
             let rows = sql(stmt
-                .query_map(store::rusqlite::params![channel, limit, offset], tx_row)
+                .query_map(params_from_iter(args.iter()), tx_row)
                 .and_then(|m| m.collect::<Result<Vec<_>, _>>()))?;
-            Ok((rows, total))
+            let ids: Vec<i64> = rows.iter().map(TxRow::id).collect();
+            let firsts = first_observations(c, &ids)?;
+            Ok((rows, firsts, total))
         })
         .await?;
     if total == 0 {
         return Err(ApiError::NotFound("no messages on this channel".into()));
     }
-    let messages: Vec<Value> = rows.iter().map(|r| message_json(&r.to_json(&st))).collect();
+    let none = FirstObs::default();
+    // Read newest first (the page), listed oldest first (CoreScope's order).
+    let messages: Vec<Value> = rows
+        .iter()
+        .rev()
+        .map(|r| {
+            let first = firsts.get(&r.id()).unwrap_or(&none);
+            let pkt = r.to_json_lean(&st, Some(first));
+            let mut m = message_json(&pkt);
+            m["packetId"] = r.id().into();
+            m["repeats"] = pkt["observation_count"].clone();
+            let who = pkt["observer_name"]
+                .as_str()
+                .or_else(|| pkt["observer_id"].as_str());
+            m["observers"] = json!(who.into_iter().collect::<Vec<_>>());
+            m["hops"] = pkt["hop_count"].as_i64().unwrap_or(0).into();
+            m["snr"] = pkt["snr"].clone();
+            m
+        })
+        .collect();
     Ok(Json(
         json!({"messages": messages, "total": total, "limit": limit, "offset": offset}),
     ))

@@ -7,6 +7,7 @@ pub mod analytics;
 pub mod channels;
 pub mod collisions;
 pub mod config;
+pub mod corescope;
 pub mod node_health;
 pub mod nodes;
 pub mod observers;

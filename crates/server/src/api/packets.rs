@@ -1,5 +1,9 @@
-//! `/api/packets`, `/api/packets/{id|hash}`, `POST /api/packets/observations` and
-//! `POST /api/decode`.
+//! `/api/packets`, `/api/packets/timestamps`, `/api/packets/{id|hash}`,
+//! `POST /api/packets/observations` and `POST /api/decode`.
+//!
+//! Each packet object carries CoreScope's keys beside meshlens's own: `decoded_json` and
+//! `path_json` (JSON strings, as CoreScope stores them), and the observer, SNR and RSSI of its
+//! first observation, read for a whole page in one query ([`first_observations`]).
 
 use std::sync::Arc;
 
@@ -52,6 +56,11 @@ pub fn tx_row(r: &Row<'_>) -> store::rusqlite::Result<TxRow> {
 }
 
 impl TxRow {
+    /// The transmission's id.
+    pub fn id(&self) -> i64 {
+        self.id
+    }
+
     fn from_row(r: &Row<'_>) -> store::rusqlite::Result<TxRow> {
         Ok(TxRow {
             id: r.get(0)?,
@@ -66,8 +75,27 @@ impl TxRow {
         })
     }
 
-    /// The API object: identity, times, header fields and the full decode as an object.
+    /// The API object: identity, times, header fields, the full decode as an object, and
+    /// CoreScope's `decoded_json`/`path_json` strings. The observer keys need
+    /// [`TxRow::to_json_with`].
     pub fn to_json(&self, st: &AppState) -> Value {
+        self.to_json_with(st, None)
+    }
+
+    /// [`TxRow::to_json`] plus CoreScope's keys of the first observation (`observer_id`,
+    /// `observer_name`, `observer_iata`, `snr`, `rssi`, `direction`); null when none is known.
+    pub fn to_json_with(&self, st: &AppState, first: Option<&FirstObs>) -> Value {
+        self.build(st, first, true)
+    }
+
+    /// [`TxRow::to_json_with`] without `decoded_json` and `path_json`, for answers built from
+    /// the packet object that do not include it (channel messages): serializing the payload
+    /// a second time was most of their added cost.
+    pub fn to_json_lean(&self, st: &AppState, first: Option<&FirstObs>) -> Value {
+        self.build(st, first, false)
+    }
+
+    fn build(&self, st: &AppState, first: Option<&FirstObs>, strings: bool) -> Value {
         let mut decoded = crate::decode_for_api(&self.raw, &st.decode_no_verify);
         if decoded.get("payload_type_name") == Some(&Value::from("ADVERT")) {
             // Stored frames never change, so each advert is verified once per cache lifetime.
@@ -97,10 +125,110 @@ impl TxRow {
         o.insert("observation_count".into(), self.observation_count.into());
         o.insert("channel".into(), self.channel.clone().into());
         o.insert("scope".into(), self.scope.clone().into());
+        // CoreScope's name for it: null without transport codes, "" for codes of a region
+        // nobody configured.
+        let transport = matches!(
+            decoded.get("route_type").and_then(Value::as_i64),
+            Some(0 | 3)
+        );
+        o.insert(
+            "scope_name".into(),
+            match (&self.scope, transport) {
+                (Some(s), _) => s.clone().into(),
+                (None, true) => "".into(),
+                (None, false) => Value::Null,
+            },
+        );
         o.insert("from_pubkey".into(), self.from_pubkey.clone().into());
+        if strings {
+            o.insert(
+                "decoded_json".into(),
+                super::corescope::decoded_json(&decoded).into(),
+            );
+            o.insert(
+                "path_json".into(),
+                super::corescope::path_json(&decoded).into(),
+            );
+        }
+        if let Some(f) = first {
+            o.insert("observer_id".into(), f.observer_id.clone().into());
+            o.insert("observer_name".into(), f.observer_name.clone().into());
+            o.insert("observer_iata".into(), f.observer_iata.clone().into());
+            o.insert("snr".into(), f.snr.into());
+            o.insert("rssi".into(), f.rssi.into());
+            // Observers do not report a direction to meshlens: unknown, as CoreScope says
+            // when its observer did not either.
+            o.insert("direction".into(), Value::Null);
+        }
         o.insert("decoded".into(), decoded);
         Value::Object(o)
     }
+}
+
+/// What CoreScope's packet object says about a transmission's observations: who heard it
+/// first (with what SNR and RSSI), how many observers heard it and in which regions.
+#[derive(Debug, Default, Clone)]
+pub struct FirstObs {
+    observer_id: Option<String>,
+    observer_name: Option<String>,
+    observer_iata: Option<String>,
+    snr: Option<f64>,
+    rssi: Option<f64>,
+    /// Distinct observers.
+    pub observer_count: i64,
+    /// Distinct observer regions (IATA codes), sorted.
+    pub iatas: Vec<String>,
+}
+
+/// [`FirstObs`] of each transmission in `ids`, in one query for the whole page (the first
+/// observation is the one stored first, whose frame is `transmissions.raw`). The ids come from
+/// the database, never from the request, so they are written into the SQL as integers.
+pub fn first_observations(
+    c: &Connection,
+    ids: &[i64],
+) -> ApiResult<std::collections::HashMap<i64, FirstObs>> {
+    let mut out = std::collections::HashMap::with_capacity(ids.len());
+    if ids.is_empty() {
+        return Ok(out);
+    }
+    let list = ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+    // With a single min() aggregate SQLite takes the bare columns from the row holding the
+    // minimum: the first observation's observer, SNR and RSSI. IATA codes are stored cleaned
+    // (letters, digits and '-'), so group_concat's comma separates them unambiguously.
+    let mut stmt = sql(c.prepare(&format!(
+        "SELECT o.transmission_id, min(o.id), ob.id, ob.name, ob.iata, o.snr, o.rssi,
+                count(DISTINCT o.observer_idx), group_concat(DISTINCT ob.iata)
+         FROM observations o JOIN observers ob ON ob.idx = o.observer_idx
+         WHERE o.transmission_id IN ({list}) GROUP BY o.transmission_id"
+    )))?;
+    let rows = sql(stmt.query_map([], |r| {
+        let iatas: Option<String> = r.get(8)?;
+        let mut iatas: Vec<String> = iatas
+            .unwrap_or_default()
+            .split(',')
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect();
+        iatas.sort_unstable();
+        iatas.dedup();
+        Ok((
+            r.get::<_, i64>(0)?,
+            FirstObs {
+                observer_id: r.get(2)?,
+                observer_name: r.get(3)?,
+                observer_iata: r.get(4)?,
+                snr: r.get(5)?,
+                rssi: r.get(6)?,
+                observer_count: r.get(7)?,
+                iatas,
+            },
+        ))
+    }))?;
+    for row in rows {
+        let (id, f) = sql(row)?;
+        out.insert(id, f);
+    }
+    Ok(out)
 }
 
 fn parse_type(s: &str) -> ApiResult<u8> {
@@ -121,6 +249,15 @@ fn parse_route(s: &str) -> ApiResult<u8> {
         .map(RouteType::value)
         .ok_or_else(|| ApiError::BadRequest(format!("route: unknown route type {s:?}")))
 }
+
+/// Most nodes one `nodes` filter may name.
+pub const MAX_NODES: usize = 64;
+
+/// Most region codes one `region` filter may name.
+pub const MAX_REGIONS: usize = 32;
+
+/// Most first-seen times `GET /api/packets/timestamps` returns (the earliest after `since`).
+pub const MAX_TIMESTAMPS: i64 = 100_000;
 
 /// The filters of `/api/packets`, validated.
 struct Filter {
@@ -168,6 +305,40 @@ impl Filter {
                 .push("t.from_pubkey >= ? AND t.from_pubkey < ?".into());
             f.args.push(Box::new(n.clone()));
             f.args.push(Box::new(format!("{n}g")));
+        }
+        if let Some(nodes) = p.list("nodes", MAX_NODES)? {
+            // CoreScope's multi-node filter: packets from any of these nodes (full keys or
+            // prefixes), each a range on the from_pubkey index.
+            let mut ors = Vec::with_capacity(nodes.len());
+            for n in nodes {
+                let n = hex_prefix("nodes", n)?;
+                ors.push("(t.from_pubkey >= ? AND t.from_pubkey < ?)");
+                f.args.push(Box::new(n.clone()));
+                f.args.push(Box::new(format!("{n}g")));
+            }
+            f.clauses.push(format!("({})", ors.join(" OR ")));
+        }
+        if let Some(codes) = p.list("region", MAX_REGIONS)? {
+            // CoreScope's region: heard by at least one observer of these IATA codes.
+            let mut codes: Vec<String> = codes.iter().map(|c| c.to_ascii_uppercase()).collect();
+            codes.sort_unstable();
+            codes.dedup();
+            let marks = vec!["?"; codes.len()].join(",");
+            f.clauses.push(format!(
+                "t.id IN (SELECT o.transmission_id FROM observations o \
+                 JOIN observers ob ON ob.idx = o.observer_idx WHERE upper(trim(ob.iata)) IN ({marks}))"
+            ));
+            f.args.extend(
+                codes
+                    .into_iter()
+                    .map(|c| Box::new(c) as Box<dyn ToSql + Send>),
+            );
+        }
+        if p.str("area").is_some() {
+            // CoreScope accepts it; answering unfiltered data would be a lie.
+            return Err(ApiError::BadRequest(
+                "area: filtering packets by area is not supported yet".into(),
+            ));
         }
         if let Some(o) = p.str("observer") {
             let o = o.to_ascii_lowercase();
@@ -221,7 +392,9 @@ impl Filter {
 }
 
 /// `GET /api/packets` → `{packets, total, limit, offset}` (and `truncated` with
-/// `expand=observations`).
+/// `expand=observations`). With `groupByHash=true`, CoreScope's grouped rows: latest heard
+/// first, each with `count`, `observer_count`, `latest` and `distinct_iatas` besides the
+/// packet object.
 pub async fn list(
     State(st): State<Arc<AppState>>,
     Query(q): Query<std::collections::HashMap<String, String>>,
@@ -239,8 +412,13 @@ pub async fn list(
         }
     };
     let expand = p.str("expand") == Some("observations");
-    // Rows are transmissions already; groupByHash is accepted for compatibility.
-    p.flag("groupByHash")?;
+    let grouped = p.flag("groupByHash")?;
+    // Grouped rows come latest-heard first, as CoreScope sorts them.
+    let sort = if grouped {
+        "t.last_seen"
+    } else {
+        "t.first_seen"
+    };
     let filter = Filter::from_params(&p)?;
     // The unfiltered total counts every transmission: reuse it for one commit generation.
     let generation = st.generation.load(std::sync::atomic::Ordering::Relaxed);
@@ -269,22 +447,31 @@ pub async fn list(
                 None => sql(c.query_row(&format!("SELECT count(*) FROM transmissions t {w}"), args(), |r| r.get(0)))?,
             };
             let mut stmt = sql(c.prepare(&format!(
-                "SELECT {TX_COLUMNS} FROM transmissions t {w} ORDER BY t.first_seen {order}, t.id {order} LIMIT {limit} OFFSET {offset}"
+                "SELECT {TX_COLUMNS} FROM transmissions t {w} ORDER BY {sort} {order}, t.id {order} LIMIT {limit} OFFSET {offset}"
             )))?;
             let rows = sql(stmt.query_map(args(), TxRow::from_row).and_then(|m| m.collect::<Result<Vec<_>, _>>()))?;
+            let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+            let firsts = first_observations(c, &ids)?;
             let (mut obs, truncated) = if expand {
-                let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
                 observations_for(c, &ids, MAX_EXPANDED_OBSERVATIONS)?
             } else {
                 Default::default()
             };
+            let none = FirstObs::default();
             let mut out: Vec<u8> = Vec::with_capacity(rows.len() * 1024 + 64);
             out.extend_from_slice(b"{\"packets\":[");
             for (i, r) in rows.iter().enumerate() {
                 if i > 0 {
                     out.push(b',');
                 }
-                let mut v = r.to_json(&state);
+                let first = firsts.get(&r.id).unwrap_or(&none);
+                let mut v = r.to_json_with(&state, Some(first));
+                if grouped {
+                    v["count"] = r.observation_count.into();
+                    v["observer_count"] = first.observer_count.into();
+                    v["latest"] = iso(r.last_seen).into();
+                    v["distinct_iatas"] = first.iatas.clone().into();
+                }
                 if expand {
                     v["observations"] = Value::Array(obs.remove(&r.id).unwrap_or_default());
                 }
@@ -301,6 +488,35 @@ pub async fn list(
     if unfiltered && let Ok(mut c) = st.packets_total.lock() {
         *c = Some((generation, total));
     }
+    Ok(json_response(body))
+}
+
+/// `GET /api/packets/timestamps?since=<time>` → the first-seen times (ISO 8601) of the
+/// packets first seen after `since`, oldest first, at most [`MAX_TIMESTAMPS`] (CoreScope's
+/// route; `since` is required).
+pub async fn timestamps(
+    State(st): State<Arc<AppState>>,
+    Query(q): Query<std::collections::HashMap<String, String>>,
+) -> ApiResult<Response> {
+    let p = Params(q);
+    let since = p
+        .time("since")?
+        .ok_or_else(|| ApiError::BadRequest("since required".into()))?;
+    // Up to a few MB of JSON: built on the blocking thread, as the packet list is.
+    let body = st
+        .db
+        .query(move |c| {
+            let mut stmt = sql(c.prepare_cached(
+                "SELECT first_seen FROM transmissions WHERE first_seen > ?1
+                 ORDER BY first_seen LIMIT ?2",
+            ))?;
+            let times = sql(stmt
+                .query_map([since, MAX_TIMESTAMPS], |r| r.get::<_, i64>(0))
+                .and_then(|m| m.collect::<Result<Vec<_>, _>>()))?;
+            let times: Vec<String> = times.into_iter().map(iso).collect();
+            serde_json::to_vec(&times).map_err(|e| ApiError::Internal(e.to_string()))
+        })
+        .await?;
     Ok(json_response(body))
 }
 
@@ -388,11 +604,22 @@ pub fn observation_json(
         }
         Err(_) => (Vec::new(), 1, 0, 0),
     };
+    // CoreScope's path: the hops as a JSON-encoded string, uppercase as it writes them.
+    let path_json = Value::Array(
+        path.iter()
+            .filter_map(Value::as_str)
+            .map(|h| h.to_ascii_uppercase().into())
+            .collect(),
+    )
+    .to_string();
     json!({
         "id": id,
         "observer_id": observer_id,
         "observer_name": observer_name,
+        "observer_iata": iata,
         "iata": iata,
+        "path_json": path_json,
+        "direction": Value::Null,
         "timestamp": iso(received_at),
         "snr": snr,
         "rssi": rssi,
@@ -406,7 +633,8 @@ pub fn observation_json(
     })
 }
 
-/// `GET /api/packets/{id or hash}` → `{packet, path, breakdown: {ranges}, observations}`.
+/// `GET /api/packets/{id or hash}` → `{packet, path, observation_count, breakdown: {ranges},
+/// observations}`; the packet's observer keys are those of its first observation.
 pub async fn detail(
     State(st): State<Arc<AppState>>,
     Path(key): Path<String>,
@@ -446,10 +674,23 @@ pub async fn detail(
             Ok(Some((obs.remove(&row.id).unwrap_or_default(), row)))
         })
         .await?;
-    let Some((observations, row)) = found else {
+    let Some((mut observations, row)) = found else {
         return Err(ApiError::NotFound("no such packet".into()));
     };
-    let packet = row.to_json(&st);
+    // CoreScope's observation objects name their transmission.
+    for o in &mut observations {
+        o["transmission_id"] = row.id.into();
+        o["hash"] = row.hash.clone().into();
+    }
+    let first = observations.first().map(|o| FirstObs {
+        observer_id: o["observer_id"].as_str().map(str::to_owned),
+        observer_name: o["observer_name"].as_str().map(str::to_owned),
+        observer_iata: o["iata"].as_str().map(str::to_owned),
+        snr: o["snr"].as_f64(),
+        rssi: o["rssi"].as_f64(),
+        ..FirstObs::default()
+    });
+    let packet = row.to_json_with(&st, Some(&first.unwrap_or_default()));
     let ranges: Vec<Value> = breakdown(&row.raw)
         .into_iter()
         .map(|r| {
@@ -460,6 +701,9 @@ pub async fn detail(
     Ok(Json(json!({
         "packet": packet,
         "path": packet.get("path").cloned().unwrap_or_else(|| json!([])),
+        // Every observation, however many are listed (at most MAX_OBSERVATIONS); CoreScope
+        // says 1 for a packet it has none of.
+        "observation_count": row.observation_count.max(1),
         "breakdown": {"ranges": ranges},
         "observations": observations,
     })))
@@ -480,10 +724,15 @@ pub async fn decode(
         .and_then(Value::as_str)
         .ok_or_else(|| ApiError::BadRequest("missing \"hex\"".into()))?;
     let bytes = parse_hex(hex).map_err(|e| ApiError::BadRequest(format!("hex: {e}")))?;
-    Ok(Json(
-        json!({"decoded": crate::decode_for_api(&bytes, &st.decode), "breakdown": {"ranges":
-        breakdown(&bytes).into_iter().map(|r| json!({"start": r.start, "end": r.end, "label": r.label})).collect::<Vec<_>>()}}),
-    ))
+    // A frame that does not parse stays a 200 with `valid: false` and its error code (the
+    // report says more than CoreScope's 400 would).
+    let decoded = crate::decode_for_api(&bytes, &st.decode);
+    Ok(Json(json!({
+        "decoded": super::corescope::decoded_object(&decoded),
+        "breakdown": {"ranges": breakdown(&bytes).into_iter()
+            .map(|r| json!({"start": r.start, "end": r.end, "label": r.label}))
+            .collect::<Vec<_>>()},
+    })))
 }
 
 /// Most hashes one `POST /api/packets/observations` may ask for (CoreScope's limit).
@@ -565,16 +814,10 @@ pub async fn batch_observations(
         let mut list: Vec<Value> = Vec::new();
         if let Some(id) = id {
             for mut o in obs.remove(&id).unwrap_or_default() {
-                // CoreScope's names: the transmission, the observer's region, and the path as
-                // a JSON-encoded string.
-                let path_json = o
-                    .get("path")
-                    .map(Value::to_string)
-                    .unwrap_or_else(|| "[]".into());
+                // CoreScope's names: the transmission it belongs to (`observer_iata` and
+                // `path_json` are in every observation object).
                 o["transmission_id"] = id.into();
                 o["hash"] = hash.clone().into();
-                o["observer_iata"] = o.get("iata").cloned().unwrap_or(Value::Null);
-                o["path_json"] = path_json.into();
                 list.push(o);
             }
         }

@@ -1,0 +1,160 @@
+//! The live feed as CoreScope's web app uses it: the WebSocket opens at `/` (any path outside
+//! `/api/` upgrades), and each packet message carries CoreScope's keys (`decoded.header`,
+//! `decoded.payload`, `packet`, `decoded_json`, `path_json`, `observer_id`, …) beside
+//! meshlens's own, which its UI reads.
+
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use serde_json::Value;
+
+mod support;
+
+use support::{http_raw, observed, vector};
+
+const OBS_A: &str = "a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1";
+const OBS_B: &str = "b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2";
+
+/// Only ends a test that would otherwise hang; never reached on any machine.
+const HANG: Duration = Duration::from_secs(120);
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// The next packet message of a socket.
+async fn next_packet(ws: &mut Socket) -> Value {
+    loop {
+        let msg = tokio::time::timeout(HANG, ws.next())
+            .await
+            .expect("a message")
+            .unwrap()
+            .unwrap();
+        if msg.is_text() {
+            let v: Value = serde_json::from_str(msg.to_text().unwrap()).unwrap();
+            if v["type"] == "packet" {
+                return v;
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ws_at_root_and_any_ui_path_sends_corescope_and_meshlens_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("meshlens.db");
+    let mut w = store::Writer::open(&db, 0).unwrap();
+    let s = support::start(support::config(&db)).await;
+    // CoreScope's app opens "/"; any other UI path upgrades too, and /ws stays.
+    let mut sockets = Vec::new();
+    for path in ["/", "/packets", "/ws"] {
+        let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{}{path}", s.addr))
+            .await
+            .unwrap_or_else(|e| panic!("{path}: {e}"));
+        sockets.push(ws);
+    }
+    // Each socket subscribed before its 101, so these commits reach all of them.
+    let hex = vector("advert_flood_2byte_hash_5hops");
+    let now = server::now_ms();
+    w.write_batch(&[observed(&hex, OBS_A, "SEA", now)]).unwrap();
+    w.write_batch(&[observed(&hex, OBS_B, "PDX", now + 1)])
+        .unwrap();
+    for ws in &mut sockets {
+        let first = next_packet(ws).await;
+        let second = next_packet(ws).await;
+        for (v, obs, iata) in [(&first, OBS_A, "SEA"), (&second, OBS_B, "PDX")] {
+            let d = &v["data"];
+            // CoreScope's keys: live.js reads the top level...
+            assert_eq!(d["decoded"]["header"]["payloadTypeName"], "ADVERT", "{d}");
+            assert!(d["decoded"]["header"]["routeType"].is_i64());
+            let payload = &d["decoded"]["payload"];
+            assert_eq!(payload["type"], "ADVERT");
+            assert!(payload["pubKey"].is_string() && payload["name"].is_string());
+            let hops = d["decoded"]["path"]["hops"].as_array().unwrap();
+            assert_eq!(hops.len(), 5);
+            assert_eq!(d["observer_id"], obs);
+            assert_eq!(d["observer_iata"], iata);
+            assert!(d["first_seen"].is_string() && d["raw_hex"].is_string());
+            assert!(d["route_type"].is_i64() && d["payload_type"].is_i64());
+            let dj: Value = serde_json::from_str(d["decoded_json"].as_str().unwrap()).unwrap();
+            assert_eq!(&dj, payload);
+            let pj: Value = serde_json::from_str(d["path_json"].as_str().unwrap()).unwrap();
+            assert_eq!(pj.as_array().unwrap(), hops);
+            assert!(d.get("direction").is_some());
+            // ...and packets.js the nested transmission.
+            let p = &d["packet"];
+            assert_eq!(p["id"], d["transmission_id"]);
+            assert_eq!(p["hash"], d["hash"]);
+            assert_eq!(p["timestamp"], p["first_seen"]);
+            assert_eq!(p["observer_id"], obs);
+            assert_eq!(p["decoded_json"], d["decoded_json"]);
+            assert_eq!(p["path_json"], d["path_json"]);
+            assert!(p["snr"].is_f64() && p["rssi"].is_f64());
+            assert!(p["observation_count"].is_i64());
+            // meshlens's keys, which its own UI reads, are unchanged.
+            assert_eq!(d["observer"], obs);
+            assert_eq!(d["iata"], iata);
+            assert_eq!(d["decoded"]["payload_type_name"], "ADVERT");
+            assert_eq!(d["decoded"]["hash_size"], 2);
+            assert_eq!(d["hash_size"], 2);
+            assert_eq!(d["path"].as_array().unwrap().len(), 5);
+            assert!(d["id"].is_i64() && d["timestamp"].is_string());
+        }
+        // Two observations of one transmission: one packet, two observation ids.
+        assert_eq!(
+            first["data"]["packet"]["id"],
+            second["data"]["packet"]["id"]
+        );
+        assert_ne!(first["data"]["id"], second["data"]["id"]);
+        assert_eq!(
+            first["data"]["packet"]["first_seen"],
+            second["data"]["first_seen"]
+        );
+    }
+    s.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ws_upgrades_never_under_api_and_the_ui_is_still_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("meshlens.db");
+    drop(store::Writer::open(&db, 0).unwrap());
+    let s = support::start(support::config(&db)).await;
+    assert!(
+        tokio_tungstenite::connect_async(format!("ws://{}/api/nope", s.addr))
+            .await
+            .is_err()
+    );
+    let addr = s.addr;
+    let upgrade = "Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n";
+    let (st, _, body) =
+        tokio::task::spawn_blocking(move || http_raw(addr, "GET", "/api/nope", None, upgrade))
+            .await
+            .unwrap();
+    assert_eq!(st, 404);
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert!(v["error"].is_string());
+    // A page from another site may not subscribe at "/" either.
+    let req = tokio_tungstenite::tungstenite::http::Request::builder()
+        .uri(format!("ws://{addr}/"))
+        .header("Host", addr.to_string())
+        .header("Origin", "https://evil.example")
+        .header("Connection", "Upgrade")
+        .header("Upgrade", "websocket")
+        .header("Sec-WebSocket-Version", "13")
+        .header("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")
+        .body(())
+        .unwrap();
+    match tokio_tungstenite::connect_async(req).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => assert_eq!(r.status(), 403),
+        other => panic!("expected a 403, got {other:?}"),
+    }
+    // Without an upgrade, "/" is the UI.
+    let (st, head, body) =
+        tokio::task::spawn_blocking(move || http_raw(addr, "GET", "/", None, ""))
+            .await
+            .unwrap();
+    assert_eq!(st, 200);
+    assert!(head.to_ascii_lowercase().contains("text/html"), "{head}");
+    assert!(body.contains("<html") || body.contains("<!doctype") || body.contains("<!DOCTYPE"));
+    s.shutdown().await;
+}
