@@ -110,7 +110,12 @@ async fn web_ui_in_headless_chromium() {
             // A debug build under a browser on 2 cores: a slow query must not become a 503.
             .args(["--query-deadline", "60s"])
             // Alerts within the test's time: the simulator's observers go quiet after it.
-            .args(["--alert-eval-interval", "1s", "--alert-observer-silence", "5s"])
+            .args([
+                "--alert-eval-interval",
+                "1s",
+                "--alert-observer-silence",
+                "5s",
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()

@@ -160,6 +160,7 @@ async fn inject_advert(addr: SocketAddr) -> String {
     if status == 200 {
         assert!(v["id"].as_i64().is_some(), "{v}");
         assert_eq!(v["decoded"]["payload_type_name"], "ADVERT", "{v}");
+        assert_eq!(v["decoded"]["header"]["payloadTypeName"], "ADVERT", "{v}");
     }
     let path = format!("/api/packets/{hash}");
     eventually("the injected packet is stored", || async {

@@ -422,7 +422,8 @@ pub async fn post_packet(
         snr: number("snr")?,
         rssi: number("rssi")?,
     };
-    let decoded = crate::decode_for_api(&bytes, &st.decode);
+    // CoreScope's `{header, path, payload}` beside meshlens's flat keys, as `/api/decode`.
+    let decoded = crate::api::corescope::decoded_object(&crate::decode_for_api(&bytes, &st.decode));
     let id = submit(&st, AdminRequest::InjectPacket(injection)).await?;
     let result = wait_result(&st, &id).await?;
     let Some(result) = result else {
