@@ -798,6 +798,19 @@ pub mod http {
             HostPolicy { any: false, names }
         }
 
+        /// Whether the operator named `name` (exactly, or under a `*.` wildcard); `*` and
+        /// the unnamed public listener do not count: they accept any Host, not any origin.
+        fn names(&self, name: &str) -> bool {
+            let n = name.trim().trim_end_matches('.').to_ascii_lowercase();
+            self.names.iter().any(|a| {
+                if a.starts_with('.') {
+                    n.ends_with(a.as_str())
+                } else {
+                    *a == n
+                }
+            })
+        }
+
         fn allows(&self, host: Option<&str>) -> bool {
             if self.any {
                 return true;
@@ -886,6 +899,24 @@ pub mod http {
     }
 
     impl Guards {
+        /// The most WebSockets open at once: `max` (the live feed's own cap), and at most
+        /// half the HTTP connection cap, because a WebSocket holds its HTTP slot for as long
+        /// as it is open: without this bound, viewers of the live feed could take every
+        /// slot and leave none for the API (with a low descriptor limit, the HTTP cap is
+        /// small).
+        pub fn ws_cap(&self, max: usize) -> usize {
+            match self.limits.max_connections {
+                0 => max,
+                http => max.min((http / 2).max(1)),
+            }
+        }
+
+        /// Whether the operator named this host with `--allow-host` (for the WebSocket's
+        /// origin check).
+        pub fn names_host(&self, name: &str) -> bool {
+            self.hosts.names(name)
+        }
+
         /// Guards for a server listening on `listen`.
         pub fn new(limits: &HttpLimits, allowed_hosts: &[String], listen: SocketAddr) -> Guards {
             Guards {

@@ -6,7 +6,8 @@
 //! Sockets are a shared resource anyone can ask for, so each is bounded:
 //! - at most [`MAX_CLIENTS`] in all and [`MAX_CLIENTS_PER_ADDRESS`] per client address (an
 //!   IPv6 /64 counts as one), checked and taken under one lock, so concurrent upgrades cannot
-//!   overshoot; the slot is held by the socket's task and freed when it ends, however it ends;
+//!   overshoot; and at most half the HTTP connection cap, which each socket's slot counts
+//!   against, so the feed's viewers never take the API's last connection; the slot is held by the socket's task and freed when it ends, however it ends;
 //! - a client that does not read is closed: a send that cannot complete within
 //!   [`LIVENESS`]`.send_timeout` (the client's TCP window stays shut), or pings that go
 //!   unanswered [`LIVENESS`]`.max_missed_pongs` times in a row;
@@ -338,10 +339,22 @@ fn parse_origin(origin: &str) -> Option<(HostName, u16, u16)> {
 ///   DNS-rebinding page has the attacker's *name* as its origin, and a browser only sends an
 ///   IP origin it really connected to, so such a page is served by this server.
 ///
+/// - an http(s) origin whose host the operator named with `--allow-host` (exactly or under
+///   `*.example.org`): the names this server is reached by are its own pages' origins too,
+///   so a deployment behind a reverse proxy needs no separate `--allow-origin`.
+///
 /// A name is never trusted because it equals `Host`: in a rebinding attack the browser sends
-/// the attacker's name in both. A deployment reached by name lists its origin in `allowed`
-/// (`--allow-origin https://mesh.example.org`).
+/// the attacker's name in both.
 pub fn origin_allowed(headers: &HeaderMap, allowed: &[String]) -> bool {
+    origin_allowed_with(headers, allowed, |_| false)
+}
+
+/// [`origin_allowed`], with `named` saying whether a host name was named by the operator.
+pub fn origin_allowed_with(
+    headers: &HeaderMap,
+    allowed: &[String],
+    named: impl Fn(&str) -> bool,
+) -> bool {
     let Some(origin) = headers.get(header::ORIGIN) else {
         return true;
     };
@@ -365,8 +378,8 @@ pub fn origin_allowed(headers: &HeaderMap, allowed: &[String]) -> bool {
     if host.is_loopback() {
         return true;
     }
-    if !matches!(host, HostName::Ip(_)) {
-        return false;
+    if let HostName::Name(n) = &host {
+        return named(n);
     }
     headers
         .get(header::HOST)
@@ -418,7 +431,12 @@ pub enum Refused {
 
 /// Takes a slot for a client at `peer` (per-address cap only when the address is known).
 pub fn admit(st: &Arc<AppState>, peer: Option<IpAddr>) -> Result<Slot, Refused> {
-    admit_with(st, peer, MAX_CLIENTS, MAX_CLIENTS_PER_ADDRESS)
+    admit_with(
+        st,
+        peer,
+        st.http.ws_cap(MAX_CLIENTS),
+        MAX_CLIENTS_PER_ADDRESS,
+    )
 }
 
 fn admit_with(
@@ -482,7 +500,7 @@ pub async fn ws(
     headers: HeaderMap,
     upgrade: WebSocketUpgrade,
 ) -> Response {
-    if !origin_allowed(&headers, &st.allowed_origins) {
+    if !origin_allowed_with(&headers, &st.allowed_origins, |h| st.http.names_host(h)) {
         if may_log() {
             let origin = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok());
             tracing::info!(

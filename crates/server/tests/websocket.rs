@@ -271,3 +271,78 @@ async fn only_this_servers_pages_may_open_the_socket() {
     }
     s.shutdown().await;
 }
+
+/// Behind a reverse proxy the UI's origin is the name the operator allowed with
+/// `--allow-host`: its pages may open `/ws` without a separate `--allow-origin`; a name not
+/// allowed, or one that only ends like an allowed one, may not, and `ftp:` never.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn origins_named_with_allow_host_are_the_servers_own_pages() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("meshlens.db");
+    let _w = seed(&db);
+    let cfg = ServerConfig {
+        allowed_hosts: vec!["mesh.example.org".into(), "*.lan.example".into()],
+        ..config(&db)
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let s = Server::start(cfg, listener).unwrap();
+    for ok in [
+        "https://mesh.example.org",
+        "http://MESH.example.org:8080",
+        "https://ui.lan.example",
+    ] {
+        assert!(
+            connect(s.addr, loopback(1), Some(ok), None).await.is_ok(),
+            "{ok}"
+        );
+    }
+    for refused in [
+        "https://evil.example",
+        "https://mesh.example.org.evil.example",
+        "https://notmesh.example.org",
+        "ftp://mesh.example.org",
+    ] {
+        assert_eq!(
+            connect(s.addr, loopback(1), Some(refused), None)
+                .await
+                .err(),
+            Some(403),
+            "{refused}"
+        );
+    }
+    s.shutdown().await;
+}
+
+/// With a small HTTP connection cap (a low descriptor limit), the live feed may take at
+/// most half of it: the API keeps connections of its own however many viewers arrive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_live_feed_leaves_the_api_half_of_a_small_connection_cap() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("meshlens.db");
+    let _w = seed(&db);
+    let cfg = ServerConfig {
+        limits: server::http::HttpLimits {
+            max_connections: 8,
+            max_connections_per_address: 0,
+            ..Default::default()
+        },
+        ..config(&db)
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let s = Server::start(cfg, listener).unwrap();
+    let mut open = Vec::new();
+    let mut refused = 0;
+    for i in 0..8u8 {
+        match connect(s.addr, loopback(10 + i), None, None).await {
+            Ok(ws) => open.push(ws),
+            Err(503) => refused += 1,
+            Err(other) => panic!("refused with {other}"),
+        }
+    }
+    assert_eq!((open.len(), refused), (4, 4));
+    // Four HTTP slots are left: the API answers.
+    assert_eq!(ws_clients(s.addr).await, 4);
+    drop(open);
+    wait_clients(s.addr, 0).await;
+    s.shutdown().await;
+}
