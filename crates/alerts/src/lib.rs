@@ -124,6 +124,11 @@ impl Settings {
                             .as_bool()
                             .ok_or("alerts.rules.new_node must be true or false")?;
                     }
+                    "capability_regressed" => {
+                        self.rules.capability_regressions = v
+                            .as_bool()
+                            .ok_or("alerts.rules.capability_regressed must be true or false")?;
+                    }
                     other => return Err(format!("alerts.rules.{other}: no such rule")),
                 }
             }

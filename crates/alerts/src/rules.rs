@@ -35,6 +35,10 @@ pub struct NodeSeen {
     pub first_seen: i64,
     /// Last heard, Unix ms.
     pub last_seen: i64,
+    /// Confirmed multi-byte capable from its own adverts (`multibyte_evidence = advert`).
+    pub multibyte_by_advert: bool,
+    /// The path-hash size (1–3) of its latest advert, if one is stored.
+    pub last_advert_hash_size: Option<u8>,
 }
 
 /// An observer as the rules see it.
@@ -74,6 +78,8 @@ pub struct Config {
     pub ingest_stall: Option<Duration>,
     /// Announce nodes heard for the first time.
     pub new_nodes: bool,
+    /// Report nodes whose multi-byte capability goes backwards.
+    pub capability_regressions: bool,
     /// See the module doc (default 1 h).
     pub hysteresis: Duration,
     /// At most this many new-node notifications per evaluation; beyond, one summary.
@@ -88,6 +94,7 @@ impl Default for Config {
             observer_silence: Some(Duration::from_secs(15 * 60)),
             ingest_stall: Some(Duration::from_secs(10 * 60)),
             new_nodes: true,
+            capability_regressions: true,
             hysteresis: Duration::from_secs(3600),
             max_new_nodes_per_evaluation: 20,
         }
@@ -104,8 +111,17 @@ pub mod rule {
     pub const INGEST_STALLED: &str = "ingest_stalled";
     /// A node was heard for the first time (an event: never resolved).
     pub const NEW_NODE: &str = "new_node";
+    /// A node confirmed multi-byte by its own adverts advertises with 1-byte path hashes
+    /// again (resolved: multi-byte again).
+    pub const CAPABILITY_REGRESSED: &str = "capability_regressed";
     /// Every rule.
-    pub const ALL: &[&str] = &[NODE_OFFLINE, OBSERVER_OFFLINE, INGEST_STALLED, NEW_NODE];
+    pub const ALL: &[&str] = &[
+        NODE_OFFLINE,
+        OBSERVER_OFFLINE,
+        INGEST_STALLED,
+        NEW_NODE,
+        CAPABILITY_REGRESSED,
+    ];
 }
 
 /// What an alert is about.
@@ -385,6 +401,43 @@ impl Engine {
             );
         }
 
+        if cfg.capability_regressions {
+            for n in inputs.nodes.iter().filter(|n| n.multibyte_by_advert) {
+                let Some(size) = n.last_advert_hash_size else {
+                    continue;
+                };
+                let regressed = size == 1;
+                let subject = Subject {
+                    kind: "node",
+                    id: n.public_key.clone(),
+                    name: n.name.clone(),
+                };
+                let message = if regressed {
+                    format!(
+                        "{} advertises with 1-byte path hashes again after advertising multi-byte",
+                        subject.label()
+                    )
+                } else {
+                    format!(
+                        "{} advertises with {size}-byte path hashes again",
+                        subject.label()
+                    )
+                };
+                seen.insert((rule::CAPABILITY_REGRESSED, n.public_key.clone()));
+                self.step(
+                    cfg,
+                    rule::CAPABILITY_REGRESSED,
+                    subject,
+                    regressed,
+                    n.last_seen,
+                    message,
+                    now,
+                    first,
+                    &mut out,
+                );
+            }
+        }
+
         if let Some(threshold) = cfg.observer_silence {
             for o in &inputs.observers {
                 let silent = now - o.last_seen >= ms(threshold);
@@ -597,6 +650,8 @@ mod tests {
                 role: "repeater".into(),
                 first_seen: 0,
                 last_seen,
+                multibyte_by_advert: false,
+                last_advert_hash_size: None,
             }],
             ..Inputs::default()
         }
@@ -726,6 +781,8 @@ mod tests {
                 role: "companion".into(),
                 first_seen: 2_000 + k,
                 last_seen: 2_000 + k,
+                multibyte_by_advert: false,
+                last_advert_hash_size: None,
             });
         }
         i.now = 10_000_000;
@@ -760,6 +817,41 @@ mod tests {
         assert_eq!(n.len(), 1, "{n:?}");
         assert_eq!(n[0].rule, rule::INGEST_STALLED);
         assert_eq!(n[0].to_json()["subject"]["kind"], "ingest");
+    }
+
+    #[test]
+    fn a_node_advertising_one_byte_again_after_multi_byte_is_reported() {
+        let c = cfg();
+        let node = |size: u8, heard: i64| Inputs {
+            now: heard,
+            nodes: vec![NodeSeen {
+                public_key: "ef".repeat(32),
+                name: Some("Ridge".into()),
+                role: "companion".into(),
+                first_seen: 0,
+                last_seen: heard,
+                multibyte_by_advert: true,
+                last_advert_hash_size: Some(size),
+            }],
+            ..Inputs::default()
+        };
+        let mut e = Engine::default();
+        assert!(e.evaluate(&c, &node(2, 1_000)).is_empty());
+        let n = e.evaluate(&c, &node(1, 2_000));
+        assert_eq!(n.len(), 1, "{n:?}");
+        assert_eq!(n[0].rule, rule::CAPABILITY_REGRESSED);
+        assert!(n[0].message.contains("1-byte"), "{}", n[0].message);
+        assert!(e.evaluate(&c, &node(1, 3_000)).is_empty());
+        let n = e.evaluate(&c, &node(2, 3_000 + H));
+        assert_eq!(n.len(), 1, "{n:?}");
+        assert!(!n[0].firing);
+        // Confirmed only by what it relayed: its own 1-byte adverts are no regression.
+        let mut relay_only = node(1, 10 * H);
+        relay_only.nodes[0].multibyte_by_advert = false;
+        let mut e = Engine::default();
+        e.evaluate(&c, &node(2, 1));
+        e.alerts.clear();
+        assert!(e.evaluate(&c, &relay_only).is_empty());
     }
 
     #[test]

@@ -340,6 +340,7 @@ impl Alerting {
                 "observer_offline": {"silenceSecs": secs(s.rules.observer_silence)},
                 "ingest_stalled": {"silenceSecs": secs(s.rules.ingest_stall)},
                 "new_node": {"enabled": s.rules.new_nodes},
+                "capability_regressed": {"enabled": s.rules.capability_regressions},
                 "hysteresisSecs": s.rules.hysteresis.as_secs(),
                 "evalIntervalSecs": s.eval_interval.as_secs_f64(),
                 "maxPerMinute": s.max_per_minute,

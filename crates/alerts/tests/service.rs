@@ -106,6 +106,8 @@ impl Source for OneRepeater {
                 role: "repeater".into(),
                 first_seen: 0,
                 last_seen: *self.0.lock().unwrap(),
+                multibyte_by_advert: false,
+                last_advert_hash_size: None,
             }],
             ..Inputs::default()
         })

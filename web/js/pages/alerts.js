@@ -14,6 +14,7 @@ const RULES = {
   observer_offline: 'Observer offline',
   ingest_stalled: 'Ingest stalled',
   new_node: 'New node',
+  capability_regressed: 'Multi-byte regressed',
   rate_limited: 'Rate limited',
 };
 
@@ -74,6 +75,7 @@ function rulesPanel(a) {
     ['Observer silent for', secs((r.observer_offline || {}).silenceSecs)],
     ['No packets at all for', secs((r.ingest_stalled || {}).silenceSecs)],
     ['New nodes', (r.new_node || {}).enabled ? 'announced' : 'off'],
+    ['Multi-byte regressions', (r.capability_regressed || {}).enabled ? 'reported' : 'off'],
     ['Hysteresis', secs(r.hysteresisSecs)],
     ['Evaluated every', typeof r.evalIntervalSecs === 'number' ? `${r.evalIntervalSecs} s` : '—'],
     ['At most per receiver', typeof r.maxPerMinute === 'number' ? `${r.maxPerMinute} a minute` : '—'],

@@ -31,9 +31,13 @@ impl DbSource {
 fn read(c: &store::rusqlite::Connection, now: i64) -> store::rusqlite::Result<Inputs> {
     let mut nodes = Vec::new();
     let mut stmt = c.prepare_cached(
-        "SELECT public_key, name, role, first_seen, last_seen FROM nodes
+        "SELECT public_key, name, role, first_seen, last_seen,
+                multibyte_sup = 2 AND multibyte_evidence = 'advert', last_advert_path_len
+         FROM nodes
          UNION ALL
-         SELECT public_key, name, role, first_seen, last_seen FROM inactive_nodes",
+         SELECT public_key, name, role, first_seen, last_seen,
+                multibyte_sup = 2 AND multibyte_evidence = 'advert', last_advert_path_len
+         FROM inactive_nodes",
     )?;
     let rows = stmt.query_map([], |r| {
         Ok(NodeSeen {
@@ -42,6 +46,14 @@ fn read(c: &store::rusqlite::Connection, now: i64) -> store::rusqlite::Result<In
             role: r.get(2)?,
             first_seen: r.get(3)?,
             last_seen: r.get(4)?,
+            multibyte_by_advert: r.get::<_, Option<bool>>(5)?.unwrap_or(false),
+            // The path-length byte's top two bits are the hash size minus one (0b11 is
+            // reserved, never stored).
+            last_advert_hash_size: r
+                .get::<_, Option<i64>>(6)?
+                .and_then(|b| u8::try_from((b >> 6) & 3).ok())
+                .filter(|s| *s < 3)
+                .map(|s| s + 1),
         })
     })?;
     for n in rows {
