@@ -118,6 +118,17 @@ pub struct AppState {
     observers_refreshing: AtomicBool,
     /// The HTTP side's limits, host check, budgets and counters.
     http: http::Guards,
+    /// Per-route latency and the runtime's lag (`/api/perf`, `/api/health`).
+    perf: api::perf::Recorder,
+    /// The previous `/proc/self/io` reading, for `/api/perf/io` rates.
+    perf_io: std::sync::Mutex<api::perf::IoSample>,
+    /// Stats cache hits and misses (`/api/perf`, `/api/health`).
+    stats_hits: AtomicU64,
+    stats_misses: AtomicU64,
+    /// Packets of the last hour and day, with when they were counted.
+    stats_windows: std::sync::Mutex<Option<(Instant, i64, i64)>>,
+    /// The map view fitted to the located nodes, with when (`/api/config/map`).
+    map_view: std::sync::Mutex<Option<(Instant, [f64; 2], u8)>>,
 }
 
 impl AppState {
@@ -198,6 +209,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/decode", post(api::packets::decode))
         .route("/api/nodes", get(api::nodes::list))
         .route("/api/nodes/search", get(api::nodes::search))
+        .route("/api/nodes/bulk-health", get(api::fleet::bulk_health))
+        .route("/api/nodes/network-status", get(api::fleet::network_status))
+        .route("/api/nodes/resolve", get(api::fleet::resolve))
         .route("/api/nodes/{pubkey}", get(api::nodes::detail))
         .route("/api/nodes/{pubkey}/health", get(api::node_health::health))
         .route("/api/nodes/{pubkey}/paths", get(api::node_health::paths))
@@ -222,8 +236,25 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/config/map", get(web::map_config))
         .route("/api/config/client", get(api::config::client))
         .route("/api/config/regions", get(api::config::regions))
+        .route("/api/config/theme", get(api::config::theme))
+        .route("/api/config/cache", get(api::config::cache))
+        .route("/api/config/areas", get(api::areas::list))
+        .route("/api/config/areas/polygons", get(api::areas::polygons))
+        .route("/api/iata-coords", get(api::config::iata_coords))
+        .route("/api/perf", get(api::perf::perf))
+        .route("/api/perf/io", get(api::perf::io))
+        .route("/api/perf/sqlite", get(api::perf::sqlite))
+        .route("/api/perf/write-sources", get(api::perf::write_sources))
+        .route("/api/perf/reset", post(api::perf::reset))
+        .route("/api/mqtt/status", get(api::perf::mqtt_status))
+        .route("/api/dropped-packets", get(api::perf::dropped))
         .route("/metrics", get(api::status::metrics))
         .route("/ws", get(live::ws))
+        // On the routes only, so the route pattern is known (and unknown paths are not kept).
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            api::perf::record,
+        ))
         .fallback(web::asset)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -341,7 +372,14 @@ impl Server {
             hash_sizes_cache: Default::default(),
             message_counts: Default::default(),
             http: guards,
+            perf: Default::default(),
+            perf_io: Default::default(),
+            stats_hits: AtomicU64::new(0),
+            stats_misses: AtomicU64::new(0),
+            stats_windows: Default::default(),
+            map_view: Default::default(),
         });
+        api::perf::spawn_lag_probe(&state);
         let (shutdown, rx) = tokio::sync::watch::channel(false);
         tokio::spawn(api::observers::warm(state.clone()));
         let app = router(state.clone());
@@ -975,7 +1013,17 @@ pub mod http {
         // Bounded work whatever the data: cached or index-end queries, or none at all.
         let cheap = matches!(
             path,
-            "/api/stats" | "/api/healthz" | "/api/health" | "/api/openapi.json" | "/api/spec"
+            "/api/stats"
+                | "/api/healthz"
+                | "/api/health"
+                | "/api/openapi.json"
+                | "/api/spec"
+                | "/api/iata-coords"
+                | "/api/perf/io"
+                | "/api/perf/sqlite"
+                | "/api/perf/write-sources"
+                | "/api/perf/reset"
+                | "/api/mqtt/status"
         ) || path.starts_with("/api/config/");
         Some(if cheap { Lane::Cheap } else { Lane::Main })
     }

@@ -2,13 +2,16 @@
 //! 400 `{"error"}`), every list is capped, arrays are never null.
 
 pub mod analytics;
+pub mod areas;
 pub mod channels;
 pub mod collisions;
 pub mod config;
+pub mod fleet;
 pub mod node_health;
 pub mod nodes;
 pub mod observers;
 pub mod packets;
+pub mod perf;
 pub mod status;
 
 use std::collections::HashMap;
