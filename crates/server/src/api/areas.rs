@@ -284,6 +284,15 @@ pub fn node_key_in(area: &Area, key_column: &str) -> String {
     )
 }
 
+/// An SQL condition on a transmission `t`: an advert of a node located in `area` (CoreScope's
+/// packet area filter).
+pub fn packets_clause(area: &Area) -> String {
+    format!(
+        "(t.payload_type = 4 AND {})",
+        node_key_in(area, "t.from_pubkey")
+    )
+}
+
 /// `GET /api/config/areas` → `[{key, label}]`, in key order.
 pub async fn list(State(st): State<Arc<AppState>>) -> Json<Value> {
     Json(Value::Array(

@@ -129,7 +129,7 @@ struct Filter {
 }
 
 impl Filter {
-    fn from_params(p: &Params) -> ApiResult<Filter> {
+    fn from_params(p: &Params, areas: &[super::areas::Area]) -> ApiResult<Filter> {
         let mut f = Filter {
             clauses: Vec::new(),
             args: Vec::new(),
@@ -208,6 +208,11 @@ impl Filter {
             f.clauses.push("t.first_seen <= ?".into());
             f.args.push(Box::new(until));
         }
+        // `area` (CoreScope's): adverts of nodes located in the area; other packets do not
+        // name their sender in the clear (see `areas`).
+        if let Some(area) = super::areas::from_params(p, areas)? {
+            f.clauses.push(super::areas::packets_clause(area));
+        }
         Ok(f)
     }
 
@@ -241,7 +246,7 @@ pub async fn list(
     let expand = p.str("expand") == Some("observations");
     // Rows are transmissions already; groupByHash is accepted for compatibility.
     p.flag("groupByHash")?;
-    let filter = Filter::from_params(&p)?;
+    let filter = Filter::from_params(&p, &st.ui.areas)?;
     // The unfiltered total counts every transmission: reuse it for one commit generation.
     let generation = st.generation.load(std::sync::atomic::Ordering::Relaxed);
     let cached_total = if filter.clauses.is_empty() {
