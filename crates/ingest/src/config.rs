@@ -176,7 +176,25 @@ pub struct FileConfig {
     pub regions: Vec<String>,
     /// From `broker`: the embedded broker of `meshlens run`.
     pub broker: BrokerFileConfig,
+    /// The reader's UI keys, as given (`mapDefaults`, `areas`, `cacheTTL`, `branding`,
+    /// `theme`, `themeDark`, `nodeColors`, `typeColors`, `home`, `markerStroke`): the
+    /// reader validates them (`server::web::UiConfig::apply_file`).
+    pub ui: serde_json::Map<String, Value>,
 }
+
+/// The top-level keys of [`FileConfig::ui`].
+pub const UI_KEYS: [&str; 10] = [
+    "mapDefaults",
+    "areas",
+    "cacheTTL",
+    "branding",
+    "theme",
+    "themeDark",
+    "nodeColors",
+    "typeColors",
+    "home",
+    "markerStroke",
+];
 
 /// The `broker` object of the configuration file: the same settings as `meshlens run`'s
 /// `--mqtt-*` flags (a flag given on the command line wins). CoreScope's top-level
@@ -327,6 +345,11 @@ pub fn parse_config_file(text: &str) -> Result<FileConfig, String> {
         out.regions = strings(t).ok_or("hashRegions must be an array of strings")?;
     }
     out.broker = broker_section(obj)?;
+    for k in UI_KEYS {
+        if let Some(v) = obj.get(k) {
+            out.ui.insert(k.to_owned(), v.clone());
+        }
+    }
     Ok(out)
 }
 
