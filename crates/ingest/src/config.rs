@@ -504,5 +504,13 @@ mod tests {
                 .contains("channelKeys.x")
         );
         assert!(parse_config_file("[]").is_err());
+        // The reader's UI keys are kept as given, for the reader to validate.
+        let c = parse_config_file(
+            r##"{"mapDefaults":{"zoom":9},"areas":{"A":{}},"theme":{"accent":"#fff"},"port":1}"##,
+        )
+        .unwrap();
+        let mut keys: Vec<&String> = c.ui.keys().collect();
+        keys.sort();
+        assert_eq!(keys, ["areas", "mapDefaults", "theme"]);
     }
 }

@@ -125,8 +125,8 @@ pub struct AppState {
     /// Stats cache hits and misses (`/api/perf`, `/api/health`).
     stats_hits: AtomicU64,
     stats_misses: AtomicU64,
-    /// Packets of the last hour and day, with when they were counted.
-    stats_windows: std::sync::Mutex<Option<(Instant, i64, i64)>>,
+    /// Packets of the last hour and day and signature refusals, with when they were counted.
+    stats_windows: std::sync::Mutex<Option<(Instant, [i64; 3])>>,
     /// The map view fitted to the located nodes, with when (`/api/config/map`).
     map_view: std::sync::Mutex<Option<(Instant, [f64; 2], u8)>>,
 }

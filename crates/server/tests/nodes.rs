@@ -89,6 +89,17 @@ async fn api_nodes_area_keeps_nodes_located_inside() {
     assert_eq!(names(&v), ["Pdx-Room"]);
     let (_, v) = get(s.addr, "/api/nodes?area=PDX&role=repeater").await;
     assert_eq!((v["total"].as_i64(), names(&v).len()), (Some(0), 0));
+    // CoreScope's other list parameters.
+    let (_, v) = get(s.addr, "/api/nodes?area=BAY&before=2000-01-01").await;
+    assert_eq!(v["total"], 0, "{v}");
+    let (_, v) = get(
+        s.addr,
+        "/api/nodes?area=BAY&before=2999-01-01&sortBy=packetCount",
+    )
+    .await;
+    assert_eq!(v["total"], 2, "{v}");
+    let (st, _) = get(s.addr, "/api/nodes?before=someday").await;
+    assert_eq!(st, 400);
     let (st, v) = get(s.addr, "/api/nodes?area=MARS").await;
     assert_eq!(st, 400, "{v}");
     has(&v, "error", "string");

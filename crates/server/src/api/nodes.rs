@@ -226,6 +226,11 @@ pub async fn list(
         clauses.push("last_seen >= ?".into());
         args.push(Box::new(crate::now_ms() - d.as_millis() as i64));
     }
+    // CoreScope's `before`: first heard at or before that time.
+    if let Some(before) = p.time("before")? {
+        clauses.push("first_seen <= ?".into());
+        args.push(Box::new(before));
+    }
     if let Some(area) = super::areas::from_params(&p, &st.ui.areas)? {
         clauses.push(area.sql_contains("lat", "lon"));
     }
@@ -248,7 +253,7 @@ pub async fn list(
         "last_seen" | "lastSeen" => "last_seen DESC",
         "first_seen" | "firstSeen" => "first_seen DESC",
         "name" => "name COLLATE NOCASE ASC",
-        "advert_count" | "adverts" => "advert_count DESC",
+        "advert_count" | "adverts" | "packetCount" => "advert_count DESC",
         "role" => "role ASC, name COLLATE NOCASE ASC",
         other => {
             return Err(ApiError::BadRequest(format!(

@@ -26,8 +26,9 @@ pub const COMMIT: Option<&str> = option_env!("MESHLENS_COMMIT");
 /// See [`COMMIT`].
 pub const BUILD_TIME: Option<&str> = option_env!("MESHLENS_BUILD_TIME");
 
-/// How long the packet counts of the last hour and day are reused: a rate needs no fresher
-/// figure, and the day's count reads a day of the first-seen index.
+/// How long the packet counts of the last hour and day, and the count of adverts refused for
+/// their signature, are reused: a rate needs no fresher figure, the day's count reads a day
+/// of the first-seen index, and the refusals are a scan of the rejected-packets table.
 const WINDOW_FRESH: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Counts by role, under both of CoreScope's spellings: singular (meshlens's, and the role
@@ -62,8 +63,8 @@ pub async fn stats_value(st: &Arc<AppState>) -> ApiResult<Value> {
         .lock()
         .ok()
         .and_then(|w| *w)
-        .filter(|(at, _, _)| at.elapsed() < WINDOW_FRESH)
-        .map(|(_, h, d)| (h, d));
+        .filter(|(at, _)| at.elapsed() < WINDOW_FRESH)
+        .map(|(_, w)| w);
     let (v, windows) = st
         .db
         .query(move |c| {
@@ -79,7 +80,10 @@ pub async fn stats_value(st: &Arc<AppState>) -> ApiResult<Value> {
                             |r| r.get::<_, i64>(0),
                         ))
                     };
-                    (since(3_600_000)?, since(86_400_000)?)
+                    let drops = count(
+                        "SELECT count(*) FROM rejected_packets WHERE reason = 'invalid_signature'",
+                    )?;
+                    [since(3_600_000)?, since(86_400_000)?, drops]
                 }
             };
             let transmissions = count("SELECT count(*) FROM transmissions")?;
@@ -94,11 +98,9 @@ pub async fn stats_value(st: &Arc<AppState>) -> ApiResult<Value> {
                     "totalInactiveNodes": inactive,
                     "totalNodesAllTime": nodes + inactive,
                     "totalObservers": count("SELECT count(*) FROM observers")?,
-                    "packetsLastHour": windows.0,
-                    "packetsLast24h": windows.1,
-                    "signatureDrops": count(
-                        "SELECT count(*) FROM rejected_packets WHERE reason = 'invalid_signature'"
-                    )?,
+                    "packetsLastHour": windows[0],
+                    "packetsLast24h": windows[1],
+                    "signatureDrops": windows[2],
                     "counts": role_counts(c)?,
                 }),
                 windows,
@@ -106,9 +108,9 @@ pub async fn stats_value(st: &Arc<AppState>) -> ApiResult<Value> {
         })
         .await?;
     if let Ok(mut w) = st.stats_windows.lock()
-        && w.is_none_or(|(at, _, _)| at.elapsed() >= WINDOW_FRESH)
+        && w.is_none_or(|(at, _)| at.elapsed() >= WINDOW_FRESH)
     {
-        *w = Some((std::time::Instant::now(), windows.0, windows.1));
+        *w = Some((std::time::Instant::now(), windows));
     }
     *cache = Some((generation, v.clone()));
     Ok(v)
