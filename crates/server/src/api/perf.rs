@@ -377,11 +377,24 @@ pub async fn perf(State(st): State<Arc<AppState>>) -> ApiResult<Json<Value>> {
     Ok(Json(v))
 }
 
-/// `POST /api/perf/reset` → `{ok: true}`: forgets the latency figures. (CoreScope asks for
-/// its API key here; meshlens has none, and the figures are diagnostics anyone may read.)
-pub async fn reset(State(st): State<Arc<AppState>>) -> Json<Value> {
+/// `POST /api/perf/reset` → `{ok: true}`: forgets the latency figures. CoreScope asks for its
+/// API key here; meshlens has none, so only a client on this machine (loopback) may reset,
+/// others get 403: the figures are anyone's to read, not to wipe.
+pub async fn reset(State(st): State<Arc<AppState>>, req: Request) -> Response {
+    use axum::response::IntoResponse;
+    let peer = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>();
+    if !peer.is_some_and(|p| p.0.ip().is_loopback()) {
+        let msg = "only a client on the server's own machine may reset the figures";
+        return (
+            axum::http::StatusCode::FORBIDDEN,
+            Json(json!({ "error": msg })),
+        )
+            .into_response();
+    }
     st.perf.reset();
-    Json(json!({"ok": true}))
+    Json(json!({"ok": true})).into_response()
 }
 
 /// One reading of `/proc/self/io`.
