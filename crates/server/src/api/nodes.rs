@@ -179,21 +179,23 @@ fn hash_sizes(
 
 /// The battery voltage each of `keys` last reported as an observer (a node that is also an
 /// observer sends status messages under its own key), over the observers' unique id index.
+/// The keys travel as one JSON array, so the statement is the same for every page size (one
+/// entry in the statement cache, no limit on bound variables).
 pub fn observer_battery(c: &Connection, keys: &[&str]) -> ApiResult<HashMap<String, i64>> {
-    let mut out = HashMap::new();
-    for chunk in keys.chunks(500) {
-        let marks = vec!["?"; chunk.len()].join(",");
-        let mut stmt = sql(c.prepare_cached(&format!(
-            "SELECT id, battery_mv FROM observers WHERE id IN ({marks}) AND battery_mv IS NOT NULL"
-        )))?;
-        let rows = sql(stmt
-            .query_map(params_from_iter(chunk.iter()), |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
-            })
-            .and_then(|m| m.collect::<Result<Vec<_>, _>>()))?;
-        out.extend(rows);
+    if keys.is_empty() {
+        return Ok(HashMap::new());
     }
-    Ok(out)
+    let list = serde_json::to_string(keys).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let mut stmt = sql(c.prepare_cached(
+        "SELECT id, battery_mv FROM observers
+         WHERE id IN (SELECT value FROM json_each(?1)) AND battery_mv IS NOT NULL",
+    ))?;
+    let rows = sql(stmt
+        .query_map([list], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+        })
+        .and_then(|m| m.collect::<Result<HashMap<_, _>, _>>()))?;
+    Ok(rows)
 }
 
 /// `GET /api/nodes` → `{nodes, total, counts}`.

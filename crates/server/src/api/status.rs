@@ -436,13 +436,16 @@ pub async fn healthz(State(st): State<Arc<AppState>>) -> ApiResult<Json<Value>> 
     // CoreScope's counts of what it loaded into memory: meshlens serves everything stored, so
     // the nearest figures are the stored totals, from the last stats computed (counting here
     // would make a cheap probe expensive; computed once when none is cached yet).
+    // A failed count (a locked or busy database) must not turn the probe into an error: the
+    // figures are null then, and readiness is still told.
     let stats = match last_stats(&st).await {
-        Some(v) => v,
-        None => stats_value(&st).await?,
+        Some(v) => Some(v),
+        None => stats_value(&st).await.ok(),
     };
+    let stat = |k: &str| stats.as_ref().map(|v| v[k].clone());
     Ok(Json(json!({
-        "loadedTx": stats["totalTransmissions"],
-        "loadedObs": stats["totalObservations"],
+        "loadedTx": stat("totalTransmissions"),
+        "loadedObs": stat("totalObservations"),
         // Keys of adverts are set as they are stored: there is never a backfill.
         "from_pubkey_backfill": {"total": 0, "processed": 0, "done": true},
         "ready": health.ready,
