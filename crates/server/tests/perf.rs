@@ -141,6 +141,7 @@ async fn api_perf_write_sources_and_mqtt_status_are_the_writers_figures() {
         s.last_message_at = Some(1_700_000_123_456);
         s.last_error = Some("connection reset".into());
     });
+    stats.writer(|w| w.last_commit_at = Some(1_700_000_100_000));
     let mut cfg = config(&db);
     cfg.ingest = Some(Arc::new(Shared(stats)));
     let s = start(cfg).await;
@@ -179,6 +180,13 @@ async fn api_perf_write_sources_and_mqtt_status_are_the_writers_figures() {
     has(m, "lastDisconnectUnix", "integer");
     has(m, "packetsLast5m", "integer");
     assert_eq!(m["lastError"], "connection reset");
+    // The same sources in CoreScope's liveness block of /api/healthz.
+    let (_, h) = get(s.addr, "/api/healthz").await;
+    assert_eq!(
+        h["ingest_liveness"]["letsmesh"],
+        json!({"lastReceiptUnix": 1_700_000_123, "lastMessageUnix": 1_700_000_100}),
+        "{h}"
+    );
     s.shutdown().await;
 }
 

@@ -443,7 +443,7 @@ pub async fn healthz(State(st): State<Arc<AppState>>) -> ApiResult<Json<Value>> 
         None => stats_value(&st).await.ok(),
     };
     let stat = |k: &str| stats.as_ref().map(|v| v[k].clone());
-    Ok(Json(json!({
+    let mut v = json!({
         "loadedTx": stat("totalTransmissions"),
         "loadedObs": stat("totalObservations"),
         // Keys of adverts are set as they are stored: there is never a backfill.
@@ -457,8 +457,44 @@ pub async fn healthz(State(st): State<Arc<AppState>>) -> ApiResult<Json<Value>> 
         "last_observation_id": obs,
         "last_observation_at": last.map(iso),
         "seconds_since_last_observation": last.map(|t| now.saturating_sub(t) / 1000),
-        "ingest": ingest,
-    })))
+    });
+    if let Some(l) = liveness(&ingest) {
+        v["ingest_liveness"] = l;
+    }
+    v["ingest"] = ingest;
+    Ok(Json(v))
+}
+
+/// CoreScope's `ingest_liveness` (`{source: {lastReceiptUnix, lastMessageUnix}}`, seconds):
+/// when each source last delivered a message, and when one of its messages last reached the
+/// database (the writer commits everything it has at each commit, so that is the earlier of
+/// the receipt and the last commit; 0 before any commit). Absent without sources, as
+/// CoreScope leaves it out.
+fn liveness(ingest: &Value) -> Option<Value> {
+    let sources = ingest.get("sources")?.as_object()?;
+    if sources.is_empty() {
+        return None;
+    }
+    let commit = ingest
+        .get("writer")
+        .and_then(|w| w.get("last_commit_at"))
+        .and_then(Value::as_i64);
+    let out: serde_json::Map<String, Value> = sources
+        .iter()
+        .take(1_000)
+        .map(|(name, s)| {
+            let got = s.get("last_message_at").and_then(Value::as_i64);
+            let written = match (got, commit) {
+                (Some(g), Some(c)) => g.min(c),
+                _ => 0,
+            };
+            (
+                name.clone(),
+                json!({"lastReceiptUnix": got.unwrap_or(0) / 1000, "lastMessageUnix": written / 1000}),
+            )
+        })
+        .collect();
+    Some(Value::Object(out))
 }
 
 /// `GET /metrics`: Prometheus text format.
