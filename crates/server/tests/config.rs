@@ -192,3 +192,77 @@ fn ui_keys_of_the_config_file_are_validated() {
     assert_eq!(ui.map_zoom, Some(9));
     assert_eq!(ui.areas.len(), 2);
 }
+
+/// The SQL form of an area (what filters the lists) and the Rust form agree on every vertex
+/// latitude (where the latitude bands split) and on a grid across it; in the server crate's
+/// tests, not its source, which must hold no write SQL.
+#[test]
+fn area_sql_test_agrees_with_the_rust_test() {
+    use server::api::areas::{Area, MAX_VERTICES, Shape};
+    let c = store::rusqlite::Connection::open_in_memory().unwrap();
+    c.execute_batch("CREATE TABLE p (lat REAL, lon REAL)")
+        .unwrap();
+    let circle: Vec<Value> = (0..MAX_VERTICES)
+        .map(|i| {
+            let t = i as f64 / MAX_VERTICES as f64 * std::f64::consts::TAU;
+            json!([10.0 + 5.0 * t.sin(), 20.0 + 5.0 * t.cos()])
+        })
+        .collect();
+    // A star: long spikes, so many edges share each latitude band.
+    let star: Vec<Value> = (0..40)
+        .map(|i| {
+            let t = i as f64 / 40.0 * std::f64::consts::TAU;
+            let r = if i % 2 == 0 { 5.0 } else { 1.0 };
+            json!([10.0 + r * t.sin(), 20.0 + r * t.cos()])
+        })
+        .collect();
+    let areas =
+        Area::parse_all(&json!({"C": {"polygon": circle}, "S": {"polygon": star}})).unwrap();
+    let mut areas = areas;
+    areas.extend(Area::parse_all(&fleet_areas()).unwrap());
+    for area in &areas {
+        c.execute("DELETE FROM p", []).unwrap();
+        // Every vertex latitude (band edges) and points between, across the area.
+        let (mut lats, lo, hi): (Vec<f64>, f64, f64) = match &area.shape {
+            Shape::Polygon(vs) => {
+                let lats: Vec<f64> = vs.iter().map(|v| v[0]).collect();
+                let lo = lats.iter().copied().fold(90.0, f64::min);
+                let hi = lats.iter().copied().fold(-90.0, f64::max);
+                (lats, lo, hi)
+            }
+            Shape::Bbox {
+                lat_min, lat_max, ..
+            } => (vec![*lat_min, *lat_max], *lat_min, *lat_max),
+        };
+        lats.extend((0..=40).map(|i| lo - 0.5 + (hi - lo + 1.0) * i as f64 / 40.0));
+        let lons: Vec<f64> = (0..=40)
+            .map(|i| -123.0 + i as f64 * 0.05)
+            .chain((0..=40).map(|i| 14.0 + i as f64 * 0.3))
+            .collect();
+        let tx = c.unchecked_transaction().unwrap();
+        for lat in &lats {
+            for lon in &lons {
+                tx.execute("INSERT INTO p VALUES (?1, ?2)", [lat, lon])
+                    .unwrap();
+            }
+        }
+        tx.commit().unwrap();
+        let mut stmt = c
+            .prepare(&format!(
+                "SELECT lat, lon, {} FROM p",
+                area.sql_contains("lat", "lon")
+            ))
+            .unwrap();
+        let rows: Vec<(f64, f64, bool)> = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(rows.len(), lats.len() * lons.len());
+        let inside = rows.iter().filter(|r| r.2).count();
+        assert!(inside > 0, "{}: no point inside", area.key);
+        for (lat, lon, got) in rows {
+            assert_eq!(got, area.contains(lat, lon), "{} {lat} {lon}", area.key);
+        }
+    }
+}
