@@ -119,10 +119,22 @@ async fn api_config_areas_and_polygons_list_the_configured_areas() {
     );
     let (_, v) = get(s.addr, "/api/config/areas/polygons").await;
     assert_eq!(v[0]["polygon"], fleet_areas()["BAY"]["polygon"], "{v}");
+    assert_eq!(v.as_array().unwrap().len(), 2);
     assert_eq!(
         (&v[1]["latMin"], &v[1]["lonMax"]),
         (&json!(45.0), &json!(-122.0))
     );
+    s.shutdown().await;
+    // An empty label hides an area from the list, not from the polygons or the filter.
+    let mut areas = fleet_areas();
+    areas["PDX"]["label"] = json!("");
+    let s = start(config_with(&db, json!({"areas": areas}))).await;
+    let (_, v) = get(s.addr, "/api/config/areas").await;
+    assert_eq!(v, json!([{"key": "BAY", "label": "Bay Area"}]));
+    let (_, v) = get(s.addr, "/api/config/areas/polygons").await;
+    assert_eq!(v.as_array().unwrap().len(), 2);
+    let (st, _) = get(s.addr, "/api/nodes?area=PDX").await;
+    assert_eq!(st, 200);
     s.shutdown().await;
 }
 

@@ -360,10 +360,17 @@ pub fn packets_clause(area: &Area) -> String {
     )
 }
 
-/// `GET /api/config/areas` → `[{key, label}]`, in key order.
+/// `GET /api/config/areas` → `[{key, label}]`, in key order; an area whose label is given
+/// empty is left out of this list (CoreScope's way to keep an area filterable but off the
+/// UI's pill bar), not out of the polygons.
 pub async fn list(State(st): State<Arc<AppState>>) -> Json<Value> {
     Json(Value::Array(
-        st.ui.areas.iter().map(|a| a.to_json(false)).collect(),
+        st.ui
+            .areas
+            .iter()
+            .filter(|a| !a.label.is_empty())
+            .map(|a| a.to_json(false))
+            .collect(),
     ))
 }
 
