@@ -4,7 +4,9 @@
 //! - [`Recorder`]: per-route latency in fixed histograms (64 geometric buckets from 50 µs to
 //!   about a minute; one per route pattern, so memory is bounded by the route table, not by
 //!   the paths clients invent) and the last [`MAX_SLOW`] slow requests. Measured around the
-//!   handler (after the lane and the per-client budget), so it is the time the work took.
+//!   handler (after the lane and the per-client budget), so it is the time the work took; a
+//!   GET answered by an identical one in flight (single-flight) ran no handler and is not
+//!   counted.
 //! - A lag probe: a task that asks to wake every 250 ms and records how late it woke, the
 //!   async runtime's equivalent of CoreScope's event-loop lag.
 //! - `/api/perf/write-sources` and `/api/mqtt/status` read the writer's counters and sources
