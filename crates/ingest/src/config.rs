@@ -182,7 +182,25 @@ pub struct FileConfig {
     pub geo_filter: Option<analytics::geo::GeoFilter>,
     /// The `alerts` object, as written (the reader's alerting parses it).
     pub alerts: Option<Value>,
+    /// The reader's UI keys, as given (`mapDefaults`, `areas`, `cacheTTL`, `branding`,
+    /// `theme`, `themeDark`, `nodeColors`, `typeColors`, `home`, `markerStroke`): the
+    /// reader validates them (`server::web::UiConfig::apply_file`).
+    pub ui: serde_json::Map<String, Value>,
 }
+
+/// The top-level keys of [`FileConfig::ui`].
+pub const UI_KEYS: [&str; 10] = [
+    "mapDefaults",
+    "areas",
+    "cacheTTL",
+    "branding",
+    "theme",
+    "themeDark",
+    "nodeColors",
+    "typeColors",
+    "home",
+    "markerStroke",
+];
 
 /// The `broker` object of the configuration file: the same settings as `meshlens run`'s
 /// `--mqtt-*` flags (a flag given on the command line wins). CoreScope's top-level
@@ -344,6 +362,11 @@ pub fn parse_config_file(text: &str) -> Result<FileConfig, String> {
         out.geo_filter =
             analytics::geo::GeoFilter::from_json(g).map_err(|e| format!("geo_filter: {e}"))?;
     }
+    for k in UI_KEYS {
+        if let Some(v) = obj.get(k) {
+            out.ui.insert(k.to_owned(), v.clone());
+        }
+    }
     Ok(out)
 }
 
@@ -498,5 +521,13 @@ mod tests {
                 .contains("channelKeys.x")
         );
         assert!(parse_config_file("[]").is_err());
+        // The reader's UI keys are kept as given, for the reader to validate.
+        let c = parse_config_file(
+            r##"{"mapDefaults":{"zoom":9},"areas":{"A":{}},"theme":{"accent":"#fff"},"port":1}"##,
+        )
+        .unwrap();
+        let mut keys: Vec<&String> = c.ui.keys().collect();
+        keys.sort();
+        assert_eq!(keys, ["areas", "mapDefaults", "theme"]);
     }
 }

@@ -132,6 +132,10 @@ pub struct HttpArgs {
     /// How often the alert rules run [default: 30s].
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub alert_eval_interval: Option<Duration>,
+    /// The UI keys of the configuration file (`mapDefaults`, `areas`, `cacheTTL`, theme),
+    /// filled from `--config`.
+    #[arg(skip)]
+    pub ui_file: serde_json::Map<String, serde_json::Value>,
 }
 
 impl HttpArgs {
@@ -178,11 +182,16 @@ impl HttpArgs {
         }
     }
 
-    fn ui(&self) -> server::web::UiConfig {
-        server::web::UiConfig {
+    /// The UI settings: the tile flags and the configuration file's UI keys (an error names
+    /// a malformed key).
+    fn ui(&self) -> Result<server::web::UiConfig, String> {
+        let mut ui = server::web::UiConfig {
             tile_url: self.tile_url.clone(),
             tile_attribution: self.tile_attribution.clone(),
-        }
+            ..Default::default()
+        };
+        ui.apply_file(&self.ui_file)?;
+        Ok(ui)
     }
 
     fn cycle(&self, data_dir: &std::path::Path) -> server::capability::CycleConfig {
@@ -204,6 +213,11 @@ pub struct ServeArgs {
     pub http: HttpArgs,
     #[command(flatten)]
     pub keys: KeyArgs,
+    /// CoreScope-compatible config.json: the reader takes its UI keys (`mapDefaults`,
+    /// `areas`, `cacheTTL`, `branding`, `theme`, `themeDark`, `nodeColors`, `typeColors`,
+    /// `home`, `markerStroke`).
+    #[arg(long, env = "MESHLENS_CONFIG")]
+    pub config: Option<PathBuf>,
 }
 
 /// Options of `meshlens run`.
@@ -456,6 +470,7 @@ pub fn run(args: RunArgs) -> ExitCode {
         match read_file_config(path) {
             Ok(f) => {
                 args.broker.merge_file(f.broker);
+                args.http.ui_file = f.ui;
                 if args.http.admin_key.is_none() {
                     args.http.admin_key = f.api_key;
                 }
@@ -475,6 +490,9 @@ pub fn run(args: RunArgs) -> ExitCode {
         Ok(a) => a,
         Err(e) => return usage_error(&e),
     };
+    if let Err(e) = args.http.ui() {
+        return usage_error(&e);
+    }
     // Bound before anything starts, so a busy port or an unsafe exposure is a clear error.
     let broker = match args.broker.bind() {
         Ok(b) => b,
@@ -514,8 +532,21 @@ pub fn run(args: RunArgs) -> ExitCode {
 }
 
 /// `meshlens serve`: the reader alone, next to a writer in another process.
-pub fn serve_only(args: ServeArgs) -> ExitCode {
+pub fn serve_only(mut args: ServeArgs) -> ExitCode {
     init_logging();
+    if let Some(path) = &args.config {
+        let file = std::fs::read_to_string(path)
+            .map_err(|e| format!("{}: {e}", path.display()))
+            .and_then(|t| parse_config_file(&t).map_err(|e| format!("{}: {e}", path.display())));
+        match file {
+            Ok(f) => args.http.ui_file = f.ui,
+            Err(e) => return usage_error(&e),
+        }
+    }
+    let ui = match args.http.ui() {
+        Ok(ui) => ui,
+        Err(e) => return usage_error(&e),
+    };
     let rt = match runtime() {
         Ok(rt) => rt,
         Err(code) => return code,
@@ -542,7 +573,7 @@ pub fn serve_only(args: ServeArgs) -> ExitCode {
         pool_size: 4,
         query_deadline: args.http.query_deadline,
         capability: args.http.cycle(&args.data_dir),
-        ui: args.http.ui(),
+        ui,
         allowed_hosts: args.http.allow_hosts.clone(),
         admin_key,
         alerts: Some(alerting),
@@ -672,7 +703,8 @@ fn serve(
                     pool_size: 4,
                     query_deadline: http.query_deadline,
                     capability: http.cycle(db.parent().unwrap_or(std::path::Path::new("."))),
-                    ui: http.ui(),
+                    // Validated before anything started.
+                    ui: http.ui().unwrap_or_default(),
                     allowed_hosts: http.allow_hosts.clone(),
                     // Checked (and refused when weak) before anything started.
                     admin_key: http.checked_admin_key().ok().flatten(),

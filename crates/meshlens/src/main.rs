@@ -25,7 +25,7 @@ enum Command {
     /// The writer role: subscribe to MQTT brokers and store what observers hear.
     Ingest(ingest_cmd::IngestArgs),
     /// The reader role: the HTTP API and live feed over a database a writer keeps.
-    Serve(ingest_cmd::ServeArgs),
+    Serve(Box<ingest_cmd::ServeArgs>),
     /// Publish a simulated mesh (with ground truth) to an MQTT broker.
     Simulate(simulate_cmd::SimulateArgs),
     /// Decode MeshCore frames given as hex (arguments, or one per line on stdin) into JSON lines.
@@ -66,7 +66,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Run(args) => ingest_cmd::run(*args),
         Command::Ingest(args) => ingest_cmd::ingest(args),
-        Command::Serve(args) => ingest_cmd::serve_only(args),
+        Command::Serve(args) => ingest_cmd::serve_only(*args),
         Command::Decode(args) => decode_cmd::run(args),
         Command::Simulate(args) => simulate_cmd::run(args),
     }

@@ -131,6 +131,17 @@ pub struct AppState {
     backup_running: AtomicBool,
     /// The running alerting, if configured.
     alerting: Option<alerts::Alerting>,
+    /// Per-route latency and the runtime's lag (`/api/perf`, `/api/health`).
+    perf: api::perf::Recorder,
+    /// The previous `/proc/self/io` reading, for `/api/perf/io` rates.
+    perf_io: std::sync::Mutex<api::perf::IoSample>,
+    /// Stats cache hits and misses (`/api/perf`, `/api/health`).
+    stats_hits: AtomicU64,
+    stats_misses: AtomicU64,
+    /// Packets of the last hour and day and signature refusals, with when they were counted.
+    stats_windows: std::sync::Mutex<Option<(Instant, [i64; 3])>>,
+    /// The map view fitted to the located nodes, with when (`/api/config/map`).
+    map_view: std::sync::Mutex<Option<(Instant, [f64; 2], u8)>>,
 }
 
 impl AppState {
@@ -215,6 +226,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/decode", post(api::packets::decode))
         .route("/api/nodes", get(api::nodes::list))
         .route("/api/nodes/search", get(api::nodes::search))
+        .route("/api/nodes/bulk-health", get(api::fleet::bulk_health))
+        .route("/api/nodes/network-status", get(api::fleet::network_status))
+        .route("/api/nodes/resolve", get(api::fleet::resolve))
         .route("/api/nodes/{pubkey}", get(api::nodes::detail))
         .route("/api/nodes/{pubkey}/health", get(api::node_health::health))
         .route("/api/nodes/{pubkey}/paths", get(api::node_health::paths))
@@ -253,9 +267,26 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/api/admin/prune-geo-filter/status",
             get(api::admin::prune_status),
         )
+        .route("/api/config/theme", get(api::config::theme))
+        .route("/api/config/cache", get(api::config::cache))
+        .route("/api/config/areas", get(api::areas::list))
+        .route("/api/config/areas/polygons", get(api::areas::polygons))
+        .route("/api/iata-coords", get(api::config::iata_coords))
+        .route("/api/perf", get(api::perf::perf))
+        .route("/api/perf/io", get(api::perf::io))
+        .route("/api/perf/sqlite", get(api::perf::sqlite))
+        .route("/api/perf/write-sources", get(api::perf::write_sources))
+        .route("/api/perf/reset", post(api::perf::reset))
+        .route("/api/mqtt/status", get(api::perf::mqtt_status))
+        .route("/api/dropped-packets", get(api::perf::dropped))
         .route("/metrics", get(api::status::metrics))
         .route("/ws", get(live::ws))
         .route("/api/known-channels", get(api::channels::known))
+        // On the routes only, so the route pattern is known (and unknown paths are not kept).
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            api::perf::record,
+        ))
         // CoreScope's web app opens its WebSocket at "/": any path that is not a route
         // upgrades when asked to, the others are the UI's files.
         .fallback(live::ws_or_asset)
@@ -384,7 +415,14 @@ impl Server {
             admin_refused: AtomicU64::new(0),
             backup_running: AtomicBool::new(false),
             alerting,
+            perf: Default::default(),
+            perf_io: Default::default(),
+            stats_hits: AtomicU64::new(0),
+            stats_misses: AtomicU64::new(0),
+            stats_windows: Default::default(),
+            map_view: Default::default(),
         });
+        api::perf::spawn_lag_probe(&state);
         tokio::spawn(api::observers::warm(state.clone()));
         let app = router(state.clone());
         let task = tokio::spawn(http::serve(listener, app, state.clone(), rx));
@@ -1048,7 +1086,17 @@ pub mod http {
         // Bounded work whatever the data: cached or index-end queries, or none at all.
         let cheap = matches!(
             path,
-            "/api/stats" | "/api/healthz" | "/api/health" | "/api/openapi.json" | "/api/spec"
+            "/api/stats"
+                | "/api/healthz"
+                | "/api/health"
+                | "/api/openapi.json"
+                | "/api/spec"
+                | "/api/iata-coords"
+                | "/api/perf/io"
+                | "/api/perf/sqlite"
+                | "/api/perf/write-sources"
+                | "/api/perf/reset"
+                | "/api/mqtt/status"
         ) || path.starts_with("/api/config/");
         Some(if cheap { Lane::Cheap } else { Lane::Main })
     }

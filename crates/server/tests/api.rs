@@ -832,6 +832,7 @@ async fn web_ui_is_served_with_a_strict_csp_and_gzip() {
         ui: server::web::UiConfig {
             tile_url: "https://tiles.example.org/{z}/{x}/{y}.png".into(),
             tile_attribution: "<b>tiles</b>".into(),
+            ..Default::default()
         },
         ..config(&db)
     })

@@ -4,14 +4,17 @@
 pub mod admin;
 pub mod alerts;
 pub mod analytics;
+pub mod areas;
 pub mod channels;
 pub mod collisions;
 pub mod config;
 pub mod corescope;
+pub mod fleet;
 pub mod node_health;
 pub mod nodes;
 pub mod observers;
 pub mod packets;
+pub mod perf;
 pub mod status;
 
 use std::collections::HashMap;

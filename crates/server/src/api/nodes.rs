@@ -1,4 +1,10 @@
 //! `/api/nodes`, `/api/nodes/search`, `/api/nodes/{pubkey}`.
+//!
+//! Nodes carry CoreScope's keys beside meshlens's: `last_heard` (the last advert, as
+//! `last_seen`), `foreign` (CoreScope flags a node whose advert its ingest geo filter refused
+//! but kept; meshlens's writer has no geo filter, so no node is foreign: always false),
+//! `battery_mv` (from the node's own observer status, when the node is an observer: adverts
+//! carry no telemetry) and `temperature_c` (null: nothing meshlens receives carries it).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -58,7 +64,12 @@ impl NodeRow {
         })
     }
 
-    fn to_json(&self, sizes: &HashMap<String, (u8, bool)>, cap: &CapIndex) -> Value {
+    fn to_json(
+        &self,
+        sizes: &HashMap<String, (u8, bool)>,
+        cap: &CapIndex,
+        battery: &HashMap<String, i64>,
+    ) -> Value {
         let size = sizes.get(&self.public_key);
         let (status, evidence, max) = crate::capability::row_fields(cap.get(&self.public_key));
         json!({
@@ -69,6 +80,10 @@ impl NodeRow {
             "lon": self.lon,
             "first_seen": iso(self.first_seen),
             "last_seen": iso(self.last_seen),
+            "last_heard": iso(self.last_seen),
+            "foreign": false,
+            "battery_mv": battery.get(&self.public_key),
+            "temperature_c": null,
             "advert_count": self.advert_count,
             "hash_size": size.map(|s| s.0),
             "hash_size_inconsistent": size.is_some_and(|s| s.1),
@@ -162,15 +177,25 @@ fn hash_sizes(
     Ok(out)
 }
 
-fn role_counts(c: &Connection) -> ApiResult<Value> {
-    let mut counts = json!({"repeater": 0, "room": 0, "companion": 0, "sensor": 0});
-    let mut stmt = sql(c.prepare_cached("SELECT role, count(*) FROM nodes GROUP BY role"))?;
-    let rows = sql(stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))))?;
-    for row in rows {
-        let (role, n) = sql(row)?;
-        counts[role] = n.into();
+/// The battery voltage each of `keys` last reported as an observer (a node that is also an
+/// observer sends status messages under its own key), over the observers' unique id index.
+/// The keys travel as one JSON array, so the statement is the same for every page size (one
+/// entry in the statement cache, no limit on bound variables).
+pub fn observer_battery(c: &Connection, keys: &[&str]) -> ApiResult<HashMap<String, i64>> {
+    if keys.is_empty() {
+        return Ok(HashMap::new());
     }
-    Ok(counts)
+    let list = serde_json::to_string(keys).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let mut stmt = sql(c.prepare_cached(
+        "SELECT id, battery_mv FROM observers
+         WHERE id IN (SELECT value FROM json_each(?1)) AND battery_mv IS NOT NULL",
+    ))?;
+    let rows = sql(stmt
+        .query_map([list], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+        })
+        .and_then(|m| m.collect::<Result<HashMap<_, _>, _>>()))?;
+    Ok(rows)
 }
 
 /// `GET /api/nodes` → `{nodes, total, counts}`.
@@ -203,6 +228,14 @@ pub async fn list(
         clauses.push("last_seen >= ?".into());
         args.push(Box::new(crate::now_ms() - d.as_millis() as i64));
     }
+    // CoreScope's `before`: first heard at or before that time.
+    if let Some(before) = p.time("before")? {
+        clauses.push("first_seen <= ?".into());
+        args.push(Box::new(before));
+    }
+    if let Some(area) = super::areas::from_params(&p, &st.ui.areas)? {
+        clauses.push(area.sql_contains("lat", "lon"));
+    }
     if let Some(codes) = p.list("region", MAX_REGIONS)? {
         let mut codes: Vec<String> = codes.iter().map(|s| s.to_ascii_uppercase()).collect();
         codes.sort_unstable();
@@ -222,7 +255,7 @@ pub async fn list(
         "last_seen" | "lastSeen" => "last_seen DESC",
         "first_seen" | "firstSeen" => "first_seen DESC",
         "name" => "name COLLATE NOCASE ASC",
-        "advert_count" | "adverts" => "advert_count DESC",
+        "advert_count" | "adverts" | "packetCount" => "advert_count DESC",
         "role" => "role ASC, name COLLATE NOCASE ASC",
         other => {
             return Err(ApiError::BadRequest(format!(
@@ -301,8 +334,9 @@ pub async fn list(
             };
             let keys: Vec<&str> = rows.iter().map(|r| r.public_key.as_str()).collect();
             let sizes = hash_sizes(c, &keys, &cap_q)?;
-            let counts = role_counts(c)?;
-            let nodes: Vec<Value> = rows.iter().map(|r| r.to_json(&sizes, &cap_q)).collect();
+            let battery = observer_battery(c, &keys)?;
+            let counts = super::status::role_counts(c)?;
+            let nodes: Vec<Value> = rows.iter().map(|r| r.to_json(&sizes, &cap_q, &battery)).collect();
             serde_json::to_vec(&json!({"nodes": nodes, "total": total, "counts": counts}))
                 .map_err(|e| ApiError::Internal(e.to_string()))
         })
@@ -343,15 +377,19 @@ pub async fn search(
             let mut stmt = sql(c.prepare_cached(&format!(
                 "SELECT {NODE_COLUMNS} FROM nodes WHERE {condition} ORDER BY last_seen DESC LIMIT 20"
             )))?;
-            sql(stmt
+            let rows = sql(stmt
                 .query_map(args, NodeRow::from_row)
-                .and_then(|m| m.collect::<Result<Vec<_>, _>>()))
+                .and_then(|m| m.collect::<Result<Vec<_>, _>>()))?;
+            let keys: Vec<&str> = rows.iter().map(|r| r.public_key.as_str()).collect();
+            let battery = observer_battery(c, &keys)?;
+            Ok((rows, battery))
         })
         .await?;
+    let (rows, battery) = rows;
     let cap = st.capability.current();
     let nodes: Vec<Value> = rows
         .iter()
-        .map(|r| r.to_json(&HashMap::new(), &cap))
+        .map(|r| r.to_json(&HashMap::new(), &cap, &battery))
         .collect();
     Ok(Json(json!({"nodes": nodes})))
 }
@@ -361,6 +399,11 @@ pub async fn detail(
     State(st): State<Arc<AppState>>,
     Path(key): Path<String>,
 ) -> ApiResult<Json<Value>> {
+    // A CoreScope path meshlens does not serve (`/api/nodes/clock-skew`, …) is not a
+    // malformed key: 404, as for any unknown endpoint.
+    if key.contains('-') {
+        return Err(ApiError::NotFound("no such endpoint".into()));
+    }
     let key = hex_prefix("public key", &key)?;
     if key.len() < 2 {
         return Err(ApiError::BadRequest(
@@ -385,6 +428,7 @@ pub async fn detail(
             }
             let Some((row, active)) = matches.pop() else { return Ok(None) };
             let sizes = hash_sizes(c, &[row.public_key.as_str()], &cap_q)?;
+            let battery = observer_battery(c, &[row.public_key.as_str()])?;
             let mut stmt = sql(c.prepare_cached(
                 "SELECT t.id, t.hash, t.raw, t.first_seen, t.last_seen, t.observation_count, t.channel, t.scope, t.from_pubkey
                  FROM transmissions t INDEXED BY transmissions_from
@@ -394,14 +438,14 @@ pub async fn detail(
             let adverts = sql(stmt
                 .query_map([&row.public_key], super::packets::tx_row)
                 .and_then(|m| m.collect::<Result<Vec<_>, _>>()))?;
-            Ok(Some((row, active, sizes, adverts)))
+            Ok(Some((row, active, sizes, adverts, battery)))
         })
         .await?;
-    let Some((row, active, sizes, adverts)) = found else {
+    let Some((row, active, sizes, adverts, battery)) = found else {
         return Err(ApiError::NotFound("no such node".into()));
     };
     let cap = st.capability.current();
-    let mut node = row.to_json(&sizes, &cap);
+    let mut node = row.to_json(&sizes, &cap, &battery);
     node["active"] = active.into();
     node["multi_byte"] = crate::capability::detail(cap.get(&row.public_key));
     let recent: Vec<Value> = adverts.iter().map(|a| a.to_json(&st)).collect();

@@ -10,6 +10,12 @@
 //! [`MAX_OBSERVERS`], and `offset`, as CoreScope's other lists; `/api/observers` itself has no
 //! parameters in CoreScope, so a client that sends none gets the first page, most recently seen
 //! first, with `total` to tell whether there are more).
+//!
+//! CoreScope's keys beside them: `lat`, `lon` and `nodeRole` from the observer's own node
+//! (the node whose public key is the observer's id: its last verified advert), null when that
+//! node is unknown; the clock-skew fields (`clock_naive`, `clock_skew_seconds`,
+//! `clock_skew_count_24h`, `clock_last_naive_at`) are null until clock skew is computed.
+//! `area=` keeps the observers whose own node lies in the area (see [`super::areas`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -29,10 +35,14 @@ use crate::error::{ApiError, ApiResult};
 /// page of this many is about 1.5 MB of JSON.
 pub const MAX_OBSERVERS: i64 = 2000;
 
-const COLUMNS: &str = "idx, id, name, iata, status, model, firmware, client_version, radio, battery_mv, \
-     uptime_secs, noise_floor, tx_air_secs, rx_air_secs, recv_errors, first_seen, last_seen, \
-     last_packet_at, last_status_at, packet_count, queue_len, debug_flags, status_timestamp, \
-     status_received_at";
+const COLUMNS: &str = "ob.idx, ob.id, ob.name, ob.iata, ob.status, ob.model, ob.firmware, \
+     ob.client_version, ob.radio, ob.battery_mv, ob.uptime_secs, ob.noise_floor, ob.tx_air_secs, \
+     ob.rx_air_secs, ob.recv_errors, ob.first_seen, ob.last_seen, ob.last_packet_at, \
+     ob.last_status_at, ob.packet_count, ob.queue_len, ob.debug_flags, ob.status_timestamp, \
+     ob.status_received_at, n.lat, n.lon, n.role";
+
+/// The observers with their own node (a lookup on its primary key per observer).
+const FROM: &str = "observers ob LEFT JOIN nodes n ON n.public_key = ob.id";
 
 fn observer_json(r: &Row<'_>) -> store::rusqlite::Result<(i64, Value)> {
     let t = |i: usize| -> store::rusqlite::Result<Option<String>> {
@@ -64,6 +74,13 @@ fn observer_json(r: &Row<'_>) -> store::rusqlite::Result<(i64, Value)> {
             "debug_flags": r.get::<_, Option<i64>>(21)?,
             "status_timestamp": t(22)?,
             "status_received_at": t(23)?,
+            "lat": r.get::<_, Option<f64>>(24)?,
+            "lon": r.get::<_, Option<f64>>(25)?,
+            "nodeRole": r.get::<_, Option<String>>(26)?,
+            "clock_naive": null,
+            "clock_skew_seconds": null,
+            "clock_skew_count_24h": null,
+            "clock_last_naive_at": null,
         }),
     ))
 }
@@ -136,15 +153,23 @@ pub async fn list(
     let p = super::Params(q);
     let limit = p.limit(MAX_OBSERVERS, MAX_OBSERVERS)?;
     let offset = p.offset()?;
+    let w = match super::areas::from_params(&p, &st.ui.areas)? {
+        Some(area) => format!("WHERE {}", area.sql_contains("n.lat", "n.lon")),
+        None => String::new(),
+    };
     let hour = hour_counts(&st).await?;
     let (observers, total) = st
         .db
         .query(move |c| {
-            let total: i64 = sql(c.query_row("SELECT count(*) FROM observers", [], |r| r.get(0)))?;
+            let total: i64 = sql(c.query_row(
+                &format!("SELECT count(*) FROM {FROM} {w}"),
+                [],
+                |r| r.get(0),
+            ))?;
             // The order of the `observers_last_seen` index read backwards (ties by idx), so a
             // page is a range of the index, not a sort of the table.
             let mut stmt = sql(c.prepare_cached(&format!(
-                "SELECT {COLUMNS} FROM observers ORDER BY last_seen DESC, idx DESC
+                "SELECT {COLUMNS} FROM {FROM} {w} ORDER BY ob.last_seen DESC, ob.idx DESC
                  LIMIT ?1 OFFSET ?2"
             )))?;
             let rows = sql(stmt
@@ -185,7 +210,7 @@ pub async fn detail(
         .db
         .query(move |c| {
             match c.query_row(
-                &format!("SELECT {COLUMNS} FROM observers WHERE id = ?1"),
+                &format!("SELECT {COLUMNS} FROM {FROM} WHERE ob.id = ?1"),
                 [&id],
                 observer_json,
             ) {

@@ -266,7 +266,7 @@ struct Filter {
 }
 
 impl Filter {
-    fn from_params(p: &Params) -> ApiResult<Filter> {
+    fn from_params(p: &Params, areas: &[super::areas::Area]) -> ApiResult<Filter> {
         let mut f = Filter {
             clauses: Vec::new(),
             args: Vec::new(),
@@ -334,12 +334,6 @@ impl Filter {
                     .map(|c| Box::new(c) as Box<dyn ToSql + Send>),
             );
         }
-        if p.str("area").is_some() {
-            // CoreScope accepts it; answering unfiltered data would be a lie.
-            return Err(ApiError::BadRequest(
-                "area: filtering packets by area is not supported yet".into(),
-            ));
-        }
         if let Some(o) = p.str("observer") {
             let o = o.to_ascii_lowercase();
             f.clauses.push(
@@ -378,6 +372,11 @@ impl Filter {
         if let Some(until) = p.time("until")? {
             f.clauses.push("t.first_seen <= ?".into());
             f.args.push(Box::new(until));
+        }
+        // `area` (CoreScope's): adverts of nodes located in the area; other packets do not
+        // name their sender in the clear (see `areas`).
+        if let Some(area) = super::areas::from_params(p, areas)? {
+            f.clauses.push(super::areas::packets_clause(area));
         }
         Ok(f)
     }
@@ -419,7 +418,7 @@ pub async fn list(
     } else {
         "t.first_seen"
     };
-    let filter = Filter::from_params(&p)?;
+    let filter = Filter::from_params(&p, &st.ui.areas)?;
     // The unfiltered total counts every transmission: reuse it for one commit generation.
     let generation = st.generation.load(std::sync::atomic::Ordering::Relaxed);
     let cached_total = if filter.clauses.is_empty() {

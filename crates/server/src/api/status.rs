@@ -20,41 +20,143 @@ use crate::AppState;
 use crate::db::sql;
 use crate::error::{ApiError, ApiResult};
 
-/// `GET /api/stats`.
-pub async fn stats(State(st): State<Arc<AppState>>) -> ApiResult<Json<Value>> {
-    // The counts scan whole indexes: computed once per commit generation, and holding the
-    // lock while computing makes concurrent callers share one computation.
+/// The build's commit and time, when the build set them (`MESHLENS_COMMIT`,
+/// `MESHLENS_BUILD_TIME` in the environment of `cargo build`); null otherwise.
+pub const COMMIT: Option<&str> = option_env!("MESHLENS_COMMIT");
+/// See [`COMMIT`].
+pub const BUILD_TIME: Option<&str> = option_env!("MESHLENS_BUILD_TIME");
+
+/// How long the packet counts of the last hour and day, and the count of adverts refused for
+/// their signature, are reused: a rate needs no fresher figure, the day's count reads a day
+/// of the first-seen index, and the refusals are a scan of the rejected-packets table.
+const WINDOW_FRESH: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Counts by role, under both of CoreScope's spellings: singular (meshlens's, and the role
+/// names of `/api/nodes?role=`) and plural (what CoreScope's `counts` carries).
+pub fn role_counts(c: &store::rusqlite::Connection) -> ApiResult<Value> {
+    let mut counts = json!({"repeater": 0, "room": 0, "companion": 0, "sensor": 0,
+                            "repeaters": 0, "rooms": 0, "companions": 0, "sensors": 0});
+    let mut stmt = sql(c.prepare_cached("SELECT role, count(*) FROM nodes GROUP BY role"))?;
+    for row in sql(stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))))? {
+        let (role, n) = sql(row)?;
+        counts[format!("{role}s")] = n.into();
+        counts[role] = n.into();
+    }
+    Ok(counts)
+}
+
+/// The database part of `/api/stats`, once per commit generation (holding the lock while
+/// computing makes concurrent callers share one computation), with the packet counts of the
+/// last hour and day at most [`WINDOW_FRESH`] old.
+pub async fn stats_value(st: &Arc<AppState>) -> ApiResult<Value> {
     let generation = st.generation.load(Ordering::Relaxed);
     let mut cache = st.stats_cache.lock().await;
     if let Some((g, v)) = cache.as_ref()
         && *g == generation
     {
-        return Ok(Json(v.clone()));
+        st.stats_hits.fetch_add(1, Ordering::Relaxed);
+        return Ok(v.clone());
     }
-    let v = st
+    st.stats_misses.fetch_add(1, Ordering::Relaxed);
+    let windows = st
+        .stats_windows
+        .lock()
+        .ok()
+        .and_then(|w| *w)
+        .filter(|(at, _)| at.elapsed() < WINDOW_FRESH)
+        .map(|(_, w)| w);
+    let (v, windows) = st
         .db
-        .query(|c| {
+        .query(move |c| {
             let count = |sql_text: &str| sql(c.query_row(sql_text, [], |r| r.get::<_, i64>(0)));
-            let mut counts = json!({"repeater": 0, "room": 0, "companion": 0, "sensor": 0});
-            let mut stmt = sql(c.prepare_cached("SELECT role, count(*) FROM nodes GROUP BY role"))?;
-            for row in
-                sql(stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))))?
-            {
-                let (role, n) = sql(row)?;
-                counts[role] = n.into();
-            }
-            Ok(json!({
-                "totalTransmissions": count("SELECT count(*) FROM transmissions")?,
-                "totalObservations": count("SELECT count(*) FROM observations")?,
-                "totalNodes": count("SELECT count(*) FROM nodes")?,
-                "totalInactiveNodes": count("SELECT count(*) FROM inactive_nodes")?,
-                "totalObservers": count("SELECT count(*) FROM observers")?,
-                "counts": counts,
-                "version": env!("CARGO_PKG_VERSION"),
-            }))
+            let windows = match windows {
+                Some(w) => w,
+                None => {
+                    let now = crate::now_ms();
+                    let since = |ms: i64| {
+                        sql(c.query_row(
+                            "SELECT count(*) FROM transmissions WHERE first_seen >= ?1",
+                            [now - ms],
+                            |r| r.get::<_, i64>(0),
+                        ))
+                    };
+                    let drops = count(
+                        "SELECT count(*) FROM rejected_packets WHERE reason = 'invalid_signature'",
+                    )?;
+                    [since(3_600_000)?, since(86_400_000)?, drops]
+                }
+            };
+            let transmissions = count("SELECT count(*) FROM transmissions")?;
+            let nodes = count("SELECT count(*) FROM nodes")?;
+            let inactive = count("SELECT count(*) FROM inactive_nodes")?;
+            Ok((
+                json!({
+                    "totalPackets": transmissions,
+                    "totalTransmissions": transmissions,
+                    "totalObservations": count("SELECT count(*) FROM observations")?,
+                    "totalNodes": nodes,
+                    "totalInactiveNodes": inactive,
+                    "totalNodesAllTime": nodes + inactive,
+                    "totalObservers": count("SELECT count(*) FROM observers")?,
+                    "packetsLastHour": windows[0],
+                    "packetsLast24h": windows[1],
+                    "signatureDrops": windows[2],
+                    "counts": role_counts(c)?,
+                }),
+                windows,
+            ))
         })
         .await?;
+    if let Ok(mut w) = st.stats_windows.lock()
+        && w.is_none_or(|(at, _)| at.elapsed() >= WINDOW_FRESH)
+    {
+        *w = Some((std::time::Instant::now(), windows));
+    }
     *cache = Some((generation, v.clone()));
+    Ok(v)
+}
+
+/// Memory of this process from `/proc/self/status`, MB: `(rss, anonymous resident, data
+/// segment)`. meshlens has no garbage-collected heap; the anonymous resident memory (heap and
+/// stacks) is the nearest figure to a heap in use, the data segment to the memory obtained
+/// for it.
+pub fn memory_mb() -> (Option<f64>, Option<f64>, Option<f64>) {
+    let Ok(text) = std::fs::read_to_string("/proc/self/status") else {
+        return (rss_bytes().map(|b| b as f64 / 1_048_576.0), None, None);
+    };
+    let kb = |key: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+            .map(|k| (k / 1024.0 * 10.0).round() / 10.0)
+    };
+    (kb("VmRSS:"), kb("RssAnon:"), kb("VmData:"))
+}
+
+/// `GET /api/stats`: CoreScope's keys (`totalPackets`, `totalTransmissions`,
+/// `totalObservations`, `totalNodes`, `totalNodesAllTime`, `totalObservers`,
+/// `packetsLastHour`, `packetsLast24h`, `engine`, `version`, `commit`, `buildTime`, `counts`
+/// plural, `signatureDrops`, memory in MB) and meshlens's (`totalInactiveNodes`, `counts`
+/// singular). Where CoreScope reports its Go runtime or in-memory store, the nearest real
+/// figure: `processRSSMB` is the resident set; `goHeapInuseMB` the anonymous resident memory
+/// and `goSysMB` the data segment (see [`memory_mb`]); `trackedMB`/`storeDataMB` are 0
+/// (no packets are held in memory: every answer reads SQLite); `hashMigrationComplete` is
+/// true (meshlens has no hash migration); `neighborGraphCacheRebuildFailures` 0 (no such
+/// cache). `commit` and `buildTime` are null unless the build set them.
+pub async fn stats(State(st): State<Arc<AppState>>) -> ApiResult<Json<Value>> {
+    let mut v = stats_value(&st).await?;
+    let (rss, anon, data) = memory_mb();
+    v["engine"] = "meshlens".into();
+    v["version"] = env!("CARGO_PKG_VERSION").into();
+    v["commit"] = COMMIT.into();
+    v["buildTime"] = BUILD_TIME.into();
+    v["hashMigrationComplete"] = true.into();
+    v["trackedMB"] = 0.0.into();
+    v["storeDataMB"] = 0.0.into();
+    v["processRSSMB"] = rss.into();
+    v["goHeapInuseMB"] = anon.into();
+    v["goSysMB"] = data.into();
+    v["neighborGraphCacheRebuildFailures"] = 0.into();
     Ok(Json(v))
 }
 
@@ -139,7 +241,20 @@ pub fn rss_bytes() -> Option<u64> {
     Some(pages * 4096)
 }
 
-/// `GET /api/health`.
+/// The stats of the last commit generation computed, if any: for figures that may be a
+/// little old but must not cost a count on a cheap route.
+async fn last_stats(st: &AppState) -> Option<Value> {
+    st.stats_cache.lock().await.as_ref().map(|(_, v)| v.clone())
+}
+
+/// `GET /api/health`: CoreScope's shape (`status`, `engine`, `version`, `commit`,
+/// `buildTime`, `uptime`, `uptimeHuman`, `memory`, `eventLoop`, `cache`, `websocket`,
+/// `packetStore`, `perf`) beside meshlens's keys (`uptime_secs`, `rss_bytes`, `ws_clients`,
+/// `live_messages`, `db`). `memory` is MB: `rss`, `heapUsed` (anonymous resident memory),
+/// `heapTotal` (data segment), `external` (0). `eventLoop` is the async runtime's timer lag
+/// ([`super::perf::spawn_lag_probe`]); `cache` the stats cache; `packetStore.packets` the
+/// transmissions stored as of the last stats computed (null before the first), with
+/// `estimatedMB`/`trackedMB` 0 (nothing held in memory).
 pub async fn health(State(st): State<Arc<AppState>>) -> Json<Value> {
     let db_bytes = std::fs::metadata(st.db.path()).map_or(0, |m| m.len());
     // The file name only: where the data lives on the server is nobody else's business.
@@ -148,12 +263,39 @@ pub async fn health(State(st): State<Arc<AppState>>) -> Json<Value> {
         .path()
         .file_name()
         .map(|n| n.to_string_lossy().into_owned());
+    let uptime = st.started.elapsed().as_secs();
+    let (rss, anon, data) = memory_mb();
+    let whole = |x: Option<f64>| x.map(|m| m.round() as i64);
+    let hits = st.stats_hits.load(Ordering::Relaxed);
+    let misses = st.stats_misses.load(Ordering::Relaxed);
+    let stored = last_stats(&st)
+        .await
+        .map(|v| v["totalTransmissions"].clone());
+    let ws = st.ws_clients.load(Ordering::Relaxed);
     Json(json!({
         "status": "ok",
+        "engine": "meshlens",
         "version": env!("CARGO_PKG_VERSION"),
-        "uptime_secs": st.started.elapsed().as_secs(),
+        "commit": COMMIT,
+        "buildTime": BUILD_TIME,
+        "uptime": uptime,
+        "uptimeHuman": format!("{}h {}m", uptime / 3600, uptime % 3600 / 60),
+        "memory": {"rss": whole(rss), "heapUsed": whole(anon), "heapTotal": whole(data), "external": 0},
+        "eventLoop": st.perf.lag_json(),
+        "cache": {
+            "entries": usize::from(st.stats_cache.lock().await.is_some()),
+            "hits": hits,
+            "misses": misses,
+            "staleHits": 0,
+            "recomputes": misses,
+            "hitRate": if hits + misses == 0 { 0.0 } else { hits as f64 / (hits + misses) as f64 },
+        },
+        "websocket": {"clients": ws},
+        "packetStore": {"packets": stored, "estimatedMB": 0.0, "trackedMB": 0.0},
+        "perf": st.perf.health_json(),
+        "uptime_secs": uptime,
         "rss_bytes": rss_bytes(),
-        "ws_clients": st.ws_clients.load(Ordering::Relaxed),
+        "ws_clients": ws,
         "live_messages": st.live_sent.load(Ordering::Relaxed),
         "db": {"file": db_name, "bytes": db_bytes},
     }))
@@ -291,7 +433,21 @@ pub async fn healthz(State(st): State<Arc<AppState>>) -> ApiResult<Json<Value>> 
         .await?;
     let now = crate::now_ms();
     let (ingest, health) = health_now(&st);
-    Ok(Json(json!({
+    // CoreScope's counts of what it loaded into memory: meshlens serves everything stored, so
+    // the nearest figures are the stored totals, from the last stats computed (counting here
+    // would make a cheap probe expensive; computed once when none is cached yet).
+    // A failed count (a locked or busy database) must not turn the probe into an error: the
+    // figures are null then, and readiness is still told.
+    let stats = match last_stats(&st).await {
+        Some(v) => Some(v),
+        None => stats_value(&st).await.ok(),
+    };
+    let stat = |k: &str| stats.as_ref().map(|v| v[k].clone());
+    let mut v = json!({
+        "loadedTx": stat("totalTransmissions"),
+        "loadedObs": stat("totalObservations"),
+        // Keys of adverts are set as they are stored: there is never a backfill.
+        "from_pubkey_backfill": {"total": 0, "processed": 0, "done": true},
         "ready": health.ready,
         "status": if health.degraded { "degraded" } else { "ok" },
         "reason": (!health.reasons.is_empty()).then(|| health.reasons.join("; ")),
@@ -301,13 +457,49 @@ pub async fn healthz(State(st): State<Arc<AppState>>) -> ApiResult<Json<Value>> 
         "last_observation_id": obs,
         "last_observation_at": last.map(iso),
         "seconds_since_last_observation": last.map(|t| now.saturating_sub(t) / 1000),
-        "ingest": ingest,
-    })))
+    });
+    if let Some(l) = liveness(&ingest) {
+        v["ingest_liveness"] = l;
+    }
+    v["ingest"] = ingest;
+    Ok(Json(v))
+}
+
+/// CoreScope's `ingest_liveness` (`{source: {lastReceiptUnix, lastMessageUnix}}`, seconds):
+/// when each source last delivered a message, and when one of its messages last reached the
+/// database (the writer commits everything it has at each commit, so that is the earlier of
+/// the receipt and the last commit; 0 before any commit). Absent without sources, as
+/// CoreScope leaves it out.
+fn liveness(ingest: &Value) -> Option<Value> {
+    let sources = ingest.get("sources")?.as_object()?;
+    if sources.is_empty() {
+        return None;
+    }
+    let commit = ingest
+        .get("writer")
+        .and_then(|w| w.get("last_commit_at"))
+        .and_then(Value::as_i64);
+    let out: serde_json::Map<String, Value> = sources
+        .iter()
+        .take(1_000)
+        .map(|(name, s)| {
+            let got = s.get("last_message_at").and_then(Value::as_i64);
+            let written = match (got, commit) {
+                (Some(g), Some(c)) => g.min(c),
+                _ => 0,
+            };
+            (
+                name.clone(),
+                json!({"lastReceiptUnix": got.unwrap_or(0) / 1000, "lastMessageUnix": written / 1000}),
+            )
+        })
+        .collect();
+    Some(Value::Object(out))
 }
 
 /// `GET /metrics`: Prometheus text format.
 pub async fn metrics(State(st): State<Arc<AppState>>) -> ApiResult<impl IntoResponse> {
-    let Json(stats) = stats(State(st.clone())).await?;
+    let stats = stats_value(&st).await?;
     let mut out = String::new();
     let mut gauge = |name: &str, help: &str, v: f64| {
         out.push_str(&format!(

@@ -149,3 +149,228 @@ pub async fn start(cfg: ServerConfig) -> server::Server {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     server::Server::start(cfg, listener).unwrap()
 }
+
+// ---- Shared by the resource tests (nodes, observers, stats, config, perf). ----
+
+/// A packet as observer `observer` (region `iata`) heard it at `at`, through the ingest
+/// decoder (Public channel key, signature checks on).
+pub fn item_in(hex: &str, observer: &str, iata: &str, at: i64) -> store::Item {
+    let d = ingest::decode::Decoder {
+        keyring: meshcore::crypto::Keyring::with_public(),
+        ..Default::default()
+    };
+    let msg = ingest::message::PacketMessage {
+        observer: ingest::message::TopicObserver {
+            id: observer.into(),
+            iata: iata.into(),
+        },
+        origin: Some(format!("obs {}", &observer[..4])),
+        region: None,
+        raw: meshcore::report::parse_hex(hex).unwrap(),
+        snr: Some(6.5),
+        rssi: Some(-90.0),
+        score: None,
+        airtime_ms: None,
+    };
+    d.item(msg, at).0
+}
+
+/// A signed zero-hop flood advert of the node with key `seed`: `kind` (a `NodeType`), `name`,
+/// an optional position in degrees.
+pub fn advert(seed: &[u8; 32], kind: u8, name: &str, at: Option<(f64, f64)>) -> String {
+    use meshcore::payload::{Advert, AppData, Location, NodeType};
+    let mut appdata = Vec::new();
+    let loc = at.map(|(lat, lon)| Location {
+        lat_raw: (lat * 1e6).round() as i32,
+        lon_raw: (lon * 1e6).round() as i32,
+    });
+    let kind = match kind {
+        1 => NodeType::CHAT,
+        2 => NodeType::REPEATER,
+        3 => NodeType::ROOM,
+        _ => NodeType::SENSOR,
+    };
+    AppData::new(kind, loc, Some(name.as_bytes())).encode(&mut appdata);
+    let mut payload = Vec::new();
+    Advert::encode_signed(seed, 1_700_000_000, &appdata, &mut payload);
+    let len = meshcore::PathLen::new(meshcore::PathHashSize::One, 0).unwrap();
+    meshcore::Packet::new(
+        meshcore::Route::Flood,
+        meshcore::PayloadType::Advert,
+        len,
+        &[],
+        &payload,
+    )
+    .map(|p| hex::encode(p.to_bytes()))
+    .unwrap()
+}
+
+/// The lowercase hex public key of `seed`.
+pub fn key_of(seed: &[u8; 32]) -> String {
+    hex::encode(meshcore::payload::public_key_of(seed))
+}
+
+/// One HTTP/1.1 request (`Connection: close`) → (status, body), de-chunked.
+pub fn http(addr: std::net::SocketAddr, method: &str, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let text = String::from_utf8_lossy(&raw).to_string();
+    let status: u16 = text.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let (head, rest) = text.split_once("\r\n\r\n").unwrap();
+    if !head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        return (status, rest.to_string());
+    }
+    let (mut out, mut s) = (String::new(), rest);
+    loop {
+        let (len, rest) = s.split_once("\r\n").unwrap();
+        let n = usize::from_str_radix(len.trim(), 16).unwrap();
+        if n == 0 {
+            return (status, out);
+        }
+        out.push_str(&rest[..n]);
+        s = &rest[n + 2..];
+    }
+}
+
+/// `GET path` → (status, JSON body).
+pub async fn get(addr: std::net::SocketAddr, path: &str) -> (u16, serde_json::Value) {
+    call(addr, "GET", path).await
+}
+
+/// `method path` → (status, JSON body).
+pub async fn call(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+) -> (u16, serde_json::Value) {
+    let (method, path) = (method.to_string(), path.to_string());
+    let (status, body) = tokio::task::spawn_blocking(move || http(addr, &method, &path))
+        .await
+        .unwrap();
+    let v = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
+    (status, v)
+}
+
+/// Asserts that `v[key]` exists and has the JSON type `ty` (`string`, `number`, `integer`,
+/// `boolean`, `array`, `object`, `null`; `string|null` etc. for either).
+pub fn has(v: &serde_json::Value, key: &str, ty: &str) {
+    let x = v
+        .get(key)
+        .unwrap_or_else(|| panic!("missing key {key:?} in {v}"));
+    let ok = ty.split('|').any(|t| match t {
+        "string" => x.is_string(),
+        "number" => x.is_number(),
+        "integer" => x.is_i64() || x.is_u64(),
+        "boolean" => x.is_boolean(),
+        "array" => x.is_array(),
+        "object" => x.is_object(),
+        "null" => x.is_null(),
+        other => panic!("unknown type {other}"),
+    });
+    assert!(ok, "{key:?} should be {ty}, is {x} in {v}");
+}
+
+/// The PDX observer of the fleet fixture: no node has its key (the SEA observer's is
+/// [`fleet_observer_sea`]).
+pub const OBS_PDX: &str = "9d0a9d0a9d0a9d0a9d0a9d0a9d0a9d0a9d0a9d0a9d0a9d0a9d0a9d0a9d0a9d0a";
+
+/// A node of the fleet fixture: `(seed, kind, name, position)`.
+pub type FleetNode = ([u8; 32], u8, &'static str, Option<(f64, f64)>);
+
+/// The nodes of the fleet fixture.
+pub fn fleet_nodes() -> Vec<FleetNode> {
+    let seed = |b: u8| [b; 32];
+    vec![
+        (seed(1), 2, "Bay-Rpt", Some((37.5, -122.0))),
+        (seed(2), 1, "Bay-Phone", Some((37.6, -122.1))),
+        (seed(3), 3, "Pdx-Room", Some((45.5, -122.6))),
+        (seed(4), 4, "Nowhere-Sensor", None),
+        (seed(5), 2, "Zero-Rpt", Some((0.0, 0.0))),
+    ]
+}
+
+/// A database for the fleet tests: the [`fleet_nodes`] adverts heard by both observers (SEA,
+/// whose id is [`fleet_observer_sea`], and [`OBS_PDX`]) a minute ago; the SEA observer's own
+/// advert (a repeater in Seattle) and its status (4,012 mV); a Public channel message; a
+/// forged advert and a frame too short to be one (two rejected packets). 12 transmissions,
+/// 7 nodes.
+pub fn fleet_db(db: &Path) -> store::Writer {
+    let mut w = store::Writer::open(db, 0).unwrap();
+    let now = server::now_ms();
+    let sea = fleet_observer_sea();
+    let mut items = Vec::new();
+    for (i, (seed, kind, name, at)) in fleet_nodes().iter().enumerate() {
+        let hex = advert(seed, *kind, name, *at);
+        items.push(item_in(&hex, &sea, "SEA", now - 60_000 + i as i64));
+        items.push(item_in(&hex, OBS_PDX, "PDX", now - 59_000 + i as i64));
+    }
+    items.push(item_in(
+        &advert(&[6; 32], 2, "Sea-Observer", Some((47.6, -122.3))),
+        &sea,
+        "SEA",
+        now - 30_000,
+    ));
+    items.push(item_in(
+        &vector("grp_txt_public_channel_decrypt"),
+        &sea,
+        "SEA",
+        now - 20_000,
+    ));
+    items.push(item_in(
+        &vector("advert_flood_corrupted_bad_signature"),
+        OBS_PDX,
+        "PDX",
+        now - 10_000,
+    ));
+    items.push(item_in("11", OBS_PDX, "PDX", now - 5_000));
+    items.push(ingest::status_item(
+        ingest::message::StatusMessage {
+            observer: Some(ingest::message::TopicObserver {
+                id: sea.clone(),
+                iata: "SEA".into(),
+            }),
+            battery_mv: Some(4012),
+            ..Default::default()
+        },
+        now,
+        false,
+    ));
+    w.write_batch(&items).unwrap();
+    w
+}
+
+/// The id of the SEA observer of the fleet fixture: the key of seed 6, the node it
+/// advertises as.
+pub fn fleet_observer_sea() -> String {
+    key_of(&[6; 32])
+}
+
+/// The areas of the fleet tests: `BAY` (a polygon around the two Bay Area nodes) and `PDX`
+/// (a box around Portland).
+pub fn fleet_areas() -> serde_json::Value {
+    serde_json::json!({
+        "_comment": "skipped",
+        "BAY": {"label": "Bay Area", "polygon": [[37.9, -122.55], [37.9, -121.75], [37.25, -121.75], [37.25, -122.55]]},
+        "PDX": {"label": "Portland", "latMin": 45.0, "latMax": 46.0, "lonMin": -123.0, "lonMax": -122.0},
+    })
+}
+
+/// [`config`] with the UI keys of `file` applied.
+pub fn config_with(db: &Path, file: serde_json::Value) -> ServerConfig {
+    let mut cfg = config(db);
+    cfg.ui
+        .apply_file(file.as_object().expect("a config object"))
+        .unwrap();
+    cfg
+}

@@ -1,0 +1,257 @@
+//! CoreScope's node routes over a database of signed adverts: `/api/nodes` (plural and
+//! singular counts, `last_heard`, `foreign`, `battery_mv`, `temperature_c`, `area=`),
+//! `/api/nodes/{pubkey}`, `/api/nodes/bulk-health`, `/api/nodes/network-status`,
+//! `/api/nodes/resolve`, and fixed CoreScope path segments routed before the key route.
+
+use serde_json::{Value, json};
+
+mod support;
+
+use support::*;
+
+fn by_name<'a>(nodes: &'a [Value], name: &str) -> &'a Value {
+    nodes
+        .iter()
+        .find(|n| n["name"] == name)
+        .unwrap_or_else(|| panic!("no node {name} in {nodes:?}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_nodes_has_corescope_counts_and_node_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("meshlens.db");
+    let _w = fleet_db(&db);
+    let s = start(config(&db)).await;
+    let (st, v) = get(s.addr, "/api/nodes").await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["total"], 6, "{v}");
+    // Plural (CoreScope) beside singular (meshlens), the same numbers.
+    for (one, many, n) in [
+        ("repeater", "repeaters", 3),
+        ("room", "rooms", 1),
+        ("companion", "companions", 1),
+        ("sensor", "sensors", 1),
+    ] {
+        assert_eq!(v["counts"][one], n, "{one}: {}", v["counts"]);
+        assert_eq!(v["counts"][many], n, "{many}: {}", v["counts"]);
+    }
+    let nodes = v["nodes"].as_array().unwrap();
+    for n in nodes {
+        has(n, "public_key", "string");
+        has(n, "last_seen", "string");
+        has(n, "last_heard", "string");
+        assert_eq!(n["last_heard"], n["last_seen"], "{n}");
+        has(n, "foreign", "boolean");
+        assert_eq!(n["foreign"], false);
+        has(n, "battery_mv", "integer|null");
+        has(n, "temperature_c", "null");
+        has(n, "advert_count", "integer");
+        has(n, "lat", "number|null");
+    }
+    // The observer's own node carries the battery its observer status reported.
+    assert_eq!(by_name(nodes, "Sea-Observer")["battery_mv"], 4012);
+    assert_eq!(by_name(nodes, "Bay-Rpt")["battery_mv"], Value::Null);
+    // The detail and the search carry the same keys.
+    let key = fleet_observer_sea();
+    let (st, d) = get(s.addr, &format!("/api/nodes/{key}")).await;
+    assert_eq!(st, 200, "{d}");
+    assert_eq!(d["node"]["battery_mv"], 4012);
+    has(&d["node"], "last_heard", "string");
+    has(&d["node"], "foreign", "boolean");
+    let (_, found) = get(s.addr, "/api/nodes/search?q=Sea-Obs").await;
+    assert_eq!(found["nodes"][0]["battery_mv"], 4012, "{found}");
+    s.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_nodes_area_keeps_nodes_located_inside() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("meshlens.db");
+    let _w = fleet_db(&db);
+    let s = start(config_with(&db, json!({"areas": fleet_areas()}))).await;
+    let names = |v: &Value| {
+        let mut n: Vec<String> = v["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["name"].as_str().unwrap().to_owned())
+            .collect();
+        n.sort();
+        n
+    };
+    let (st, v) = get(s.addr, "/api/nodes?area=BAY").await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(names(&v), ["Bay-Phone", "Bay-Rpt"], "{v}");
+    assert_eq!(v["total"], 2);
+    // The counts stay the whole network's, as CoreScope's do.
+    assert_eq!(v["counts"]["repeaters"], 3);
+    let (_, v) = get(s.addr, "/api/nodes?area=PDX&role=room").await;
+    assert_eq!(names(&v), ["Pdx-Room"]);
+    let (_, v) = get(s.addr, "/api/nodes?area=PDX&role=repeater").await;
+    assert_eq!((v["total"].as_i64(), names(&v).len()), (Some(0), 0));
+    // CoreScope's other list parameters.
+    let (_, v) = get(s.addr, "/api/nodes?area=BAY&before=2000-01-01").await;
+    assert_eq!(v["total"], 0, "{v}");
+    let (_, v) = get(
+        s.addr,
+        "/api/nodes?area=BAY&before=2999-01-01&sortBy=packetCount",
+    )
+    .await;
+    assert_eq!(v["total"], 2, "{v}");
+    let (st, _) = get(s.addr, "/api/nodes?before=someday").await;
+    assert_eq!(st, 400);
+    let (st, v) = get(s.addr, "/api/nodes?area=MARS").await;
+    assert_eq!(st, 400, "{v}");
+    has(&v, "error", "string");
+    s.shutdown().await;
+
+    // Without configured areas an area filter is refused, not ignored.
+    let s = start(config(&db)).await;
+    let (st, v) = get(s.addr, "/api/nodes?area=BAY").await;
+    assert_eq!(st, 400, "{v}");
+    s.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corescope_fixed_paths_are_routed_before_the_key_route() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("meshlens.db");
+    let _w = fleet_db(&db);
+    let s = start(config(&db)).await;
+    for (path, status) in [
+        ("/api/nodes/bulk-health", 200),
+        ("/api/nodes/network-status", 200),
+        ("/api/nodes/resolve?prefix=abcd", 200),
+        // Not served by meshlens: 404 JSON, not "public key must be hex".
+        ("/api/nodes/some-future-route", 404),
+        ("/api/observers/metrics/summary", 404),
+        ("/api/nodes/zz", 400),
+    ] {
+        let (st, v) = get(s.addr, path).await;
+        assert_eq!(st, status, "{path}: {v}");
+        if status != 200 {
+            has(&v, "error", "string");
+        }
+    }
+    s.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_nodes_bulk_health_is_each_nodes_reception() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("meshlens.db");
+    let _w = fleet_db(&db);
+    let s = start(config_with(&db, json!({"areas": fleet_areas()}))).await;
+    let (st, v) = get(s.addr, "/api/nodes/bulk-health").await;
+    assert_eq!(st, 200, "{v}");
+    let list = v.as_array().expect("an array");
+    assert_eq!(list.len(), 6);
+    for e in list {
+        has(e, "public_key", "string");
+        has(e, "name", "string|null");
+        has(e, "role", "string|null");
+        has(e, "lat", "number|null");
+        has(e, "lon", "number|null");
+        has(e, "stats", "object");
+        has(e, "observers", "array");
+        for k in [
+            "totalTransmissions",
+            "totalObservations",
+            "totalPackets",
+            "packetsToday",
+        ] {
+            has(&e["stats"], k, "integer");
+        }
+        has(&e["stats"], "avgSnr", "number|null");
+        has(&e["stats"], "lastHeard", "string|null");
+    }
+    let rpt = list.iter().find(|e| e["name"] == "Bay-Rpt").unwrap();
+    assert_eq!(rpt["stats"]["totalTransmissions"], 1, "{rpt}");
+    assert_eq!(rpt["stats"]["totalObservations"], 2, "{rpt}");
+    assert_eq!(rpt["stats"]["avgSnr"], 6.5, "{rpt}");
+    let obs = rpt["observers"].as_array().unwrap();
+    assert_eq!(obs.len(), 2, "{rpt}");
+    for o in obs {
+        has(o, "observer_id", "string");
+        has(o, "observer_name", "string|null");
+        assert_eq!(o["packetCount"], 1);
+        assert_eq!(o["avgRssi"], -90.0);
+    }
+    let sea = list.iter().find(|e| e["name"] == "Sea-Observer").unwrap();
+    assert_eq!(sea["observers"].as_array().unwrap().len(), 1, "{sea}");
+    let (_, v) = get(s.addr, "/api/nodes/bulk-health?limit=2").await;
+    assert_eq!(v.as_array().unwrap().len(), 2);
+    let (_, v) = get(s.addr, "/api/nodes/bulk-health?area=BAY").await;
+    assert_eq!(v.as_array().unwrap().len(), 2, "{v}");
+    // Only SEA heard the observer's own advert.
+    let (_, v) = get(s.addr, "/api/nodes/bulk-health?region=PDX").await;
+    assert_eq!(v.as_array().unwrap().len(), 5, "{v}");
+    let (st, _) = get(s.addr, "/api/nodes/bulk-health?limit=0").await;
+    assert_eq!(st, 400);
+    let (st, _) = get(s.addr, "/api/nodes/bulk-health?area=NOPE").await;
+    assert_eq!(st, 400);
+    s.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_nodes_network_status_counts_by_advert_age() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("meshlens.db");
+    let mut w = fleet_db(&db);
+    // A repeater last heard 30 h ago is degraded (infrastructure: 24-72 h); a companion
+    // heard 30 h ago is silent (over 24 h).
+    let at = server::now_ms() - 30 * 3_600_000;
+    w.write_batch(&[
+        item_in(&advert(&[7; 32], 2, "Old-Rpt", None), OBS_PDX, "PDX", at),
+        item_in(&advert(&[8; 32], 1, "Old-Phone", None), OBS_PDX, "PDX", at),
+    ])
+    .unwrap();
+    let s = start(config(&db)).await;
+    let (st, v) = get(s.addr, "/api/nodes/network-status").await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(
+        (&v["total"], &v["active"], &v["degraded"], &v["silent"]),
+        (&json!(8), &json!(6), &json!(1), &json!(1)),
+        "{v}"
+    );
+    assert_eq!(
+        v["roleCounts"],
+        json!({"repeater": 4, "companion": 2, "room": 1, "sensor": 1})
+    );
+    s.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_nodes_resolve_names_the_node_of_a_prefix() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("meshlens.db");
+    let _w = fleet_db(&db);
+    let s = start(config(&db)).await;
+    let key = key_of(&[1; 32]);
+    let (st, v) = get(s.addr, &format!("/api/nodes/resolve?prefix={}", &key[..8])).await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(
+        v,
+        json!({"prefix": &key[..8], "pubkey": key, "name": "Bay-Rpt", "ambiguous": false})
+    );
+    // Upper case is the same prefix.
+    let (_, v) = get(
+        s.addr,
+        &format!("/api/nodes/resolve?prefix={}", key[..8].to_uppercase()),
+    )
+    .await;
+    assert_eq!(v["name"], "Bay-Rpt");
+    // A key nobody has: no name, not ambiguous.
+    let other: String = key
+        .chars()
+        .map(|c| if c == '0' { '1' } else { '0' })
+        .collect();
+    let (st, v) = get(s.addr, &format!("/api/nodes/resolve?prefix={other}")).await;
+    assert_eq!((st, v), (200, json!({"prefix": other, "ambiguous": false})));
+    for bad in ["", "?prefix=abc", "?prefix=zzzz", "?prefix=12"] {
+        let (st, v) = get(s.addr, &format!("/api/nodes/resolve{bad}")).await;
+        assert_eq!(st, 400, "{bad}: {v}");
+        has(&v, "error", "string");
+    }
+    s.shutdown().await;
+}
