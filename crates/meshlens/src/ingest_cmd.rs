@@ -534,12 +534,16 @@ pub fn run(args: RunArgs) -> ExitCode {
 /// `meshlens serve`: the reader alone, next to a writer in another process.
 pub fn serve_only(mut args: ServeArgs) -> ExitCode {
     init_logging();
+    let mut alerts_file = None;
     if let Some(path) = &args.config {
-        let file = std::fs::read_to_string(path)
-            .map_err(|e| format!("{}: {e}", path.display()))
-            .and_then(|t| parse_config_file(&t).map_err(|e| format!("{}: {e}", path.display())));
-        match file {
-            Ok(f) => args.http.ui_file = f.ui,
+        match read_file_config(path) {
+            Ok(f) => {
+                args.http.ui_file = f.ui;
+                if args.http.admin_key.is_none() {
+                    args.http.admin_key = f.api_key;
+                }
+                alerts_file = f.alerts;
+            }
             Err(e) => return usage_error(&e),
         }
     }
@@ -555,7 +559,10 @@ pub fn serve_only(mut args: ServeArgs) -> ExitCode {
         Ok(k) => k,
         Err(e) => return usage_error(&e),
     };
-    let alerting = match args.http.alert_settings(&args.data_dir, None) {
+    let alerting = match args
+        .http
+        .alert_settings(&args.data_dir, alerts_file.as_ref())
+    {
         Ok(a) => a,
         Err(e) => return usage_error(&e),
     };
