@@ -203,6 +203,22 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/nodes/{pubkey}/paths", get(api::node_health::paths))
         .route("/api/observers", get(api::observers::list))
         .route("/api/observers/{id}", get(api::observers::detail))
+        // Fixed segments win over `{id}` in the router, whatever the order.
+        .route(
+            "/api/observers/metrics/summary",
+            get(api::observer_metrics::summary),
+        )
+        .route(
+            "/api/observers/{id}/metrics",
+            get(api::observer_metrics::metrics),
+        )
+        .route(
+            "/api/observers/{id}/analytics",
+            get(api::observer_metrics::analytics),
+        )
+        .route("/api/observers/clock-skew", get(api::clock_skew::observers))
+        .route("/api/nodes/clock-skew", get(api::clock_skew::fleet))
+        .route("/api/nodes/{pubkey}/clock-skew", get(api::clock_skew::node))
         .route("/api/channels", get(api::channels::list))
         .route(
             "/api/channels/{hash}/messages",

@@ -3,10 +3,12 @@
 
 pub mod analytics;
 pub mod channels;
+pub mod clock_skew;
 pub mod collisions;
 pub mod config;
 pub mod node_health;
 pub mod nodes;
+pub mod observer_metrics;
 pub mod observers;
 pub mod packets;
 pub mod status;

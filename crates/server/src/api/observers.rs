@@ -32,7 +32,7 @@ pub const MAX_OBSERVERS: i64 = 2000;
 const COLUMNS: &str = "idx, id, name, iata, status, model, firmware, client_version, radio, battery_mv, \
      uptime_secs, noise_floor, tx_air_secs, rx_air_secs, recv_errors, first_seen, last_seen, \
      last_packet_at, last_status_at, packet_count, queue_len, debug_flags, status_timestamp, \
-     status_received_at";
+     status_received_at, clock_skew_seconds, clock_skew_count_24h, clock_last_naive_at";
 
 fn observer_json(r: &Row<'_>) -> store::rusqlite::Result<(i64, Value)> {
     let t = |i: usize| -> store::rusqlite::Result<Option<String>> {
@@ -66,6 +66,14 @@ fn observer_json(r: &Row<'_>) -> store::rusqlite::Result<(i64, Value)> {
             "status_received_at": t(23)?,
         }),
     ))
+    // The naive-clock fields, with CoreScope's 24-hour decay (`clock_skew::naive_clock`).
+    .and_then(|(idx, mut v)| {
+        let (skew, count, at) = (r.get(24)?, r.get(25)?, r.get(26)?);
+        for (k, x) in super::clock_skew::naive_clock(crate::now_ms(), skew, count, at) {
+            v[k] = x;
+        }
+        Ok((idx, v))
+    })
 }
 
 /// Observations per observer in the last hour: one range of the `(observer_idx,
