@@ -182,7 +182,9 @@ pub fn node_skew(adverts: &[AdvertSample]) -> Option<NodeSkew> {
             continue;
         }
         newest = Some(a.advert_time);
-        let skew = f64::from(a.advert_time) - a.heard_at_ms as f64 / 1000.0;
+        // Whole seconds against whole seconds: the advert's clock has no finer resolution, so
+        // a node whose clock is right reads 0, not a fraction behind.
+        let skew = (i64::from(a.advert_time) - a.heard_at_ms.div_euclid(1000)) as f64;
         kept.push((a.heard_at_ms, skew));
         last = Some(a);
     }

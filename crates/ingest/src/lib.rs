@@ -248,6 +248,22 @@ impl Ingest {
     }
 }
 
+/// A writer item from a packet message received at `received_at`, with what its envelope's
+/// `timestamp` (`sent_at`) says about the observer's clock. What the pipeline does with every
+/// packet; public so that tests can choose the receipt time.
+pub fn packet_item(
+    decoder: &Decoder,
+    msg: message::PacketMessage,
+    sent_at: Option<message::SentAt>,
+    received_at: i64,
+) -> (Item, decode::Outcome) {
+    let (mut item, outcome) = decoder.item(msg, received_at);
+    if let Item::Packet(r) = &mut item {
+        r.clock = sent_at.and_then(|t| t.clock_reading(received_at));
+    }
+    (item, outcome)
+}
+
 /// A writer item from a status message. `retained` marks a broker's stored copy: history,
 /// which the writer lets fill in unknown fields but never lets make the observer look alive.
 /// The status' own `timestamp` is kept only when plausible ([`message::SentAt::plausible`]).

@@ -90,10 +90,7 @@ impl Pipeline {
                     stats.incr("filtered.iata");
                     return false;
                 }
-                let (mut item, outcome) = self.decoder.item(p, received_at);
-                if let store::Item::Packet(r) = &mut item {
-                    r.clock = sent_at.and_then(|t| t.clock_reading(received_at));
-                }
+                let (item, outcome) = crate::packet_item(&self.decoder, p, sent_at, received_at);
                 match outcome {
                     Outcome::Packet => stats.incr("packets"),
                     Outcome::RefusedAdvert(reason) => {

@@ -47,3 +47,66 @@ pub fn config(db: &Path) -> ServerConfig {
         limits: Default::default(),
     }
 }
+
+/// `GET path` against a server at `addr` → (status, JSON body), with a minimal HTTP/1.1
+/// client (`Connection: close`, chunked bodies joined), off the async threads.
+pub async fn get_json(addr: std::net::SocketAddr, path: &str) -> (u16, serde_json::Value) {
+    use std::io::{Read, Write};
+    let path = path.to_string();
+    let (status, body) = tokio::task::spawn_blocking(move || {
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut raw = Vec::new();
+        s.read_to_end(&mut raw).unwrap();
+        let text = String::from_utf8_lossy(&raw).to_string();
+        let status: u16 = text.split_whitespace().nth(1).unwrap().parse().unwrap();
+        let (head, mut rest) = text.split_once("\r\n\r\n").unwrap();
+        if !head
+            .to_ascii_lowercase()
+            .contains("transfer-encoding: chunked")
+        {
+            return (status, rest.to_string());
+        }
+        let mut body = String::new();
+        loop {
+            let (len, tail) = rest.split_once("\r\n").unwrap();
+            let n = usize::from_str_radix(len.trim(), 16).unwrap();
+            if n == 0 {
+                return (status, body);
+            }
+            body.push_str(&tail[..n]);
+            rest = &tail[n + 2..];
+        }
+    })
+    .await
+    .unwrap();
+    let v = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
+    (status, v)
+}
+
+/// A writer item from an observer status published as `json` on `meshcore/SEA/<id>/status`,
+/// received (live) at `at`: the writer role's own parsing.
+pub fn status_at(id: &str, json: &str, at: i64) -> store::Item {
+    match ingest::message::parse(&format!("meshcore/SEA/{id}/status"), json.as_bytes()).unwrap() {
+        ingest::message::Message::Status(s) => ingest::status_item(s, at, false),
+        m => panic!("not a status: {m:?}"),
+    }
+}
+
+/// A writer item from a packet message `json` published on `meshcore/SEA/<id>/packets`,
+/// received at `at`: the writer role's own parsing and decoding (Public channel key).
+pub fn packet_at(id: &str, json: &str, at: i64) -> store::Item {
+    let d = ingest::decode::Decoder {
+        keyring: meshcore::crypto::Keyring::with_public(),
+        ..Default::default()
+    };
+    match ingest::message::parse(&format!("meshcore/SEA/{id}/packets"), json.as_bytes()).unwrap() {
+        ingest::message::Message::Packet(p, sent_at) => ingest::packet_item(&d, p, sent_at, at).0,
+        m => panic!("not a packet: {m:?}"),
+    }
+}
