@@ -225,6 +225,11 @@ pub fn router(state: Arc<AppState>) -> Router {
             get(api::channels::messages),
         )
         .route("/api/analytics/hash-sizes", get(api::analytics::hash_sizes))
+        .route("/api/analytics/rf", get(api::rf::rf))
+        .route(
+            "/api/analytics/relay-airtime-share",
+            get(api::rf::relay_airtime_share),
+        )
         .route(
             "/api/analytics/hash-collisions",
             get(api::collisions::hash_collisions),

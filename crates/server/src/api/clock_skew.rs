@@ -70,6 +70,9 @@ pub fn naive_clock(
     }
 }
 
+/// An observer's id, name and (bucket median ms, readings) of its buckets.
+type ObserverBuckets = (String, Option<String>, Vec<(i64, i64)>);
+
 /// `GET /api/observers/clock-skew` → `[{observerID, observerName, offsetSec, samples,
 /// buckets}]`, largest offset first.
 pub async fn observers(State(st): State<Arc<AppState>>) -> ApiResult<Json<Value>> {
@@ -91,7 +94,7 @@ pub async fn observers(State(st): State<Arc<AppState>>) -> ApiResult<Json<Value>
                     r.get::<_, i64>(3)?,
                 ))
             }))?;
-            let mut by: Vec<(String, Option<String>, Vec<(i64, i64)>)> = Vec::new();
+            let mut by: Vec<ObserverBuckets> = Vec::new();
             for row in rows {
                 let (id, name, ms, n) = sql(row)?;
                 match by.last_mut() {

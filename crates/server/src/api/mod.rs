@@ -11,6 +11,7 @@ pub mod nodes;
 pub mod observer_metrics;
 pub mod observers;
 pub mod packets;
+pub mod rf;
 pub mod status;
 
 use std::collections::HashMap;
