@@ -23,6 +23,9 @@ pub const MAX_NAIVE_OFFSET_MS: i64 = 14 * 3_600_000 + MAX_CLOCK_AHEAD_MS;
 /// Noise floors outside this range (dBm) are not a radio's reading.
 pub const NOISE_FLOOR_DBM: std::ops::RangeInclusive<f64> = -200.0..=50.0;
 
+/// Counters and cumulative seconds above this are not real.
+pub const MAX_COUNTER: i64 = 1_000_000_000_000;
+
 /// Battery voltages above this (mV) are not a battery's.
 pub const MAX_BATTERY_MV: i64 = 100_000;
 
@@ -297,8 +300,9 @@ fn status(observer: TopicObserver, obj: &Map<String, Value>) -> StatusMessage {
         }
         v => v,
     };
-    // Counts, flags and cumulative seconds are never negative.
-    let non_negative = |v: i64| v >= 0;
+    // Counts, flags and cumulative seconds are never negative, nor past 10¹² (32,000 years of
+    // uptime): a JSON 1e30 saturates to i64::MAX, which is no count.
+    let non_negative = |v: i64| (0..=MAX_COUNTER).contains(&v);
     let battery_mv = keep(stat_i("battery_mv"), &|v| (0..=MAX_BATTERY_MV).contains(&v));
     let uptime_secs = keep(stat_i("uptime_secs"), &non_negative);
     let tx_air_secs = keep(stat_i("tx_air_secs"), &non_negative);
@@ -639,5 +643,71 @@ mod tests {
         assert_eq!(naive(now - 7 * 60 * min), None);
         assert_eq!(naive(now + 2 * 60 * min), None);
         assert_eq!(naive(i64::MIN), None);
+    }
+
+    #[test]
+    fn clock_readings_of_envelope_times() {
+        use store::ClockReading::{Naive, Offset};
+        let now = 1_774_660_634_000;
+        let min = 60_000;
+        assert_eq!(
+            SentAt::Instant(now + 90_000).clock_reading(now),
+            Some(Offset(90_000))
+        );
+        assert_eq!(
+            SentAt::Instant(now - 40 * 86_400_000).clock_reading(now),
+            Some(Offset(-3_456_000_000))
+        );
+        assert_eq!(
+            SentAt::Instant(now + 400 * 86_400_000).clock_reading(now),
+            None
+        );
+        // Zone-less: near is a reading (as UTC), hours off is local time, days off is garbage.
+        assert_eq!(
+            SentAt::Naive(now - 5 * min).clock_reading(now),
+            Some(Offset(-5 * min))
+        );
+        assert_eq!(
+            SentAt::Naive(now + 120 * min).clock_reading(now),
+            Some(Naive(120 * min))
+        );
+        assert_eq!(
+            SentAt::Naive(now - 8 * 60 * min).clock_reading(now),
+            Some(Naive(-8 * 60 * min))
+        );
+        assert_eq!(SentAt::Naive(now + 20 * 60 * min).clock_reading(now), None);
+        for t in [i64::MIN, i64::MAX] {
+            assert_eq!(SentAt::Instant(t).clock_reading(now), None);
+            assert_eq!(SentAt::Naive(t).clock_reading(now), None);
+        }
+        // A packet's envelope time travels with it.
+        let Message::Packet(_, sent) = parse(
+            T,
+            br#"{"raw":"0D04B891647EBB40BA70","timestamp":"2026-03-28T01:17:14.086123"}"#,
+        )
+        .unwrap() else {
+            panic!()
+        };
+        assert!(matches!(sent, Some(SentAt::Naive(_))));
+    }
+
+    #[test]
+    fn impossible_stats_are_dropped_and_counted() {
+        let s = status_of(
+            r#"{"stats":{"noise_floor":999,"battery_mv":-5,"tx_air_secs":-1,"rx_air_secs":"12",
+                "recv_errors":1e30,"uptime_secs":60}}"#,
+        );
+        assert_eq!(
+            (s.noise_floor, s.battery_mv, s.tx_air_secs),
+            (None, None, None)
+        );
+        assert_eq!((s.rx_air_secs, s.uptime_secs), (Some(12), Some(60)));
+        assert_eq!(s.recv_errors, None);
+        assert_eq!(s.implausible, 4);
+        let s = status_of(r#"{"stats":{"noise_floor":-120.5,"battery_mv":4200}}"#);
+        assert_eq!(
+            (s.noise_floor, s.battery_mv, s.implausible),
+            (Some(-120.5), Some(4200), 0)
+        );
     }
 }
