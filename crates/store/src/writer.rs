@@ -173,44 +173,45 @@ struct ClockBuckets {
 }
 
 impl ClockBuckets {
-    /// Adds a reading of observer `idx` at `at_ms`. Returns a finished bucket (idx, bucket,
-    /// median, seen) when this reading opens a newer one. A reading older than the current
-    /// bucket (a late delivery) is not counted: its bucket is written already.
-    fn add(&mut self, idx: i64, at_ms: i64, offset_ms: i64) -> Option<(i64, i64, i64, i64)> {
-        let bucket = metrics_bucket(at_ms);
+    /// Adds observer `idx`'s readings (receipt time, offset; sorted by time) and returns the
+    /// buckets to write, as (bucket, median, seen): each one a reading moved past, then the
+    /// current one. A reading older than the current bucket (a late delivery) is not counted:
+    /// its bucket is written already.
+    fn add(&mut self, idx: i64, readings: &[(i64, i64)]) -> Vec<(i64, i64, i64)> {
+        let mut out = Vec::new();
+        let Some(&(first, _)) = readings.first() else {
+            return out;
+        };
         if self.by_observer.len() >= CLOCK_OBSERVERS && !self.by_observer.contains_key(&idx) {
             self.by_observer.clear();
         }
         let entry = self.by_observer.entry(idx).or_insert_with(|| ClockBucket {
-            bucket,
+            bucket: metrics_bucket(first),
             samples: Vec::new(),
             seen: 0,
         });
-        let mut finished = None;
-        if bucket > entry.bucket {
-            finished = entry.median().map(|m| (idx, entry.bucket, m, entry.seen));
-            *entry = ClockBucket {
-                bucket,
-                samples: Vec::new(),
-                seen: 0,
-            };
-        } else if bucket < entry.bucket {
-            return None;
+        for &(at, offset_ms) in readings {
+            let bucket = metrics_bucket(at);
+            if bucket > entry.bucket {
+                out.extend(entry.median().map(|m| (entry.bucket, m, entry.seen)));
+                *entry = ClockBucket {
+                    bucket,
+                    samples: Vec::new(),
+                    seen: 0,
+                };
+            } else if bucket < entry.bucket {
+                continue;
+            }
+            let slot = usize::try_from(entry.seen).unwrap_or(0) % CLOCK_SAMPLES_PER_BUCKET;
+            if entry.samples.len() < CLOCK_SAMPLES_PER_BUCKET {
+                entry.samples.push(offset_ms);
+            } else if let Some(s) = entry.samples.get_mut(slot) {
+                *s = offset_ms;
+            }
+            entry.seen = entry.seen.saturating_add(1);
         }
-        let slot = usize::try_from(entry.seen).unwrap_or(0) % CLOCK_SAMPLES_PER_BUCKET;
-        if entry.samples.len() < CLOCK_SAMPLES_PER_BUCKET {
-            entry.samples.push(offset_ms);
-        } else if let Some(s) = entry.samples.get_mut(slot) {
-            *s = offset_ms;
-        }
-        entry.seen = entry.seen.saturating_add(1);
-        finished
-    }
-
-    /// The current bucket of `idx`: (bucket, median, seen).
-    fn current(&self, idx: i64) -> Option<(i64, i64, i64)> {
-        let b = self.by_observer.get(&idx)?;
-        Some((b.bucket, b.median()?, b.seen))
+        out.extend(entry.median().map(|m| (entry.bucket, m, entry.seen)));
+        out
     }
 }
 
@@ -224,6 +225,23 @@ struct ClockTally {
 }
 
 impl ClockTally {
+    fn is_empty(&self) -> bool {
+        self.offsets.is_empty() && self.naive.is_none()
+    }
+
+    /// Adds `other`'s readings (the same observer's, from elsewhere in the batch).
+    fn merge(&mut self, other: ClockTally) {
+        self.offsets.extend(other.offsets);
+        self.naive = match (self.naive, other.naive) {
+            (Some((n, d, at)), Some((m, e, bt))) => Some(if bt >= at {
+                (n + m, e, bt)
+            } else {
+                (n + m, d, at)
+            }),
+            (a, b) => a.or(b),
+        };
+    }
+
     fn add(&mut self, reading: ClockReading, at_ms: i64) {
         match reading {
             ClockReading::Offset(ms) => self.offsets.push((at_ms, ms)),
@@ -243,6 +261,8 @@ impl ClockTally {
 
 /// One observer's packets in a batch, written once at the end of it.
 struct ObserverTally {
+    /// Clock readings of its packets (kept here: the tally is already looked up per packet).
+    clock: ClockTally,
     /// `observers.idx`.
     idx: i64,
     /// Observation rows actually inserted (duplicates excluded).
@@ -360,6 +380,7 @@ impl Writer {
                                 continue;
                             }
                             e.insert(ObserverTally {
+                                clock: ClockTally::default(),
                                 idx: upsert_observer(&tx, p)?,
                                 stored: 0,
                                 last: p.received_at,
@@ -369,7 +390,7 @@ impl Writer {
                     tally.last = tally.last.max(p.received_at);
                     let idx = tally.idx;
                     if let Some(c) = p.clock {
-                        clocks.entry(idx).or_default().add(c, p.received_at);
+                        tally.clock.add(c, p.received_at);
                     }
                     let (tx_id, new) = match self.recent.get(p.hash) {
                         Some(id) => (id, false),
@@ -478,7 +499,10 @@ impl Writer {
                 }
             }
         }
-        for o in observers.values() {
+        for o in observers.into_values() {
+            if !o.clock.is_empty() {
+                clocks.entry(o.idx).or_default().merge(o.clock);
+            }
             // `last_seen` is NULL for an observer known only from retained history; SQL's
             // max() of NULL is NULL, hence the coalesce.
             tx.prepare_cached(
@@ -646,12 +670,7 @@ fn write_clocks(
     for (idx, mut tally) in clocks {
         if !tally.offsets.is_empty() {
             tally.offsets.sort_by_key(|&(at, _)| at);
-            for &(at, offset) in &tally.offsets {
-                if let Some((i, b, m, n)) = buckets.add(idx, at, offset) {
-                    upsert(i, b, m, n)?;
-                }
-            }
-            if let Some((b, m, n)) = buckets.current(idx) {
+            for (b, m, n) in buckets.add(idx, &tally.offsets) {
                 upsert(idx, b, m, n)?;
             }
         }
