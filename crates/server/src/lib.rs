@@ -112,6 +112,8 @@ pub struct AppState {
     traffic_cache: std::sync::Mutex<std::collections::HashMap<i64, (Instant, Value)>>,
     hash_sizes_cache: api::analytics::HashSizesCache,
     message_counts: api::channels::MessageCounts,
+    /// Answers of the heavier RF, history and clock analytics, for a few seconds.
+    analytics_answers: api::rf::AnswerCache,
     /// Observations per observer in the last hour, for a few seconds.
     observers_hour: std::sync::Mutex<Option<(Instant, Arc<HourCounts>)>>,
     /// Whether a background refresh of `observers_hour` is running.
@@ -361,6 +363,7 @@ impl Server {
             observers_refreshing: AtomicBool::new(false),
             hash_sizes_cache: Default::default(),
             message_counts: Default::default(),
+            analytics_answers: Default::default(),
             http: guards,
         });
         let (shutdown, rx) = tokio::sync::watch::channel(false);

@@ -231,10 +231,25 @@ pub async fn node(
         .ok_or_else(|| ApiError::NotFound("No clock skew data for this node".into()))
 }
 
+/// Served from [`super::rf::AnswerCache`] for a few seconds.
+pub async fn fleet(
+    State(st): State<Arc<AppState>>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<axum::response::Response> {
+    let route = "nodes-clock-skew".to_string();
+    super::rf::cached(
+        &st,
+        &route,
+        &q,
+        fleet_answer(State(st.clone()), Query(q.clone())),
+    )
+    .await
+}
+
 /// `GET /api/nodes/clock-skew` → `[NodeClockSkew]` without samples, for every node that
 /// advertised in the last [`FLEET_WINDOW_MS`] (at most [`MAX_FLEET_ADVERTS`] adverts read),
 /// worst first.
-pub async fn fleet(
+async fn fleet_answer(
     State(st): State<Arc<AppState>>,
     Query(_q): Query<HashMap<String, String>>,
 ) -> ApiResult<Json<Value>> {

@@ -362,11 +362,26 @@ fn window(p: &Params) -> Result<i64, ApiError> {
     Ok(ms)
 }
 
+/// Served from [`super::rf::AnswerCache`] for a few seconds.
+pub async fn summary(
+    State(st): State<Arc<AppState>>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<axum::response::Response> {
+    let route = "metrics-summary".to_string();
+    super::rf::cached(
+        &st,
+        &route,
+        &q,
+        summary_answer(State(st.clone()), Query(q.clone())),
+    )
+    .await
+}
+
 /// `GET /api/observers/metrics/summary?window=24h&region=` → `{observers: [{observer_id,
 /// observer_name, iata, current_noise_floor, avg_noise_floor_24h, max_noise_floor_24h,
 /// battery_mv, sample_count, sparkline}]}`, loudest noise floor first. The `_24h` names are
 /// CoreScope's whatever the window.
-pub async fn summary(
+async fn summary_answer(
     State(st): State<Arc<AppState>>,
     Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult<Json<Value>> {
@@ -490,12 +505,28 @@ fn label(ms: i64, days: i64) -> String {
     format!("{month} {}", t.get(8..10).unwrap_or(""))
 }
 
+/// Served from [`super::rf::AnswerCache`] for a few seconds.
+pub async fn analytics(
+    State(st): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<axum::response::Response> {
+    let route = format!("observer-analytics/{id}");
+    super::rf::cached(
+        &st,
+        &route,
+        &q,
+        analytics_answer(State(st.clone()), Path(id.clone()), Query(q.clone())),
+    )
+    .await
+}
+
 /// `GET /api/observers/{id}/analytics?days=7` → `{timeline, packetTypes, nodesTimeline,
 /// snrDistribution, recentPackets}` (CoreScope's shape; buckets of an hour up to 1 day, 4 h up
 /// to 7, a day beyond), plus `hashSizes`, `airtime` (ms heard, by source) and `truncated`.
 /// `nodesTimeline` counts the distinct nodes each bucket's packets name: advert senders and
 /// path hops (by their hash prefix).
-pub async fn analytics(
+async fn analytics_answer(
     State(st): State<Arc<AppState>>,
     Path(id): Path<String>,
     Query(q): Query<HashMap<String, String>>,

@@ -29,6 +29,78 @@ use crate::AppState;
 use crate::db::sql;
 use crate::error::{ApiError, ApiResult};
 
+/// Answers of analytics that read a window of rows, kept for [`AnswerCache::FRESH`] by route
+/// and query: under a dashboard's polling (and a benchmark's 16 clients) each is computed once
+/// per few seconds rather than per request, as CoreScope's recomputer does. Bounded in
+/// entries and bytes; the oldest goes first.
+#[derive(Default)]
+pub struct AnswerCache {
+    inner: std::sync::Mutex<HashMap<String, (std::time::Instant, axum::body::Bytes)>>,
+}
+
+impl AnswerCache {
+    /// How long an answer is served.
+    pub const FRESH: std::time::Duration = std::time::Duration::from_secs(10);
+    /// Answers kept at most.
+    const CAPACITY: usize = 64;
+    /// Largest answer kept.
+    const MAX_BYTES: usize = 1 << 20;
+    /// All answers together at most: varied query strings must not make the cache a way to
+    /// pin memory.
+    const TOTAL_BYTES: usize = 8 << 20;
+
+    fn get(&self, key: &str) -> Option<axum::body::Bytes> {
+        let c = self.inner.lock().ok()?;
+        c.get(key)
+            .filter(|(at, _)| at.elapsed() < Self::FRESH)
+            .map(|(_, b)| b.clone())
+    }
+
+    fn put(&self, key: String, body: axum::body::Bytes) {
+        if body.len() > Self::MAX_BYTES {
+            return;
+        }
+        let Ok(mut c) = self.inner.lock() else { return };
+        c.retain(|_, (at, _)| at.elapsed() < Self::FRESH);
+        while c.len() >= Self::CAPACITY
+            || c.values().map(|(_, b)| b.len()).sum::<usize>() + body.len() > Self::TOTAL_BYTES
+        {
+            let Some(oldest) = c
+                .iter()
+                .min_by_key(|(_, (at, _))| *at)
+                .map(|(k, _)| k.clone())
+            else {
+                break;
+            };
+            c.remove(&oldest);
+        }
+        c.insert(key, (std::time::Instant::now(), body));
+    }
+}
+
+/// The answer for `route` and query `q` from the cache, or computed by `f` and kept.
+pub async fn cached<F>(
+    st: &Arc<AppState>,
+    route: &str,
+    q: &HashMap<String, String>,
+    f: F,
+) -> ApiResult<axum::response::Response>
+where
+    F: std::future::Future<Output = ApiResult<Json<Value>>>,
+{
+    let mut params: Vec<_> = q.iter().collect();
+    params.sort();
+    let key = format!("{route}?{params:?}");
+    if let Some(body) = st.analytics_answers.get(&key) {
+        return Ok(super::json_response(body.to_vec()));
+    }
+    let Json(v) = f.await?;
+    let body = serde_json::to_vec(&v).map_err(|e| ApiError::Internal(e.to_string()))?;
+    st.analytics_answers
+        .put(key, axum::body::Bytes::from(body.clone()));
+    Ok(super::json_response(body))
+}
+
 /// Longest window.
 pub const MAX_WINDOW_MS: i64 = 30 * 86_400_000;
 
@@ -53,6 +125,12 @@ fn window(p: &Params) -> Result<(i64, String), ApiError> {
         )));
     }
     Ok((crate::now_ms().saturating_sub(ms), label))
+}
+
+/// `2026-12-01T13`: an hour as CoreScope names it (the first 13 characters of its ISO time).
+fn hour_name(hour: i64) -> String {
+    let t = iso(hour.saturating_mul(3_600_000));
+    t.get(..13).unwrap_or("").to_owned()
 }
 
 fn type_name(t: i64) -> &'static str {
@@ -127,9 +205,24 @@ impl Group {
     }
 }
 
+/// Served from [`AnswerCache`] for a few seconds.
+pub async fn rf(
+    State(st): State<Arc<AppState>>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<axum::response::Response> {
+    let route = "rf".to_string();
+    cached(
+        &st,
+        &route,
+        &q,
+        rf_answer(State(st.clone()), Query(q.clone())),
+    )
+    .await
+}
+
 /// `GET /api/analytics/rf?window=&region=&observer=` → CoreScope's `RFAnalyticsResponse`
 /// plus `snrByObserver`, `snrByHashSize`, `window` and `truncated`.
-pub async fn rf(
+async fn rf_answer(
     State(st): State<Arc<AppState>>,
     Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult<Json<Value>> {
@@ -155,8 +248,9 @@ pub async fn rf(
             let (mut snr, mut rssi) = (Vec::new(), Vec::new());
             let mut sizes: HashMap<i64, f64> = HashMap::new();
             let mut types: HashMap<i64, HashSet<i64>> = HashMap::new();
-            let mut hours: BTreeMap<String, HashSet<i64>> = BTreeMap::new();
-            let mut sig_hours: BTreeMap<String, (u64, f64)> = BTreeMap::new();
+            // By hour number (Unix ms / 3,600,000), named at the end.
+            let mut hours: BTreeMap<i64, HashSet<i64>> = BTreeMap::new();
+            let mut sig_hours: BTreeMap<i64, (u64, f64)> = BTreeMap::new();
             let mut by_type: BTreeMap<&'static str, Group> = BTreeMap::new();
             let mut by_size: BTreeMap<u8, Group> = BTreeMap::new();
             let mut by_observer: HashMap<String, (Option<String>, Group)> = HashMap::new();
@@ -183,8 +277,8 @@ pub async fn rf(
                 let len: i64 = sql(r.get(6))?;
                 first = first.min(at);
                 last = last.max(at);
-                let hour = iso(at).get(..13).unwrap_or("").to_owned();
-                hours.entry(hour.clone()).or_default().insert(tx);
+                let hour = at.div_euclid(3_600_000);
+                hours.entry(hour).or_default().insert(tx);
                 sizes.entry(tx).or_insert(len as f64);
                 types.entry(ptype).or_default().insert(tx);
                 let size = u8::try_from((pl >> 6) & 0x03).unwrap_or(0) + 1;
@@ -247,7 +341,8 @@ pub async fn rf(
                     (size_vals.iter().sum::<f64>() / size_vals.len() as f64) as i64
                 },
                 "packetsPerHour": hours.iter()
-                    .map(|(h, s)| json!({"hour": h, "count": s.len()})).collect::<Vec<_>>(),
+                    .map(|(h, s)| json!({"hour": hour_name(*h), "count": s.len()}))
+                    .collect::<Vec<_>>(),
                 "payloadTypes": payload_types.iter()
                     .map(|(t, n)| json!({"type": t, "name": type_name(*t), "count": n}))
                     .collect::<Vec<_>>(),
@@ -268,7 +363,9 @@ pub async fn rf(
                     v
                 }).collect::<Vec<_>>(),
                 "signalOverTime": sig_hours.iter()
-                    .map(|(h, (n, sum))| json!({"hour": h, "count": n, "avgSnr": sum / *n as f64}))
+                    .map(|(h, (n, sum))| {
+                        json!({"hour": hour_name(*h), "count": n, "avgSnr": sum / *n as f64})
+                    })
                     .collect::<Vec<_>>(),
                 "scatterData": scatter,
                 "timeSpanHours": if last > first { (last - first) as f64 / 3_600_000.0 } else { 0.0 },
@@ -288,10 +385,25 @@ fn default_radio() -> Option<RadioConfig> {
     })
 }
 
+/// Served from [`AnswerCache`] for a few seconds.
+pub async fn relay_airtime_share(
+    State(st): State<Arc<AppState>>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<axum::response::Response> {
+    let route = "relay".to_string();
+    cached(
+        &st,
+        &route,
+        &q,
+        relay_airtime_share_answer(State(st.clone()), Query(q.clone())),
+    )
+    .await
+}
+
 /// `GET /api/analytics/relay-airtime-share?window=24h` → `{rows: [{payload_type, type,
 /// count, count_pct, score, airtime_pct}], total_count, total_score, preset, window, cached,
 /// truncated}`; `score` is time on air × relays in nanoseconds, as CoreScope's.
-pub async fn relay_airtime_share(
+async fn relay_airtime_share_answer(
     State(st): State<Arc<AppState>>,
     Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult<Json<Value>> {
@@ -396,4 +508,47 @@ pub async fn relay_airtime_share(
         })
         .await?;
     Ok(Json(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answer_cache_is_bounded() {
+        let c = AnswerCache::default();
+        for i in 0..200 {
+            c.put(format!("k{i}"), axum::body::Bytes::from(vec![b'x'; 1000]));
+        }
+        assert!(c.inner.lock().unwrap().len() <= AnswerCache::CAPACITY);
+        assert!(c.get("k199").is_some());
+        assert!(c.get("k0").is_none());
+        // Large answers: never more than the total, an oversized one not at all.
+        for i in 0..20 {
+            c.put(
+                format!("big{i}"),
+                axum::body::Bytes::from(vec![b'x'; 900_000]),
+            );
+        }
+        let total: usize = c.inner.lock().unwrap().values().map(|(_, b)| b.len()).sum();
+        assert!(total <= AnswerCache::TOTAL_BYTES, "{total}");
+        c.put("huge".into(), axum::body::Bytes::from(vec![b'x'; 2 << 20]));
+        assert!(c.get("huge").is_none());
+    }
+
+    #[test]
+    fn stats_and_histograms() {
+        let mut v = vec![3.0, -1.0, 10.0, 4.0];
+        let s = stats(&mut v);
+        assert_eq!(
+            (s["min"].clone(), s["max"].clone(), s["avg"].clone()),
+            (json!(-1.0), json!(10.0), json!(4.0))
+        );
+        assert_eq!(s["median"], 4.0);
+        let h = histogram(&[0.0, 0.5, 1.0], 2);
+        assert_eq!(h["bins"][0]["count"], 1);
+        assert_eq!(h["bins"][1]["count"], 2);
+        assert_eq!(histogram(&[], 20)["bins"], json!([]));
+        assert_eq!(histogram(&[5.0, 5.0], 20)["bins"][0]["count"], 2);
+    }
 }
