@@ -281,10 +281,15 @@ pub fn status_item(s: StatusMessage, received_at: i64, retained: bool) -> Item {
             Delivery::Live
         },
         sent_at: s.sent_at.and_then(|t| t.plausible(received_at)),
-        // A retained status' time is history, not a reading of the clock.
-        clock: (!retained)
-            .then(|| s.sent_at.and_then(|t| t.clock_reading(received_at)))
-            .flatten(),
+        // A retained status' time is history, not a reading of the clock; so is an `offline`
+        // status' (an uploader's last will carries the time it was written, at connect).
+        clock: (!retained
+            && !s
+                .status
+                .as_deref()
+                .is_some_and(|v| v.eq_ignore_ascii_case("offline")))
+        .then(|| s.sent_at.and_then(|t| t.clock_reading(received_at)))
+        .flatten(),
         status: s.status,
         model: s.model,
         firmware: s.firmware,

@@ -83,6 +83,16 @@ async fn observer_clocks() {
         let raw = format!(r#"{{"raw":"{hex}","timestamp":{ts}}}"#);
         items.push(packet_at(LOCAL, &raw, now - 30_000));
     }
+    // A last will, published by the broker now with the time it was written hours ago: not
+    // a reading of the clock.
+    items.push(status_at(
+        LOCAL,
+        &format!(
+            r#"{{"status":"offline","timestamp":"{}"}}"#,
+            iso(now - 5 * 3_600_000)
+        ),
+        now - 20_000,
+    ));
     // A naive time too far off to be any zone: garbage, not counted as naive.
     items.push(packet_at(
         LOCAL,

@@ -57,13 +57,13 @@ async fn a_status_series_comes_back_bucketed_exactly() {
         // Next bucket: a plausible reading, then one that is not (kept out of the noise
         // floor, counted, the rest of the status still used).
         status_at(OBS, &status("-90", 160, ""), b0 + 310 * s),
-        status_at(OBS, &status("999", 170, ""), b0 + 320 * s),
-        // Missing and wrong-typed fields.
+        // Missing and wrong-typed fields: no metric at all, so not a sample.
         status_at(
             OBS,
             r#"{"stats":{"noise_floor":null,"tx_air_secs":"x"}}"#,
-            b0 + 330 * s,
+            b0 + 320 * s,
         ),
+        status_at(OBS, &status("999", 170, ""), b0 + 330 * s),
     ])
     .unwrap();
     let srv = start(&db).await;
@@ -96,7 +96,7 @@ async fn a_status_series_comes_back_bucketed_exactly() {
         second["timestamp"],
         store::time::iso(b0 + METRICS_BUCKET_MS)
     );
-    assert_eq!(second["samples"], 3);
+    assert_eq!(second["samples"], 2);
     assert_eq!(second["noise_floor"], -90.0);
     assert_eq!(second["noise_floor_max"], -90.0);
     assert_eq!(second["tx_air_secs"], 170);
@@ -106,12 +106,12 @@ async fn a_status_series_comes_back_bucketed_exactly() {
     assert_eq!(second["rx_airtime_pct"], 40.0);
     assert_eq!(v["reboots"], serde_json::json!([]));
 
-    // By the hour: one bucket of all six statuses with a noise floor of four.
+    // By the hour: one bucket of the five samples, four with a noise floor.
     let (_, v) = get_json(a, &q("&resolution=1h")).await;
     let m = v["metrics"].as_array().unwrap();
     assert_eq!(m.len(), 1, "{v}");
     assert_eq!(m[0]["timestamp"], store::time::iso(b0));
-    assert_eq!(m[0]["samples"], 6);
+    assert_eq!(m[0]["samples"], 5);
     assert_eq!(m[0]["noise_floor"], -101.25); // (-315 - 90) / 4
     assert_eq!(
         (
@@ -130,7 +130,7 @@ async fn a_status_series_comes_back_bucketed_exactly() {
     assert_eq!(o["avg_noise_floor_24h"], -101.25);
     assert_eq!(o["max_noise_floor_24h"], -90.0);
     assert_eq!(o["current_noise_floor"], -90.0);
-    assert_eq!(o["sample_count"], 6);
+    assert_eq!(o["sample_count"], 5);
     assert_eq!(o["sparkline"], serde_json::json!([-105.0, -90.0]));
     let (_, v) = get_json(a, "/api/observers/metrics/summary?region=xyz").await;
     assert_eq!(v["observers"], serde_json::json!([]));

@@ -180,6 +180,22 @@ pub struct Status {
     pub clock: Option<ClockReading>,
 }
 
+impl Status {
+    /// Whether it carries any of the metrics kept as history (noise floor, battery, airtime,
+    /// receive errors, uptime, queue, error flags): a status without any (a last will, a bare
+    /// "online") is not a sample.
+    pub fn has_metrics(&self) -> bool {
+        self.noise_floor.is_some()
+            || self.battery_mv.is_some()
+            || self.tx_air_secs.is_some()
+            || self.rx_air_secs.is_some()
+            || self.recv_errors.is_some()
+            || self.uptime_secs.is_some()
+            || self.queue_len.is_some()
+            || self.debug_flags.is_some()
+    }
+}
+
 /// Input refused before it became a packet (an invalid frame), kept for inspection.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Rejected {

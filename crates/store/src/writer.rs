@@ -477,7 +477,9 @@ impl Writer {
                     if let Some(idx) = apply_status(&tx, s)?
                         && s.delivery == Delivery::Live
                     {
-                        record_metrics(&tx, idx, s)?;
+                        if s.has_metrics() {
+                            record_metrics(&tx, idx, s)?;
+                        }
                         if let Some(c) = s.clock {
                             clocks.entry(idx).or_default().add(c, s.received_at);
                         }
