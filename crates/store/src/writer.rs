@@ -1106,3 +1106,27 @@ pub fn node_is_active(conn: &Connection, public_key: &str) -> Result<Option<bool
         .optional()?
         .map(|()| false))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The in-memory clock buckets are bounded: per observer by the ring, in observers by the
+    /// map, whatever arrives.
+    #[test]
+    fn clock_buckets_are_bounded() {
+        let mut b = ClockBuckets::default();
+        let readings: Vec<(i64, i64)> = (0..1000).map(|i| (i, i)).collect();
+        let out = b.add(1, &readings);
+        assert_eq!(out.len(), 1);
+        let c = &b.by_observer[&1];
+        assert_eq!((c.samples.len(), c.seen), (CLOCK_SAMPLES_PER_BUCKET, 1000));
+        for idx in 0..(CLOCK_OBSERVERS as i64 + 10) {
+            b.add(idx, &[(0, 1)]);
+        }
+        assert!(b.by_observer.len() <= CLOCK_OBSERVERS);
+        // Hostile offsets never overflow the median.
+        let out = b.add(7, &[(0, i64::MAX), (1, i64::MAX - 1)]);
+        assert!(out.iter().all(|&(_, m, _)| m >= i64::MAX - 1));
+    }
+}
