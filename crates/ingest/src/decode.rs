@@ -88,6 +88,8 @@ impl Decoder {
             rssi: msg.rssi,
             score: msg.score,
             airtime_ms: msg.airtime_ms,
+            // Set by whoever knows when the message arrived and what its envelope said.
+            clock: None,
             from_pubkey: None,
             channel: None,
             scope: self.regions.match_scope(&packet).map(str::to_owned),

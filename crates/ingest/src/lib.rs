@@ -277,6 +277,22 @@ impl Ingest {
     }
 }
 
+/// A writer item from a packet message received at `received_at`, with what its envelope's
+/// `timestamp` (`sent_at`) says about the observer's clock. What the pipeline does with every
+/// packet; public so that tests can choose the receipt time.
+pub fn packet_item(
+    decoder: &Decoder,
+    msg: message::PacketMessage,
+    sent_at: Option<message::SentAt>,
+    received_at: i64,
+) -> (Item, decode::Outcome) {
+    let (mut item, outcome) = decoder.item(msg, received_at);
+    if let Item::Packet(r) = &mut item {
+        r.clock = sent_at.and_then(|t| t.clock_reading(received_at));
+    }
+    (item, outcome)
+}
+
 /// A writer item from a status message. `retained` marks a broker's stored copy: history,
 /// which the writer lets fill in unknown fields but never lets make the observer look alive.
 /// The status' own `timestamp` is kept only when plausible ([`message::SentAt::plausible`]).
@@ -294,6 +310,15 @@ pub fn status_item(s: StatusMessage, received_at: i64, retained: bool) -> Item {
             Delivery::Live
         },
         sent_at: s.sent_at.and_then(|t| t.plausible(received_at)),
+        // A retained status' time is history, not a reading of the clock; so is an `offline`
+        // status' (an uploader's last will carries the time it was written, at connect).
+        clock: (!retained
+            && !s
+                .status
+                .as_deref()
+                .is_some_and(|v| v.eq_ignore_ascii_case("offline")))
+        .then(|| s.sent_at.and_then(|t| t.clock_reading(received_at)))
+        .flatten(),
         status: s.status,
         model: s.model,
         firmware: s.firmware,

@@ -16,6 +16,19 @@ pub const MAX_AIRTIME_MS: i64 = 600_000;
 /// How far ahead of its arrival a status' own time may be (clock skew) and still be used.
 pub const MAX_CLOCK_AHEAD_MS: i64 = 15 * 60_000;
 
+/// Furthest a zone-less envelope time may be from its arrival and still be read as local time
+/// (UTC offsets run from -12 h to +14 h, plus the clock tolerance); further is garbage.
+pub const MAX_NAIVE_OFFSET_MS: i64 = 14 * 3_600_000 + MAX_CLOCK_AHEAD_MS;
+
+/// Noise floors outside this range (dBm) are not a radio's reading.
+pub const NOISE_FLOOR_DBM: std::ops::RangeInclusive<f64> = -200.0..=50.0;
+
+/// Counters and cumulative seconds above this are not real.
+pub const MAX_COUNTER: i64 = 1_000_000_000_000;
+
+/// Battery voltages above this (mV) are not a battery's.
+pub const MAX_BATTERY_MV: i64 = 100_000;
+
 /// How old a status' own time may be and still be used: a retained status can be months old,
 /// a year is past any observer meshlens should describe from it.
 pub const MAX_STATUS_AGE_MS: i64 = 365 * 86_400_000;
@@ -90,8 +103,8 @@ pub struct TopicObserver {
 /// A parsed message.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Message {
-    /// One received frame.
-    Packet(PacketMessage),
+    /// One received frame, and the envelope's `timestamp` when it had a readable one.
+    Packet(PacketMessage, Option<SentAt>),
     /// Observer status.
     Status(StatusMessage),
 }
@@ -142,6 +155,32 @@ impl SentAt {
             SentAt::Naive(ms) => (ms.abs_diff(received_at) <= ahead).then_some(ms),
         }
     }
+
+    /// What this time says about the sender's clock, for a message received at
+    /// `received_at`: the offset when it is an instant within a year of the arrival or a
+    /// zone-less time within [`MAX_CLOCK_AHEAD_MS`] of it (read as UTC, as CoreScope does); a
+    /// naive reading when a zone-less time is further off but within
+    /// [`MAX_NAIVE_OFFSET_MS`] (local time without its zone, not a wrong clock); None beyond.
+    pub fn clock_reading(self, received_at: i64) -> Option<store::ClockReading> {
+        match self {
+            SentAt::Instant(ms) => {
+                let d = ms.checked_sub(received_at)?;
+                (d.unsigned_abs() <= MAX_STATUS_AGE_MS.unsigned_abs())
+                    .then_some(store::ClockReading::Offset(d))
+            }
+            SentAt::Naive(ms) => {
+                let d = ms.checked_sub(received_at)?;
+                let abs = d.unsigned_abs();
+                if abs <= MAX_CLOCK_AHEAD_MS.unsigned_abs() {
+                    Some(store::ClockReading::Offset(d))
+                } else if abs <= MAX_NAIVE_OFFSET_MS.unsigned_abs() {
+                    Some(store::ClockReading::Naive(d))
+                } else {
+                    None
+                }
+            }
+        }
+    }
 }
 
 /// A `/status` message.
@@ -179,6 +218,9 @@ pub struct StatusMessage {
     pub queue_len: Option<i64>,
     /// The firmware's error flags (stats-core `errors`, sent as `debug_flags`).
     pub debug_flags: Option<i64>,
+    /// Stats present but impossible (a negative counter, a noise floor of +300 dBm, a battery
+    /// of a megavolt), dropped and counted here.
+    pub implausible: u32,
 }
 
 /// Parses one MQTT publish.
@@ -217,18 +259,22 @@ pub fn parse(topic: &str, payload: &[u8]) -> Result<Message, Refusal> {
         .filter(|s| !s.trim().is_empty())
         .ok_or(Refusal::NoRaw)?;
     let raw = meshcore::report::parse_hex(raw).map_err(|_| Refusal::BadHex)?;
-    Ok(Message::Packet(PacketMessage {
-        observer,
-        origin: get_text(&obj, "origin"),
-        region: get_str(&obj, "region").and_then(clean_iata),
-        raw,
-        snr: get_f64(&obj, "snr"),
-        rssi: get_f64(&obj, "rssi"),
-        score: get_f64(&obj, "score").map(|v| v as i64),
-        airtime_ms: get_f64(&obj, "duration")
-            .map(|v| v as i64)
-            .filter(|v| (0..=MAX_AIRTIME_MS).contains(v)),
-    }))
+    let sent_at = get(&obj, "timestamp").and_then(sent_at);
+    Ok(Message::Packet(
+        PacketMessage {
+            observer,
+            origin: get_text(&obj, "origin"),
+            region: get_str(&obj, "region").and_then(clean_iata),
+            raw,
+            snr: get_f64(&obj, "snr"),
+            rssi: get_f64(&obj, "rssi"),
+            score: get_f64(&obj, "score").map(|v| v as i64),
+            airtime_ms: get_f64(&obj, "duration")
+                .map(|v| v as i64)
+                .filter(|v| (0..=MAX_AIRTIME_MS).contains(v)),
+        },
+        sent_at,
+    ))
 }
 
 fn status(observer: TopicObserver, obj: &Map<String, Value>) -> StatusMessage {
@@ -245,8 +291,32 @@ fn status(observer: TopicObserver, obj: &Map<String, Value>) -> StatusMessage {
             .and_then(|s| get_f64(s, k))
             .or_else(|| get_f64(obj, k))
     };
-    // Counts and flags are never negative.
-    let stat_count = |k: &str| stat_i(k).filter(|v| *v >= 0);
+    // A value present but impossible is dropped and counted.
+    let mut implausible = 0u32;
+    let mut keep = |v: Option<i64>, ok: &dyn Fn(i64) -> bool| match v {
+        Some(x) if !ok(x) => {
+            implausible += 1;
+            None
+        }
+        v => v,
+    };
+    // Counts, flags and cumulative seconds are never negative, nor past 10¹² (32,000 years of
+    // uptime): a JSON 1e30 saturates to i64::MAX, which is no count.
+    let non_negative = |v: i64| (0..=MAX_COUNTER).contains(&v);
+    let battery_mv = keep(stat_i("battery_mv"), &|v| (0..=MAX_BATTERY_MV).contains(&v));
+    let uptime_secs = keep(stat_i("uptime_secs"), &non_negative);
+    let tx_air_secs = keep(stat_i("tx_air_secs"), &non_negative);
+    let rx_air_secs = keep(stat_i("rx_air_secs"), &non_negative);
+    let recv_errors = keep(stat_i("recv_errors"), &non_negative);
+    let queue_len = keep(stat_i("queue_len"), &non_negative);
+    let debug_flags = keep(stat_i("debug_flags"), &non_negative);
+    let noise_floor = match stat_f("noise_floor") {
+        Some(v) if !NOISE_FLOOR_DBM.contains(&v) => {
+            implausible += 1;
+            None
+        }
+        v => v,
+    };
     StatusMessage {
         observer: Some(observer),
         origin: get_text(obj, "origin"),
@@ -257,14 +327,15 @@ fn status(observer: TopicObserver, obj: &Map<String, Value>) -> StatusMessage {
             .or_else(|| get_known_text(obj, "firmware")),
         client_version: get_text(obj, "client_version").or_else(|| get_text(obj, "clientVersion")),
         radio: get_known_text(obj, "radio"),
-        battery_mv: stat_i("battery_mv"),
-        uptime_secs: stat_i("uptime_secs"),
-        noise_floor: stat_f("noise_floor"),
-        tx_air_secs: stat_i("tx_air_secs"),
-        rx_air_secs: stat_i("rx_air_secs"),
-        recv_errors: stat_i("recv_errors"),
-        queue_len: stat_count("queue_len"),
-        debug_flags: stat_count("debug_flags"),
+        battery_mv,
+        uptime_secs,
+        noise_floor,
+        tx_air_secs,
+        rx_air_secs,
+        recv_errors,
+        queue_len,
+        debug_flags,
+        implausible,
     }
 }
 
@@ -372,7 +443,7 @@ mod tests {
 
     fn packet(payload: &str) -> PacketMessage {
         match parse(T, payload.as_bytes()).unwrap() {
-            Message::Packet(p) => p,
+            Message::Packet(p, _) => p,
             m => panic!("{m:?}"),
         }
     }
@@ -572,5 +643,71 @@ mod tests {
         assert_eq!(naive(now - 7 * 60 * min), None);
         assert_eq!(naive(now + 2 * 60 * min), None);
         assert_eq!(naive(i64::MIN), None);
+    }
+
+    #[test]
+    fn clock_readings_of_envelope_times() {
+        use store::ClockReading::{Naive, Offset};
+        let now = 1_774_660_634_000;
+        let min = 60_000;
+        assert_eq!(
+            SentAt::Instant(now + 90_000).clock_reading(now),
+            Some(Offset(90_000))
+        );
+        assert_eq!(
+            SentAt::Instant(now - 40 * 86_400_000).clock_reading(now),
+            Some(Offset(-3_456_000_000))
+        );
+        assert_eq!(
+            SentAt::Instant(now + 400 * 86_400_000).clock_reading(now),
+            None
+        );
+        // Zone-less: near is a reading (as UTC), hours off is local time, days off is garbage.
+        assert_eq!(
+            SentAt::Naive(now - 5 * min).clock_reading(now),
+            Some(Offset(-5 * min))
+        );
+        assert_eq!(
+            SentAt::Naive(now + 120 * min).clock_reading(now),
+            Some(Naive(120 * min))
+        );
+        assert_eq!(
+            SentAt::Naive(now - 8 * 60 * min).clock_reading(now),
+            Some(Naive(-8 * 60 * min))
+        );
+        assert_eq!(SentAt::Naive(now + 20 * 60 * min).clock_reading(now), None);
+        for t in [i64::MIN, i64::MAX] {
+            assert_eq!(SentAt::Instant(t).clock_reading(now), None);
+            assert_eq!(SentAt::Naive(t).clock_reading(now), None);
+        }
+        // A packet's envelope time travels with it.
+        let Message::Packet(_, sent) = parse(
+            T,
+            br#"{"raw":"0D04B891647EBB40BA70","timestamp":"2026-03-28T01:17:14.086123"}"#,
+        )
+        .unwrap() else {
+            panic!()
+        };
+        assert!(matches!(sent, Some(SentAt::Naive(_))));
+    }
+
+    #[test]
+    fn impossible_stats_are_dropped_and_counted() {
+        let s = status_of(
+            r#"{"stats":{"noise_floor":999,"battery_mv":-5,"tx_air_secs":-1,"rx_air_secs":"12",
+                "recv_errors":1e30,"uptime_secs":60}}"#,
+        );
+        assert_eq!(
+            (s.noise_floor, s.battery_mv, s.tx_air_secs),
+            (None, None, None)
+        );
+        assert_eq!((s.rx_air_secs, s.uptime_secs), (Some(12), Some(60)));
+        assert_eq!(s.recv_errors, None);
+        assert_eq!(s.implausible, 4);
+        let s = status_of(r#"{"stats":{"noise_floor":-120.5,"battery_mv":4200}}"#);
+        assert_eq!(
+            (s.noise_floor, s.battery_mv, s.implausible),
+            (Some(-120.5), Some(4200), 0)
+        );
     }
 }

@@ -84,13 +84,13 @@ impl Pipeline {
             s.last_message_at = Some(received_at);
         });
         let item = match message::parse(topic, payload) {
-            Ok(Message::Packet(p)) => {
+            Ok(Message::Packet(p, sent_at)) => {
                 let iata = p.region.as_deref().unwrap_or(&p.observer.iata);
                 if !cfg.accepts_iata(iata) {
                     stats.incr("filtered.iata");
                     return false;
                 }
-                let (item, outcome) = self.decoder.item(p, received_at);
+                let (item, outcome) = crate::packet_item(&self.decoder, p, sent_at, received_at);
                 match outcome {
                     Outcome::Packet => stats.incr("packets"),
                     Outcome::RefusedAdvert(reason) => {
@@ -108,6 +108,7 @@ impl Pipeline {
             }
             Ok(Message::Status(s)) => {
                 stats.incr("statuses");
+                stats.add("statuses.implausible_fields", u64::from(s.implausible));
                 crate::status_item(s, received_at, retained)
             }
             Err(r) => {

@@ -102,6 +102,9 @@ pub struct Maintenance {
     /// Observers not heard for longer are deleted once none of their observations remain
     /// (CoreScope's `observerDays`, default 14 days); `None` keeps them forever.
     pub observer_retention: Option<Duration>,
+    /// Observer history (`observer_metrics` buckets) older than this is deleted (CoreScope's
+    /// `retention.metricsDays`, default 30 days); `None` keeps it forever.
+    pub metrics_retention: Option<Duration>,
     /// At most this many new observer keys a minute (all sources together, after a burst of
     /// ten minutes' worth); the packets and statuses of more are refused and counted
     /// (`refused.observer_rate`). `None`: no limit.
@@ -114,6 +117,7 @@ impl Default for Maintenance {
             packet_retention: Some(Duration::from_secs(30 * 86_400)),
             node_silence: Duration::from_secs(7 * 86_400),
             observer_retention: Some(Duration::from_secs(14 * 86_400)),
+            metrics_retention: Some(Duration::from_secs(30 * 86_400)),
             new_observers_per_minute: Some(100),
         }
     }
@@ -297,6 +301,16 @@ fn run_maintenance(writer: &mut Writer, stats: &Stats, maint: Maintenance) {
             Err(e) => {
                 stats.incr("writer.maintenance_errors");
                 tracing::warn!("observer retention failed: {e}");
+            }
+        }
+    }
+    if let Some(keep) = maint.metrics_retention {
+        let cutoff = now.saturating_sub(i64::try_from(keep.as_millis()).unwrap_or(i64::MAX));
+        match writer.expire_observer_metrics(cutoff, RETENTION_CHUNK) {
+            Ok(n) => stats.add("retention.observer_metrics_deleted", n as u64),
+            Err(e) => {
+                stats.incr("writer.maintenance_errors");
+                tracing::warn!("observer metrics retention failed: {e}");
             }
         }
     }

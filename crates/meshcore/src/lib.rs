@@ -29,6 +29,7 @@
 )]
 #![cfg_attr(not(test), deny(clippy::indexing_slicing))]
 
+pub mod airtime;
 pub mod crypto;
 mod frame;
 mod hash;

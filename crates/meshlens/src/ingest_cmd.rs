@@ -49,6 +49,10 @@ pub struct IngestArgs {
     /// (CoreScope's `observerDays`; 0 or less keeps them forever).
     #[arg(long, default_value_t = 14, allow_negative_numbers = true)]
     pub observer_days: i64,
+    /// Keep observer history (`observer_metrics`, 5-minute buckets of status and clock) for
+    /// this many days (CoreScope's `retention.metricsDays`; 0 or less keeps it forever).
+    #[arg(long, default_value_t = 30, allow_negative_numbers = true)]
+    pub metrics_days: i64,
     /// New observer keys accepted per minute, all sources together, after a burst of ten
     /// minutes' worth; more are refused and counted (`refused.observer_rate`). 0: no limit.
     #[arg(long, default_value_t = 100)]
@@ -409,6 +413,8 @@ fn build_config(
             node_silence: args.node_silence,
             observer_retention: (args.observer_days > 0)
                 .then(|| Duration::from_secs(args.observer_days.unsigned_abs() * 86_400)),
+            metrics_retention: (args.metrics_days > 0)
+                .then(|| Duration::from_secs(args.metrics_days.unsigned_abs() * 86_400)),
             new_observers_per_minute: (args.new_observers_per_minute > 0)
                 .then_some(args.new_observers_per_minute),
         },

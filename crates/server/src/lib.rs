@@ -117,6 +117,8 @@ pub struct AppState {
     traffic_cache: std::sync::Mutex<std::collections::HashMap<i64, (Instant, Value)>>,
     hash_sizes_cache: api::analytics::HashSizesCache,
     message_counts: api::channels::MessageCounts,
+    /// Answers of the heavier RF, history and clock analytics, for a few seconds.
+    analytics_answers: api::rf::AnswerCache,
     /// Observations per observer in the last hour, for a few seconds.
     observers_hour: std::sync::Mutex<Option<(Instant, Arc<HourCounts>)>>,
     /// Whether a background refresh of `observers_hour` is running.
@@ -234,12 +236,33 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/nodes/{pubkey}/paths", get(api::node_health::paths))
         .route("/api/observers", get(api::observers::list))
         .route("/api/observers/{id}", get(api::observers::detail))
+        // Fixed segments win over `{id}` in the router, whatever the order.
+        .route(
+            "/api/observers/metrics/summary",
+            get(api::observer_metrics::summary),
+        )
+        .route(
+            "/api/observers/{id}/metrics",
+            get(api::observer_metrics::metrics),
+        )
+        .route(
+            "/api/observers/{id}/analytics",
+            get(api::observer_metrics::analytics),
+        )
+        .route("/api/observers/clock-skew", get(api::clock_skew::observers))
+        .route("/api/nodes/clock-skew", get(api::clock_skew::fleet))
+        .route("/api/nodes/{pubkey}/clock-skew", get(api::clock_skew::node))
         .route("/api/channels", get(api::channels::list))
         .route(
             "/api/channels/{hash}/messages",
             get(api::channels::messages),
         )
         .route("/api/analytics/hash-sizes", get(api::analytics::hash_sizes))
+        .route("/api/analytics/rf", get(api::rf::rf))
+        .route(
+            "/api/analytics/relay-airtime-share",
+            get(api::rf::relay_airtime_share),
+        )
         .route(
             "/api/analytics/hash-collisions",
             get(api::collisions::hash_collisions),
@@ -410,6 +433,7 @@ impl Server {
             observers_refreshing: AtomicBool::new(false),
             hash_sizes_cache: Default::default(),
             message_counts: Default::default(),
+            analytics_answers: Default::default(),
             http: guards,
             admin_key: cfg.admin_key,
             admin_refused: AtomicU64::new(0),

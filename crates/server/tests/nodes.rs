@@ -122,9 +122,11 @@ async fn corescope_fixed_paths_are_routed_before_the_key_route() {
         ("/api/nodes/bulk-health", 200),
         ("/api/nodes/network-status", 200),
         ("/api/nodes/resolve?prefix=abcd", 200),
+        ("/api/observers/metrics/summary", 200),
+        ("/api/observers/clock-skew", 200),
+        ("/api/nodes/clock-skew", 200),
         // Not served by meshlens: 404 JSON, not "public key must be hex".
         ("/api/nodes/some-future-route", 404),
-        ("/api/observers/metrics/summary", 404),
         ("/api/nodes/zz", 400),
     ] {
         let (st, v) = get(s.addr, path).await;

@@ -95,6 +95,8 @@ pub struct PacketRecord {
     /// Airtime of the frame as the observer's firmware estimated it (meshcoretomqtt's
     /// `duration`, from the firmware's `time=`), ms.
     pub airtime_ms: Option<i64>,
+    /// What the message's own `timestamp` says about the observer's clock.
+    pub clock: Option<ClockReading>,
     /// Advert originator, for ADVERT (even when its signature fails).
     pub from_pubkey: Option<String>,
     /// Channel name for GRP_TXT/GRP_DATA: the configured name when a key decrypted it,
@@ -107,6 +109,18 @@ pub struct PacketRecord {
     /// Why this packet must not change nodes (e.g. `invalid_signature`), recorded once per
     /// transmission in `rejected_packets`.
     pub reject_reason: Option<&'static str>,
+}
+
+/// What an envelope's own `timestamp` says about the observer's clock, against meshlens'
+/// receipt of the message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClockReading {
+    /// The observer's clock is this far ahead of meshlens' (negative: behind), ms: envelope
+    /// time minus receipt time. Includes the upload delay, which is milliseconds live.
+    Offset(i64),
+    /// A zone-less time too far from its arrival to be a clock error: the uploader wrote local
+    /// time without its zone. The difference (mostly the observer's UTC offset), ms.
+    Naive(i64),
 }
 
 /// How a broker delivered a status message, which decides whether it may make an observer
@@ -161,6 +175,25 @@ pub struct Status {
     /// The firmware's error flags (stats-core `errors`, which meshcoretomqtt sends as
     /// `debug_flags`).
     pub debug_flags: Option<i64>,
+    /// What the status' own `timestamp` says about the observer's clock (live statuses only:
+    /// a retained one's time is history, not a reading).
+    pub clock: Option<ClockReading>,
+}
+
+impl Status {
+    /// Whether it carries any of the metrics kept as history (noise floor, battery, airtime,
+    /// receive errors, uptime, queue, error flags): a status without any (a last will, a bare
+    /// "online") is not a sample.
+    pub fn has_metrics(&self) -> bool {
+        self.noise_floor.is_some()
+            || self.battery_mv.is_some()
+            || self.tx_air_secs.is_some()
+            || self.rx_air_secs.is_some()
+            || self.recv_errors.is_some()
+            || self.uptime_secs.is_some()
+            || self.queue_len.is_some()
+            || self.debug_flags.is_some()
+    }
 }
 
 /// Input refused before it became a packet (an invalid frame), kept for inspection.

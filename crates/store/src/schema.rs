@@ -44,6 +44,10 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "settings_v1",
         apply: settings_v1,
     },
+    Migration {
+        name: "observer_metrics_v1",
+        apply: observer_metrics_v1,
+    },
 ];
 
 /// The schema version this build writes and reads.
@@ -329,6 +333,68 @@ fn settings_v1(c: &Connection) -> rusqlite::Result<()> {
             updated_at INTEGER NOT NULL
         )",
     )
+}
+
+/// Observer history and clocks.
+///
+/// - `observer_metrics`: one row per observer per 5-minute bucket of meshlens' receipt time
+///   (`bucket`, Unix ms of its start), aggregated from the live status messages that arrived in
+///   it (`samples` of them): noise floor min/max/sum/count/last (an average needs the sum and
+///   the count, a spike needs the max), battery min and last, the cumulative counters (airtime,
+///   receive errors, uptime) as their last value (rates are differences between buckets), the
+///   transmit queue's max and last, the firmware's error flags OR-ed over the bucket and last.
+///   `clock_skew_ms` is the median of the bucket's clock readings (envelope time minus receipt,
+///   from packets and statuses; `clock_samples` of them), so a row may exist with
+///   `samples = 0` for an observer that sent packets but no status. Keyed by `observers.idx`
+///   to keep rows small; the writer deletes an observer's rows with it. `WITHOUT ROWID`: the
+///   key is the row's only lookup.
+/// - `observers.clock_*`: the last zone-less envelope time too far from its arrival to be a
+///   clock error (a local time written without its zone), CoreScope's naive-clock fields:
+///   the offset (s), how many such messages in the 24 h before the last one, and when.
+/// - `rejected_packets(hash)`: the reader leaves adverts with a refused signature out of node
+///   clock skew by this lookup.
+fn observer_metrics_v1(c: &Connection) -> rusqlite::Result<()> {
+    c.execute_batch(
+        "
+        CREATE TABLE IF NOT EXISTS observer_metrics (
+            observer_idx INTEGER NOT NULL,
+            bucket INTEGER NOT NULL,
+            samples INTEGER NOT NULL DEFAULT 0,
+            last_at INTEGER,
+            noise_floor_min REAL,
+            noise_floor_max REAL,
+            noise_floor_sum REAL,
+            noise_floor_n INTEGER NOT NULL DEFAULT 0,
+            noise_floor_last REAL,
+            battery_mv_min INTEGER,
+            battery_mv_last INTEGER,
+            tx_air_secs INTEGER,
+            rx_air_secs INTEGER,
+            recv_errors INTEGER,
+            uptime_secs INTEGER,
+            queue_len_max INTEGER,
+            queue_len_last INTEGER,
+            debug_flags_any INTEGER,
+            debug_flags_last INTEGER,
+            clock_skew_ms INTEGER,
+            clock_samples INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (observer_idx, bucket)
+        ) WITHOUT ROWID;
+        CREATE INDEX IF NOT EXISTS observer_metrics_bucket ON observer_metrics(bucket);
+        CREATE INDEX IF NOT EXISTS rejected_packets_hash
+            ON rejected_packets(hash) WHERE hash IS NOT NULL;
+        ",
+    )?;
+    for (column, decl) in [
+        ("clock_skew_seconds", "INTEGER"),
+        ("clock_skew_count_24h", "INTEGER NOT NULL DEFAULT 0"),
+        ("clock_last_naive_at", "INTEGER"),
+    ] {
+        if !has_column(c, "observers", column)? {
+            c.execute_batch(&format!("ALTER TABLE observers ADD COLUMN {column} {decl}"))?;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@ use std::path::Path;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::records::{Delivery, PacketRecord, Rejected, Status};
+use crate::records::{ClockReading, Delivery, PacketRecord, Rejected, Status};
 use crate::{Error, Result, schema};
 
 /// One unit of work for the writer.
@@ -124,8 +124,145 @@ impl RecentTransmissions {
     }
 }
 
+/// Width of an `observer_metrics` bucket: CoreScope's 5-minute sample interval.
+pub const METRICS_BUCKET_MS: i64 = 300_000;
+
+/// The bucket (its start, Unix ms) that time `at_ms` falls in.
+pub fn metrics_bucket(at_ms: i64) -> i64 {
+    at_ms.div_euclid(METRICS_BUCKET_MS) * METRICS_BUCKET_MS
+}
+
+/// Clock readings kept per observer for its current bucket: enough for a stable median, and
+/// a busy observer (hundreds of packets a bucket) costs no more than a quiet one.
+const CLOCK_SAMPLES_PER_BUCKET: usize = 63;
+
+/// Observers whose current clock bucket is held in memory; past this the map is cleared (the
+/// buckets already written stay; the next readings start fresh buckets).
+const CLOCK_OBSERVERS: usize = 8192;
+
+/// One observer's clock readings in its current bucket.
+struct ClockBucket {
+    bucket: i64,
+    /// A ring of the latest readings, ms.
+    samples: Vec<i64>,
+    /// Readings seen in the bucket (the ring keeps at most [`CLOCK_SAMPLES_PER_BUCKET`]).
+    seen: i64,
+}
+
+impl ClockBucket {
+    fn median(&self) -> Option<i64> {
+        let mut v = self.samples.clone();
+        v.sort_unstable();
+        let n = v.len();
+        match n {
+            0 => None,
+            _ if n % 2 == 1 => v.get(n / 2).copied(),
+            // Halfway between the middle two, without overflow.
+            _ => Some(v.get(n / 2 - 1)?.midpoint(*v.get(n / 2)?)),
+        }
+    }
+}
+
+/// The current clock bucket of each observer, in memory: a median cannot be updated in SQL,
+/// so the writer keeps the bucket's readings and rewrites the bucket's median after each batch.
+/// After a restart a bucket's median is rebuilt from the readings after it (at most five
+/// minutes' worth lost, and only for the median).
+#[derive(Default)]
+struct ClockBuckets {
+    by_observer: HashMap<i64, ClockBucket>,
+}
+
+impl ClockBuckets {
+    /// Adds observer `idx`'s readings (receipt time, offset; sorted by time) and returns the
+    /// buckets to write, as (bucket, median, seen): each one a reading moved past, then the
+    /// current one. A reading older than the current bucket (a late delivery) is not counted:
+    /// its bucket is written already.
+    fn add(&mut self, idx: i64, readings: &[(i64, i64)]) -> Vec<(i64, i64, i64)> {
+        let mut out = Vec::new();
+        let Some(&(first, _)) = readings.first() else {
+            return out;
+        };
+        if self.by_observer.len() >= CLOCK_OBSERVERS && !self.by_observer.contains_key(&idx) {
+            self.by_observer.clear();
+        }
+        let entry = self.by_observer.entry(idx).or_insert_with(|| ClockBucket {
+            bucket: metrics_bucket(first),
+            samples: Vec::new(),
+            seen: 0,
+        });
+        for &(at, offset_ms) in readings {
+            let bucket = metrics_bucket(at);
+            if bucket > entry.bucket {
+                out.extend(entry.median().map(|m| (entry.bucket, m, entry.seen)));
+                *entry = ClockBucket {
+                    bucket,
+                    samples: Vec::new(),
+                    seen: 0,
+                };
+            } else if bucket < entry.bucket {
+                continue;
+            }
+            let slot = usize::try_from(entry.seen).unwrap_or(0) % CLOCK_SAMPLES_PER_BUCKET;
+            if entry.samples.len() < CLOCK_SAMPLES_PER_BUCKET {
+                entry.samples.push(offset_ms);
+            } else if let Some(s) = entry.samples.get_mut(slot) {
+                *s = offset_ms;
+            }
+            entry.seen = entry.seen.saturating_add(1);
+        }
+        out.extend(entry.median().map(|m| (entry.bucket, m, entry.seen)));
+        out
+    }
+}
+
+/// One observer's clock readings in a batch.
+#[derive(Default)]
+struct ClockTally {
+    /// (receipt time, offset) of each [`ClockReading::Offset`].
+    offsets: Vec<(i64, i64)>,
+    /// Naive readings: how many, and the last one (offset, receipt time).
+    naive: Option<(i64, i64, i64)>,
+}
+
+impl ClockTally {
+    fn is_empty(&self) -> bool {
+        self.offsets.is_empty() && self.naive.is_none()
+    }
+
+    /// Adds `other`'s readings (the same observer's, from elsewhere in the batch).
+    fn merge(&mut self, other: ClockTally) {
+        self.offsets.extend(other.offsets);
+        self.naive = match (self.naive, other.naive) {
+            (Some((n, d, at)), Some((m, e, bt))) => Some(if bt >= at {
+                (n + m, e, bt)
+            } else {
+                (n + m, d, at)
+            }),
+            (a, b) => a.or(b),
+        };
+    }
+
+    fn add(&mut self, reading: ClockReading, at_ms: i64) {
+        match reading {
+            ClockReading::Offset(ms) => self.offsets.push((at_ms, ms)),
+            ClockReading::Naive(ms) => {
+                let n = self.naive.map_or(0, |(n, _, _)| n);
+                let later = self.naive.is_none_or(|(_, _, at)| at_ms >= at);
+                self.naive = Some(if later {
+                    (n + 1, ms, at_ms)
+                } else {
+                    let (_, d, at) = self.naive.unwrap_or((0, ms, at_ms));
+                    (n + 1, d, at)
+                });
+            }
+        }
+    }
+}
+
 /// One observer's packets in a batch, written once at the end of it.
 struct ObserverTally {
+    /// Clock readings of its packets (kept here: the tally is already looked up per packet).
+    clock: ClockTally,
     /// `observers.idx`.
     idx: i64,
     /// Observation rows actually inserted (duplicates excluded).
@@ -143,6 +280,7 @@ const NODE_COLUMN_NAMES: &str = "public_key, name, role, lat, lon, first_seen, l
 pub struct Writer {
     conn: Connection,
     recent: RecentTransmissions,
+    clocks: ClockBuckets,
     /// `None`: new observers are not limited.
     observer_budget: Option<ObserverBudget>,
 }
@@ -176,6 +314,7 @@ impl Writer {
                 ids: HashMap::new(),
                 capacity: 65_536,
             },
+            clocks: ClockBuckets::default(),
             observer_budget: None,
         })
     }
@@ -222,6 +361,8 @@ impl Writer {
         // asking again.
         let mut refused: std::collections::HashSet<&str> = std::collections::HashSet::new();
         let mut touched: HashMap<i64, (i64, i64, u64)> = HashMap::new(); // first, last, new obs
+        // Clock readings by observer idx, written once per observer at the end.
+        let mut clocks: HashMap<i64, ClockTally> = HashMap::new();
         for item in items {
             match item {
                 Item::Packet(p) => {
@@ -239,6 +380,7 @@ impl Writer {
                                 continue;
                             }
                             e.insert(ObserverTally {
+                                clock: ClockTally::default(),
                                 idx: upsert_observer(&tx, p)?,
                                 stored: 0,
                                 last: p.received_at,
@@ -247,6 +389,9 @@ impl Writer {
                     };
                     tally.last = tally.last.max(p.received_at);
                     let idx = tally.idx;
+                    if let Some(c) = p.clock {
+                        tally.clock.add(c, p.received_at);
+                    }
                     let (tx_id, new) = match self.recent.get(p.hash) {
                         Some(id) => (id, false),
                         None => {
@@ -329,7 +474,16 @@ impl Writer {
                             continue;
                         }
                     }
-                    apply_status(&tx, s)?;
+                    if let Some(idx) = apply_status(&tx, s)?
+                        && s.delivery == Delivery::Live
+                    {
+                        if s.has_metrics() {
+                            record_metrics(&tx, idx, s)?;
+                        }
+                        if let Some(c) = s.clock {
+                            clocks.entry(idx).or_default().add(c, s.received_at);
+                        }
+                    }
                     out.statuses += 1;
                 }
                 Item::Rejected(r) => {
@@ -347,7 +501,10 @@ impl Writer {
                 }
             }
         }
-        for o in observers.values() {
+        for o in observers.into_values() {
+            if !o.clock.is_empty() {
+                clocks.entry(o.idx).or_default().merge(o.clock);
+            }
             // `last_seen` is NULL for an observer known only from retained history; SQL's
             // max() of NULL is NULL, hence the coalesce.
             tx.prepare_cached(
@@ -358,6 +515,7 @@ impl Writer {
             )?
             .execute(params![o.idx, o.stored as i64, o.last])?;
         }
+        write_clocks(&tx, &mut self.clocks, clocks)?;
         for (id, (first, last, new_obs)) in &touched {
             tx.prepare_cached(
                 "UPDATE transmissions SET first_seen = min(first_seen, ?2),
@@ -369,6 +527,17 @@ impl Writer {
         }
         tx.commit()?;
         Ok(out)
+    }
+
+    /// Deletes up to `max` `observer_metrics` rows of buckets before `cutoff_ms`. Returns how
+    /// many; call again until it returns 0.
+    pub fn expire_observer_metrics(&mut self, cutoff_ms: i64, max: usize) -> Result<usize> {
+        let n = self.conn.execute(
+            "DELETE FROM observer_metrics WHERE (observer_idx, bucket) IN (
+                SELECT observer_idx, bucket FROM observer_metrics WHERE bucket < ?1 LIMIT ?2)",
+            params![cutoff_ms, max as i64],
+        )?;
+        Ok(n)
     }
 
     /// Deletes up to `max` transmissions last heard before `cutoff_ms`, with their
@@ -415,15 +584,39 @@ impl Writer {
     /// an observer whose observations remain stays until packet retention has removed them:
     /// a silent observer is gone at most the longer of the two retentions after it was last
     /// heard, and no stored observation ever loses its observer.
+    ///
+    /// Their `observer_metrics` rows go with them: rows are keyed by `idx`, which SQLite may
+    /// give to the next new observer.
     pub fn expire_observers(&mut self, cutoff_ms: i64, max: usize) -> Result<usize> {
-        let n = self.conn.execute(
-            "DELETE FROM observers WHERE idx IN (
-                SELECT ob.idx FROM observers ob
-                WHERE (ob.last_seen < ?1 OR (ob.last_seen IS NULL AND ob.first_seen < ?1))
-                  AND NOT EXISTS (SELECT 1 FROM observations o WHERE o.observer_idx = ob.idx)
-                LIMIT ?2)",
+        let tx = self.conn.transaction()?;
+        tx.execute(
+            "CREATE TEMP TABLE IF NOT EXISTS expiring_observers (idx INTEGER PRIMARY KEY)",
+            [],
+        )?;
+        tx.execute("DELETE FROM temp.expiring_observers", [])?;
+        let n = tx.execute(
+            "INSERT INTO temp.expiring_observers (idx)
+             SELECT ob.idx FROM observers ob
+             WHERE (ob.last_seen < ?1 OR (ob.last_seen IS NULL AND ob.first_seen < ?1))
+               AND NOT EXISTS (SELECT 1 FROM observations o WHERE o.observer_idx = ob.idx)
+             LIMIT ?2",
             params![cutoff_ms, max as i64],
         )?;
+        if n > 0 {
+            tx.execute(
+                "DELETE FROM observer_metrics
+                 WHERE observer_idx IN (SELECT idx FROM temp.expiring_observers)",
+                [],
+            )?;
+            tx.execute(
+                "DELETE FROM observers WHERE idx IN (SELECT idx FROM temp.expiring_observers)",
+                [],
+            )?;
+            for idx in expiring_observer_keys(&tx)? {
+                self.clocks.by_observer.remove(&idx);
+            }
+        }
+        tx.commit()?;
         Ok(n)
     }
 
@@ -455,6 +648,54 @@ impl Writer {
             .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
         Ok(())
     }
+}
+
+/// Writes a batch's clock readings: each observer's bucket medians, and its naive-clock
+/// fields (CoreScope's `clock_skew_count_24h` counts the naive messages since the first
+/// within 24 h of the last, restarting at a gap longer than that).
+fn write_clocks(
+    tx: &Connection,
+    buckets: &mut ClockBuckets,
+    clocks: HashMap<i64, ClockTally>,
+) -> Result<()> {
+    let upsert = |idx: i64, bucket: i64, median: i64, seen: i64| -> Result<()> {
+        tx.prepare_cached(
+            "INSERT INTO observer_metrics (observer_idx, bucket, clock_skew_ms, clock_samples)
+             VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT(observer_idx, bucket) DO UPDATE SET
+                clock_skew_ms = excluded.clock_skew_ms,
+                clock_samples = excluded.clock_samples",
+        )?
+        .execute(params![idx, bucket, median, seen])?;
+        Ok(())
+    };
+    for (idx, mut tally) in clocks {
+        if !tally.offsets.is_empty() {
+            tally.offsets.sort_by_key(|&(at, _)| at);
+            for (b, m, n) in buckets.add(idx, &tally.offsets) {
+                upsert(idx, b, m, n)?;
+            }
+        }
+        if let Some((n, offset_ms, at)) = tally.naive {
+            tx.prepare_cached(
+                "UPDATE observers SET
+                    clock_skew_count_24h = CASE
+                        WHEN clock_last_naive_at IS NULL OR clock_last_naive_at < ?4 - 86400000
+                        THEN ?2 ELSE clock_skew_count_24h + ?2 END,
+                    clock_skew_seconds = ?3,
+                    clock_last_naive_at = max(coalesce(clock_last_naive_at, ?4), ?4)
+                 WHERE idx = ?1",
+            )?
+            .execute(params![idx, n, offset_ms.div_euclid(1000), at])?;
+        }
+    }
+    Ok(())
+}
+
+fn expiring_observer_keys(tx: &Connection) -> Result<Vec<i64>> {
+    let mut stmt = tx.prepare("SELECT idx FROM temp.expiring_observers")?;
+    let rows = stmt.query_map([], |r| r.get(0))?;
+    Ok(rows.collect::<rusqlite::Result<Vec<i64>>>()?)
 }
 
 /// The stored form of a packet hash: 16 lowercase hex digits.
@@ -631,7 +872,8 @@ fn status_upsert_sql(delivery: Delivery) -> String {
         "INSERT INTO observers (id, {fields}, first_seen, last_seen, last_status_at,
             status_received_at)
          VALUES (?1, {})
-         ON CONFLICT(id) DO UPDATE SET {}",
+         ON CONFLICT(id) DO UPDATE SET {}
+         RETURNING idx",
         marks.join(", "),
         set.join(",\n            ")
     )
@@ -642,8 +884,11 @@ static LIVE_STATUS_SQL: std::sync::LazyLock<String> =
 static RETAINED_STATUS_SQL: std::sync::LazyLock<String> =
     std::sync::LazyLock::new(|| status_upsert_sql(Delivery::Retained));
 
-fn apply_status(tx: &Connection, s: &Status) -> Result<()> {
-    let Some(o) = &s.observer else { return Ok(()) };
+/// Applies a status to its observer's row. Returns the observer's `idx` (None: no observer).
+fn apply_status(tx: &Connection, s: &Status) -> Result<Option<i64>> {
+    let Some(o) = &s.observer else {
+        return Ok(None);
+    };
     // The status' own time, never later than its arrival: a fast clock cannot make an observer
     // look seen in the future.
     let sent_at = s.sent_at.map(|t| t.min(s.received_at));
@@ -664,28 +909,84 @@ fn apply_status(tx: &Connection, s: &Status) -> Result<()> {
             None,
         ),
     };
-    tx.prepare_cached(sql)?.execute(params![
-        o.id,
-        o.name,
-        o.iata,
-        s.status,
-        s.model,
-        s.firmware,
-        s.client_version,
-        s.radio,
-        s.battery_mv,
-        s.uptime_secs,
+    let idx = tx.prepare_cached(sql)?.query_row(
+        params![
+            o.id,
+            o.name,
+            o.iata,
+            s.status,
+            s.model,
+            s.firmware,
+            s.client_version,
+            s.radio,
+            s.battery_mv,
+            s.uptime_secs,
+            s.noise_floor,
+            s.tx_air_secs,
+            s.rx_air_secs,
+            s.recv_errors,
+            s.queue_len,
+            s.debug_flags,
+            sent_at,
+            first_seen,
+            seen_at,
+            seen_at,
+            received_at
+        ],
+        |r| r.get(0),
+    )?;
+    Ok(Some(idx))
+}
+
+/// Adds a live status to its observer's `observer_metrics` bucket (by receipt time): one
+/// upsert per status. Each metric aggregates as it is read: noise floor min/max/sum/count/last,
+/// battery min/last, cumulative counters last, queue max/last, error flags OR-ed and last. A
+/// field the status lacks leaves the bucket's value as it was.
+fn record_metrics(tx: &Connection, idx: i64, s: &Status) -> Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO observer_metrics (observer_idx, bucket, samples, last_at,
+            noise_floor_min, noise_floor_max, noise_floor_sum, noise_floor_n, noise_floor_last,
+            battery_mv_min, battery_mv_last, tx_air_secs, rx_air_secs, recv_errors, uptime_secs,
+            queue_len_max, queue_len_last, debug_flags_any, debug_flags_last)
+         VALUES (?1, ?2, 1, ?3, ?4, ?4, ?4, ?5, ?4, ?6, ?6, ?7, ?8, ?9, ?10, ?11, ?11, ?12, ?12)
+         ON CONFLICT(observer_idx, bucket) DO UPDATE SET
+            samples = samples + 1,
+            last_at = max(coalesce(last_at, excluded.last_at), excluded.last_at),
+            noise_floor_min = min(coalesce(noise_floor_min, excluded.noise_floor_min),
+                                  coalesce(excluded.noise_floor_min, noise_floor_min)),
+            noise_floor_max = max(coalesce(noise_floor_max, excluded.noise_floor_max),
+                                  coalesce(excluded.noise_floor_max, noise_floor_max)),
+            noise_floor_sum = CASE WHEN excluded.noise_floor_sum IS NULL THEN noise_floor_sum
+                                   ELSE coalesce(noise_floor_sum, 0) + excluded.noise_floor_sum END,
+            noise_floor_n = noise_floor_n + excluded.noise_floor_n,
+            noise_floor_last = coalesce(excluded.noise_floor_last, noise_floor_last),
+            battery_mv_min = min(coalesce(battery_mv_min, excluded.battery_mv_min),
+                                 coalesce(excluded.battery_mv_min, battery_mv_min)),
+            battery_mv_last = coalesce(excluded.battery_mv_last, battery_mv_last),
+            tx_air_secs = coalesce(excluded.tx_air_secs, tx_air_secs),
+            rx_air_secs = coalesce(excluded.rx_air_secs, rx_air_secs),
+            recv_errors = coalesce(excluded.recv_errors, recv_errors),
+            uptime_secs = coalesce(excluded.uptime_secs, uptime_secs),
+            queue_len_max = max(coalesce(queue_len_max, excluded.queue_len_max),
+                                coalesce(excluded.queue_len_max, queue_len_max)),
+            queue_len_last = coalesce(excluded.queue_len_last, queue_len_last),
+            debug_flags_any = CASE WHEN excluded.debug_flags_any IS NULL THEN debug_flags_any
+                                   ELSE coalesce(debug_flags_any, 0) | excluded.debug_flags_any END,
+            debug_flags_last = coalesce(excluded.debug_flags_last, debug_flags_last)",
+    )?
+    .execute(params![
+        idx,
+        metrics_bucket(s.received_at),
+        s.received_at,
         s.noise_floor,
+        i64::from(s.noise_floor.is_some()),
+        s.battery_mv,
         s.tx_air_secs,
         s.rx_air_secs,
         s.recv_errors,
+        s.uptime_secs,
         s.queue_len,
-        s.debug_flags,
-        sent_at,
-        first_seen,
-        seen_at,
-        seen_at,
-        received_at
+        s.debug_flags
     ])?;
     Ok(())
 }
@@ -804,4 +1105,28 @@ pub fn node_is_active(conn: &Connection, public_key: &str) -> Result<Option<bool
         )
         .optional()?
         .map(|()| false))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The in-memory clock buckets are bounded: per observer by the ring, in observers by the
+    /// map, whatever arrives.
+    #[test]
+    fn clock_buckets_are_bounded() {
+        let mut b = ClockBuckets::default();
+        let readings: Vec<(i64, i64)> = (0..1000).map(|i| (i, i)).collect();
+        let out = b.add(1, &readings);
+        assert_eq!(out.len(), 1);
+        let c = &b.by_observer[&1];
+        assert_eq!((c.samples.len(), c.seen), (CLOCK_SAMPLES_PER_BUCKET, 1000));
+        for idx in 0..(CLOCK_OBSERVERS as i64 + 10) {
+            b.add(idx, &[(0, 1)]);
+        }
+        assert!(b.by_observer.len() <= CLOCK_OBSERVERS);
+        // Hostile offsets never overflow the median.
+        let out = b.add(7, &[(0, i64::MAX), (1, i64::MAX - 1)]);
+        assert!(out.iter().all(|&(_, m, _)| m >= i64::MAX - 1));
+    }
 }

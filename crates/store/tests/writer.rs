@@ -34,6 +34,7 @@ fn packet(hash: u64, obs: &str, t: i64, path: &[u8]) -> PacketRecord {
         rssi: Some(-90.0),
         score: None,
         airtime_ms: None,
+        clock: None,
         from_pubkey: None,
         channel: None,
         scope: None,

@@ -6,15 +6,18 @@ pub mod alerts;
 pub mod analytics;
 pub mod areas;
 pub mod channels;
+pub mod clock_skew;
 pub mod collisions;
 pub mod config;
 pub mod corescope;
 pub mod fleet;
 pub mod node_health;
 pub mod nodes;
+pub mod observer_metrics;
 pub mod observers;
 pub mod packets;
 pub mod perf;
+pub mod rf;
 pub mod status;
 
 use std::collections::HashMap;

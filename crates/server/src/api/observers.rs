@@ -14,7 +14,8 @@
 //! CoreScope's keys beside them: `lat`, `lon` and `nodeRole` from the observer's own node
 //! (the node whose public key is the observer's id: its last verified advert), null when that
 //! node is unknown; the clock-skew fields (`clock_naive`, `clock_skew_seconds`,
-//! `clock_skew_count_24h`, `clock_last_naive_at`) are null until clock skew is computed.
+//! `clock_skew_count_24h`, `clock_last_naive_at`) come from the writer's naive-clock
+//! detection (`clock_skew::naive_clock`).
 //! `area=` keeps the observers whose own node lies in the area (see [`super::areas`]).
 
 use std::collections::HashMap;
@@ -39,7 +40,8 @@ const COLUMNS: &str = "ob.idx, ob.id, ob.name, ob.iata, ob.status, ob.model, ob.
      ob.client_version, ob.radio, ob.battery_mv, ob.uptime_secs, ob.noise_floor, ob.tx_air_secs, \
      ob.rx_air_secs, ob.recv_errors, ob.first_seen, ob.last_seen, ob.last_packet_at, \
      ob.last_status_at, ob.packet_count, ob.queue_len, ob.debug_flags, ob.status_timestamp, \
-     ob.status_received_at, n.lat, n.lon, n.role";
+     ob.status_received_at, n.lat, n.lon, n.role, ob.clock_skew_seconds, \
+     ob.clock_skew_count_24h, ob.clock_last_naive_at";
 
 /// The observers with their own node (a lookup on its primary key per observer).
 const FROM: &str = "observers ob LEFT JOIN nodes n ON n.public_key = ob.id";
@@ -83,6 +85,14 @@ fn observer_json(r: &Row<'_>) -> store::rusqlite::Result<(i64, Value)> {
             "clock_last_naive_at": null,
         }),
     ))
+    // The naive-clock fields, with CoreScope's 24-hour decay (`clock_skew::naive_clock`).
+    .and_then(|(idx, mut v)| {
+        let (skew, count, at) = (r.get(27)?, r.get(28)?, r.get(29)?);
+        for (k, x) in super::clock_skew::naive_clock(crate::now_ms(), skew, count, at) {
+            v[k] = x;
+        }
+        Ok((idx, v))
+    })
 }
 
 /// Observations per observer in the last hour: one range of the `(observer_idx,

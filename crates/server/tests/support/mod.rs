@@ -374,3 +374,25 @@ pub fn config_with(db: &Path, file: serde_json::Value) -> ServerConfig {
         .unwrap();
     cfg
 }
+
+/// A writer item from an observer status published as `json` on `meshcore/SEA/<id>/status`,
+/// received (live) at `at`: the writer role's own parsing.
+pub fn status_at(id: &str, json: &str, at: i64) -> store::Item {
+    match ingest::message::parse(&format!("meshcore/SEA/{id}/status"), json.as_bytes()).unwrap() {
+        ingest::message::Message::Status(s) => ingest::status_item(s, at, false),
+        m => panic!("not a status: {m:?}"),
+    }
+}
+
+/// A writer item from a packet message `json` published on `meshcore/SEA/<id>/packets`,
+/// received at `at`: the writer role's own parsing and decoding (Public channel key).
+pub fn packet_at(id: &str, json: &str, at: i64) -> store::Item {
+    let d = ingest::decode::Decoder {
+        keyring: meshcore::crypto::Keyring::with_public(),
+        ..Default::default()
+    };
+    match ingest::message::parse(&format!("meshcore/SEA/{id}/packets"), json.as_bytes()).unwrap() {
+        ingest::message::Message::Packet(p, sent_at) => ingest::packet_item(&d, p, sent_at, at).0,
+        m => panic!("not a packet: {m:?}"),
+    }
+}
