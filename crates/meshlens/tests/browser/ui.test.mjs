@@ -503,7 +503,9 @@ test('hostile node name and message render as text everywhere', T, async () => {
     await close();
   }
   if (HOSTILE_TEXT) {
-    // Page through the channel (newest first) until the message is found.
+    // Page through the channel until the message is found. Pages are taken newest first
+    // (offset 0 is the newest 500) and each lists its messages oldest first, as CoreScope's
+    // do: the position from the newest is counted from the page's end.
     let m = null;
     let pos = 0;
     for (let offset = 0; !m; offset += 500) {
@@ -511,7 +513,7 @@ test('hostile node name and message render as text everywhere', T, async () => {
       const i = page.messages.findIndex((x) => (x.text || '').includes(HOSTILE_TEXT) || (x.message || '').includes(HOSTILE_TEXT));
       if (i >= 0) {
         m = page.messages[i];
-        pos = offset + i;
+        pos = offset + (page.messages.length - 1 - i);
       }
       if (!page.messages.length || offset + 500 >= page.total) break;
     }
