@@ -96,6 +96,8 @@ pub struct Db {
     wait: Duration,
     /// Queries answered 503 because no connection became free in time.
     busy: AtomicU64,
+    /// Queries run (for tests and metrics: what a route costs the database).
+    queries: AtomicU64,
 }
 
 impl Db {
@@ -122,6 +124,7 @@ impl Db {
             deadline: cfg.deadline,
             wait: cfg.wait,
             busy: AtomicU64::new(0),
+            queries: AtomicU64::new(0),
         }))
     }
 
@@ -135,6 +138,11 @@ impl Db {
         self.busy.load(Ordering::Relaxed)
     }
 
+    /// How many queries ([`Db::query`] calls) have been run.
+    pub fn query_count(&self) -> u64 {
+        self.queries.load(Ordering::Relaxed)
+    }
+
     /// Runs `f` on a pooled connection of the current lane, off the async threads, within the
     /// pool's deadline; 503 with `Retry-After` if no connection is free within the wait bound.
     pub async fn query<T, F>(self: &Arc<Self>, f: F) -> Result<T, ApiError>
@@ -142,6 +150,7 @@ impl Db {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, ApiError> + Send + 'static,
     {
+        self.queries.fetch_add(1, Ordering::Relaxed);
         let lane = LANE.try_with(|l| *l).unwrap_or(Lane::Main);
         let pool = match lane {
             Lane::Cheap => &self.cheap,

@@ -133,6 +133,8 @@ pub struct AppState {
     backup_running: AtomicBool,
     /// The running alerting, if configured.
     alerting: Option<alerts::Alerting>,
+    /// The newest observation, kept by the live tailer (`/api/healthz` from memory).
+    newest: Arc<live::Newest>,
     /// Per-route latency and the runtime's lag (`/api/perf`, `/api/health`).
     perf: api::perf::Recorder,
     /// The previous `/proc/self/io` reading, for `/api/perf/io` rates.
@@ -395,11 +397,13 @@ impl Server {
             stop.clone(),
         )?;
         let generation = Arc::new(AtomicU64::new(0));
+        let newest = Arc::new(live::Newest::default());
         let tailer = live::spawn_tailer(
             cfg.db_path.clone(),
             cfg.decode.clone(),
             live.clone(),
             generation.clone(),
+            newest.clone(),
             stop.clone(),
         )
         .map_err(|e| e.to_string())?;
@@ -439,6 +443,7 @@ impl Server {
             admin_refused: AtomicU64::new(0),
             backup_running: AtomicBool::new(false),
             alerting,
+            newest,
             perf: Default::default(),
             perf_io: Default::default(),
             stats_hits: AtomicU64::new(0),
@@ -464,6 +469,11 @@ impl Server {
     /// The HTTP side's counters (see [`AppState::http_counters`]).
     pub fn http_counters(&self) -> Value {
         self.state.http_counters()
+    }
+
+    /// Database queries run so far (what a route costs, for tests).
+    pub fn db_queries(&self) -> u64 {
+        self.state.db.query_count()
     }
 
     /// Stops accepting, lets requests finish (bounded), stops the tailer.

@@ -75,12 +75,60 @@ const POLL: Duration = Duration::from_millis(20);
 /// Observations read per query while catching up.
 const CHUNK: i64 = 2000;
 
+/// The newest committed observation as the tailer last saw it, so that `/api/healthz` answers
+/// from memory (a health probe must not wait for a database connection).
+#[derive(Debug, Default)]
+pub struct Newest {
+    /// Whether the tailer has looked at least once.
+    known: AtomicBool,
+    id: std::sync::atomic::AtomicI64,
+    /// Unix ms, or `i64::MIN` for "no observation yet".
+    received_at: std::sync::atomic::AtomicI64,
+}
+
+impl Newest {
+    /// `(id, received_at)` of the newest observation (`(0, None)` for an empty database), or
+    /// `None` before the tailer's first look.
+    pub fn get(&self) -> Option<(i64, Option<i64>)> {
+        if !self.known.load(Ordering::Acquire) {
+            return None;
+        }
+        let at = self.received_at.load(Ordering::Relaxed);
+        Some((
+            self.id.load(Ordering::Relaxed),
+            (at != i64::MIN).then_some(at),
+        ))
+    }
+
+    fn set(&self, id: i64, received_at: Option<i64>) {
+        self.id.store(id, Ordering::Relaxed);
+        self.received_at
+            .store(received_at.unwrap_or(i64::MIN), Ordering::Relaxed);
+        self.known.store(true, Ordering::Release);
+    }
+
+    /// Reads the index end: one row, no scan.
+    fn refresh(&self, c: &store::rusqlite::Connection) {
+        let row = c.query_row(
+            "SELECT id, received_at FROM observations ORDER BY id DESC LIMIT 1",
+            [],
+            |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)),
+        );
+        match row {
+            Ok((id, at)) => self.set(id, Some(at)),
+            Err(store::rusqlite::Error::QueryReturnedNoRows) => self.set(0, None),
+            Err(_) => {}
+        }
+    }
+}
+
 /// Starts the tailer thread. It stops when `stop` is set.
 pub fn spawn_tailer(
     db: PathBuf,
     decode: DecodeOptions,
     tx: broadcast::Sender<Arc<str>>,
     generation: Arc<AtomicU64>,
+    newest: Arc<Newest>,
     stop: Arc<AtomicBool>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new()
@@ -101,6 +149,7 @@ pub fn spawn_tailer(
                     r.get(0)
                 })
                 .unwrap_or(0);
+            newest.refresh(c);
             let mut version: i64 = -1;
             while !stop.load(Ordering::Relaxed) {
                 std::thread::sleep(POLL);
@@ -112,6 +161,7 @@ pub fn spawn_tailer(
                 }
                 version = v;
                 generation.fetch_add(1, Ordering::Relaxed);
+                newest.refresh(c);
                 if tx.receiver_count() == 0 {
                     // Nobody is watching: skip decoding and serializing what nobody would
                     // receive (at 20,000 observations/s that is most of this thread's work).

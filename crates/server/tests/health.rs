@@ -326,3 +326,40 @@ async fn observers_are_listed_a_page_at_a_time() {
     );
     s.shutdown().await;
 }
+
+/// `/api/healthz` answers from memory: once the live tailer has seen the newest observation
+/// (and the stats it quotes are computed), a probe costs the database nothing, so it never
+/// waits behind a busy pool; and it follows new commits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthz_is_answered_from_memory_and_follows_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("meshlens.db");
+    let mut w = store::Writer::open(&db, 0).unwrap();
+    w.write_batch(&[item(1), item(2)]).unwrap();
+    let newest: i64 = w
+        .conn()
+        .query_row("SELECT max(id) FROM observations", [], |r| r.get(0))
+        .unwrap();
+    let s = start(config(&db, None)).await;
+    let (status, _) = get_text(s.addr, "/api/stats").await;
+    assert_eq!(status, 200);
+    let first = wait_healthz(s.addr, "the newest observation", |v| {
+        v["last_observation_id"] == newest
+    })
+    .await;
+    assert!(first["last_observation_at"].is_string(), "{first}");
+    let before = s.db_queries();
+    for _ in 0..5 {
+        let v = healthz(s.addr).await;
+        assert_eq!(v["last_observation_id"], newest, "{v}");
+        assert!(v["loadedObs"].is_number(), "{v}");
+    }
+    assert_eq!(s.db_queries(), before, "healthz queried the database");
+    // A new commit shows without a query from the probe.
+    w.write_batch(&[item(3)]).unwrap();
+    wait_healthz(s.addr, "the new observation", |v| {
+        v["last_observation_id"] == newest + 1
+    })
+    .await;
+    s.shutdown().await;
+}

@@ -414,23 +414,29 @@ fn health_now(st: &AppState) -> (Value, WriterHealth) {
 /// `GET /api/healthz`: ready once the database is open (there is no loading phase) and while
 /// the writer stores what arrives ([`writer_health`]); also how fresh the data is.
 pub async fn healthz(State(st): State<Arc<AppState>>) -> ApiResult<Json<Value>> {
-    let (obs, last) = st
-        .db
-        .query(|c| {
-            // Two statements: SQLite answers a lone max() from an index end, but not a pair.
-            let id = sql(
-                c.query_row("SELECT coalesce(max(id), 0) FROM observations", [], |r| {
-                    r.get::<_, i64>(0)
-                }),
-            )?;
-            let at = sql(
-                c.query_row("SELECT max(received_at) FROM observations", [], |r| {
-                    r.get::<_, Option<i64>>(0)
-                }),
-            )?;
-            Ok((id, at))
-        })
-        .await?;
+    // From memory: the live tailer keeps the newest observation, so a health probe never
+    // waits for a database connection. Before the tailer's first look (a few ms after start),
+    // the index end is read instead.
+    let (obs, last) = match st.newest.get() {
+        Some(n) => n,
+        None => {
+            st.db
+                .query(|c| {
+                    let id = sql(c.query_row(
+                        "SELECT coalesce(max(id), 0) FROM observations",
+                        [],
+                        |r| r.get::<_, i64>(0),
+                    ))?;
+                    let at = sql(c.query_row(
+                        "SELECT max(received_at) FROM observations",
+                        [],
+                        |r| r.get::<_, Option<i64>>(0),
+                    ))?;
+                    Ok((id, at))
+                })
+                .await?
+        }
+    };
     let now = crate::now_ms();
     let (ingest, health) = health_now(&st);
     // CoreScope's counts of what it loaded into memory: meshlens serves everything stored, so
