@@ -38,9 +38,11 @@ async fn api_observers_carry_their_own_nodes_position_and_role() {
             ("lat", "number|null"),
             ("lon", "number|null"),
             ("nodeRole", "string|null"),
-            ("clock_naive", "null"),
+            // CoreScope's naive-clock fields (clock_skew.rs covers their values): these
+            // observers never sent a zone-less time.
+            ("clock_naive", "boolean"),
             ("clock_skew_seconds", "null"),
-            ("clock_skew_count_24h", "null"),
+            ("clock_skew_count_24h", "integer"),
             ("clock_last_naive_at", "null"),
         ] {
             has(o, k, t);
