@@ -21,6 +21,7 @@ const ROUTES = [
   { pattern: 'channels/:hash', page: 'channels', load: () => import('./pages/channels.js') },
   { pattern: 'live', page: 'live', load: () => import('./pages/live.js') },
   { pattern: 'alerts', page: 'alerts', load: () => import('./pages/alerts.js') },
+  { pattern: 'api-docs', page: 'api-docs', load: () => import('./pages/apidocs.js') },
 ];
 
 const NAV = [

@@ -284,6 +284,11 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route("/api/backup", get(api::admin::backup))
         .route("/api/alerts", get(api::alerts::list))
+        // CoreScope serves an interactive reference here; meshlens's is a page of its UI.
+        .route(
+            "/api/docs",
+            get(|| async { axum::response::Redirect::temporary("/#/api-docs") }),
+        )
         .route(
             "/api/admin/prune-geo-filter",
             post(api::admin::prune_geo_filter),

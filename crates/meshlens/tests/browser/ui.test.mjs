@@ -604,6 +604,18 @@ test('alerts: what fires, what was sent, the rules; hostile names stay text', T,
   await close();
 });
 
+test('api reference: every route of the OpenAPI document, reached from /api/docs', T, async () => {
+  const spec = await api('/api/openapi.json');
+  const ops = Object.values(spec.paths).reduce((n, item) => n + Object.keys(item).length, 0);
+  const { page, close } = await open('', { ready: false });
+  await page.goto(`${BASE}/api/docs`);
+  await page.waitForSelector('li.api-op');
+  assert.ok(page.url().endsWith('#/api-docs'), page.url());
+  assert.equal(await page.locator('li.api-op').count(), ops);
+  assert.equal(await page.locator('li.api-op[data-path="/api/packets"][data-method="post"]').count(), 1);
+  await close();
+});
+
 test('channels: the list and the decrypted messages of one', T, async () => {
   const chans = await api('/api/channels?includeEncrypted=true'); // what the page lists
   assert.ok(chans.channels.length > 0, 'no channels in the API');
