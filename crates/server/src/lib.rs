@@ -284,6 +284,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route("/api/backup", get(api::admin::backup))
         .route("/api/alerts", get(api::alerts::list))
+        .route("/api/analytics/roles", get(api::roles::roles))
         // CoreScope serves an interactive reference here; meshlens's is a page of its UI.
         .route(
             "/api/docs",

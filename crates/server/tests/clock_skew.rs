@@ -242,3 +242,43 @@ async fn a_node_an_hour_behind() {
     }
     srv.shutdown().await;
 }
+
+/// `/api/analytics/roles`: the repeater an hour behind is counted with its role, critical,
+/// and a node without adverts in the window has no skew.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_analytics_roles_counts_roles_and_their_clocks() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("n.db");
+    let mut w = store::Writer::open(&db, 0).unwrap();
+    let now = server::now_ms();
+    let pkt = |raw: &[u8]| format!(r#"{{"raw":"{}"}}"#, hex::encode(raw));
+    for (i, seed) in [[9u8; 32], [10u8; 32]].iter().enumerate() {
+        // Node 9 is an hour behind; node 10 is on time.
+        let behind = if i == 0 { 3600 } else { 0 };
+        for k in 0..3 {
+            let at = now - (k + 1) * 3_600_000 + 7;
+            let f = advert(seed, (at / 1000 - behind) as u32);
+            w.write_batch(&[packet_at(FAST, &pkt(&f), at)]).unwrap();
+        }
+    }
+    let srv = start(&db).await;
+    let (st, v) = get_json(srv.addr, "/api/analytics/roles").await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["totalNodes"], 2, "{v}");
+    let r = &v["roles"][0];
+    assert_eq!(r["role"], "repeater", "{v}");
+    assert_eq!(r["nodeCount"], 2);
+    assert_eq!(r["withSkew"], 2);
+    assert_eq!(r["criticalCount"], 1, "{v}");
+    assert_eq!(r["okCount"], 1, "{v}");
+    assert_eq!(r["meanAbsSkewSec"], 1800.0, "{v}");
+    for k in [
+        "warningCount",
+        "absurdCount",
+        "noClockCount",
+        "medianAbsSkewSec",
+    ] {
+        assert!(r[k].is_number(), "{k}: {v}");
+    }
+    srv.shutdown().await;
+}

@@ -249,7 +249,7 @@ pub async fn fleet(
 /// `GET /api/nodes/clock-skew` → `[NodeClockSkew]` without samples, for every node that
 /// advertised in the last [`FLEET_WINDOW_MS`] (at most [`MAX_FLEET_ADVERTS`] adverts read),
 /// worst first.
-async fn fleet_answer(
+pub(crate) async fn fleet_answer(
     State(st): State<Arc<AppState>>,
     Query(_q): Query<HashMap<String, String>>,
 ) -> ApiResult<Json<Value>> {

@@ -18,6 +18,7 @@ pub mod observers;
 pub mod packets;
 pub mod perf;
 pub mod rf;
+pub mod roles;
 pub mod status;
 
 use std::collections::HashMap;
