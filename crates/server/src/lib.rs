@@ -285,6 +285,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/backup", get(api::admin::backup))
         .route("/api/alerts", get(api::alerts::list))
         .route("/api/analytics/roles", get(api::roles::roles))
+        .route("/api/scope-stats", get(api::scopes::scope_stats))
         // CoreScope serves an interactive reference here; meshlens's is a page of its UI.
         .route(
             "/api/docs",

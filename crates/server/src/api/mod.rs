@@ -19,6 +19,7 @@ pub mod packets;
 pub mod perf;
 pub mod rf;
 pub mod roles;
+pub mod scopes;
 pub mod status;
 
 use std::collections::HashMap;
