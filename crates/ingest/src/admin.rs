@@ -70,13 +70,19 @@ pub fn apply(writer: &mut Writer, op: WriterOp) -> Value {
             let text = filter_text(&f);
             let seen = writer.setting(GEO_FILTER_FROM_CONFIG).ok().flatten();
             if seen.as_deref() == Some(text.as_str()) {
-                return json!({"ok": true, "changed": false});
+                // The stored one (perhaps changed through the API since) stays in force.
+                let stored = writer.setting(GEO_FILTER).ok().flatten();
+                let v: Value = stored
+                    .and_then(|t| serde_json::from_str(&t).ok())
+                    .unwrap_or(Value::Null);
+                return json!({"ok": true, "changed": false, "geo_filter": v});
             }
             let stored = writer
                 .set_setting(GEO_FILTER, &text, now)
                 .and_then(|()| writer.set_setting(GEO_FILTER_FROM_CONFIG, &text, now));
             match stored {
-                Ok(()) => json!({"ok": true, "changed": true}),
+                Ok(()) => json!({"ok": true, "changed": true,
+                                 "geo_filter": f.as_ref().map(GeoFilter::to_json)}),
                 Err(e) => failed(e),
             }
         }
@@ -124,7 +130,12 @@ async fn inject(pipeline: &Pipeline, i: &Injection) -> Value {
     json!({"ok": true})
 }
 
-async fn handle(v: &Value, pipeline: &Pipeline, writer: &mpsc::Sender<WriterMsg>) -> Value {
+async fn handle(
+    v: &Value,
+    pipeline: &Pipeline,
+    writer: &mpsc::Sender<WriterMsg>,
+    decoder: &crate::decode::Decoder,
+) -> Value {
     match AdminRequest::from_json(v) {
         Err(e) => failed(e),
         Ok(AdminRequest::InjectPacket(i)) => inject(pipeline, &i).await,
@@ -132,7 +143,13 @@ async fn handle(v: &Value, pipeline: &Pipeline, writer: &mpsc::Sender<WriterMsg>
             run_on_writer(writer, WriterOp::PruneNodes(public_keys)).await
         }
         Ok(AdminRequest::SetGeoFilter { geo_filter }) => match GeoFilter::from_json(&geo_filter) {
-            Ok(f) => run_on_writer(writer, WriterOp::SetGeoFilter(f)).await,
+            Ok(f) => {
+                let r = run_on_writer(writer, WriterOp::SetGeoFilter(f.clone())).await;
+                if r["ok"] == true {
+                    decoder.set_geo_filter(f);
+                }
+                r
+            }
             Err(e) => failed(e),
         },
     }
@@ -143,6 +160,7 @@ pub async fn run(
     queue: Queue,
     pipeline: Pipeline,
     writer: mpsc::Sender<WriterMsg>,
+    decoder: Arc<crate::decode::Decoder>,
     stats: Arc<Stats>,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -176,7 +194,7 @@ pub async fn run(
             Err(_) => continue,
         };
         for (id, request) in pending {
-            let mut result = handle(&request, &pipeline, &writer).await;
+            let mut result = handle(&request, &pipeline, &writer, &decoder).await;
             result["requestedAt"] = request.get("requested_at").cloned().unwrap_or(Value::Null);
             result["completedAt"] = handoff::format_rfc3339_ms(now_ms().max(0) as u64).into();
             let ok = result["ok"] == true;

@@ -35,6 +35,29 @@ pub struct Decoder {
     /// Advert signature results by packet hash: every copy of an advert (one per observer and
     /// path) has the same signed bytes, so each is verified once. Bounded: cleared when full.
     pub verified: std::sync::Mutex<std::collections::HashMap<u64, bool>>,
+    /// The operator's geo filter (set by the admin queue from the `settings` table): an
+    /// advert placing its node outside is stored flagged `foreign`.
+    pub geo_filter: std::sync::RwLock<Option<analytics::geo::GeoFilter>>,
+}
+
+impl Decoder {
+    /// Replaces the geo filter (new adverts are judged by it from now on).
+    pub fn set_geo_filter(&self, f: Option<analytics::geo::GeoFilter>) {
+        if let Ok(mut g) = self.geo_filter.write() {
+            *g = f;
+        }
+    }
+
+    fn is_foreign(&self, location: Option<(f64, f64)>) -> bool {
+        let Some((lat, lon)) = location else {
+            return false;
+        };
+        self.geo_filter
+            .read()
+            .ok()
+            .and_then(|g| g.as_ref().map(|f| !f.passes(lat, lon)))
+            .unwrap_or(false)
+    }
 }
 
 impl Clone for Decoder {
@@ -43,6 +66,7 @@ impl Clone for Decoder {
             keyring: self.keyring.clone(),
             regions: self.regions.clone(),
             verified: Default::default(),
+            geo_filter: std::sync::RwLock::new(self.geo_filter.read().ok().and_then(|g| g.clone())),
         }
     }
 }
@@ -151,7 +175,9 @@ impl Decoder {
             }
             v
         });
-        advert(a, valid)
+        let mut record = advert(a, valid)?;
+        record.foreign = self.is_foreign(record.location);
+        Ok(record)
     }
 }
 
@@ -185,6 +211,7 @@ fn advert(
         role: Role::from_node_type(data.map_or(0, |d| d.node_type().value())),
         location,
         advert_time: a.timestamp,
+        foreign: false,
     })
 }
 

@@ -241,11 +241,18 @@ impl Ingest {
         if seeded["ok"] != true {
             return Err(format!("cannot store the geo filter: {}", seeded["error"]));
         }
+        // Adverts are judged by the filter in force (the file's, or the API's since).
+        self.decoder.set_geo_filter(
+            analytics::geo::GeoFilter::from_json(&seeded["geo_filter"])
+                .ok()
+                .flatten(),
+        );
         let pipeline = self.pipeline("api", "mqtt://127.0.0.1:1883")?;
         self.tasks.push(tokio::spawn(admin::run(
             handoff::Queue::new(data_dir, handoff::admin::ADMIN_QUEUE),
             pipeline,
             self.writer_tx.clone(),
+            self.decoder.clone(),
             self.stats.clone(),
             self.shutdown.subscribe(),
         )));

@@ -339,6 +339,7 @@ async fn maintenance_runs_without_any_broker_and_applies_retention() {
             role: store::Role::Repeater,
             location: None,
             advert_time: 1,
+            foreign: false,
         });
         w.write_batch(&[store::Item::Packet(p)]).unwrap();
     }
@@ -504,6 +505,7 @@ fn snapshot_apply_guards() {
         role: store::Role::Repeater,
         location: None,
         advert_time: 1,
+        foreign: false,
     });
     w.write_batch(&[store::Item::Packet(p)]).unwrap();
     w.conn()

@@ -141,6 +141,7 @@ fn main() {
                 role: Role::Repeater,
                 location: None,
                 advert_time: ts,
+                foreign: false,
             });
             batch.push(Item::Packet(p));
             if batch.len() >= 4000 {

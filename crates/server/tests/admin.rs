@@ -298,8 +298,24 @@ async fn the_geo_filter_is_set_by_the_writer_and_prunes_the_nodes_outside() {
     assert_eq!(status, 200, "{v}");
     assert_eq!(v, json!({"dryRun": true, "count": 0, "nodes": []}));
 
+    let node_path = format!("/api/nodes/{ADVERT_KEY}");
+    let (_, n) = json_request(addr, "GET", &node_path, None, None).await;
+    assert_eq!(n["node"]["foreign"], false, "{n}");
+
     // Around Seattle instead: the repeater is foreign.
     set(json!({"polygon": [[47.0, -122.6], [48.0, -122.6], [48.0, -121.8]], "bufferKm": 5})).await;
+    // Its advert heard again (by another radio) is judged by the new filter: flagged, kept.
+    let again = json!({"hex": support::vector(ADVERT), "observer": "second-radio"});
+    let (status, v) = json_request(addr, "POST", "/api/packets", Some(KEY), Some(&again)).await;
+    assert!(status == 200 || status == 202, "{v}");
+    eventually("the node is flagged foreign", || {
+        let p = node_path.clone();
+        async move {
+            let (_, n) = json_request(addr, "GET", &p, None, None).await;
+            (n["node"]["foreign"] == true).then_some(())
+        }
+    })
+    .await;
     let (status, preview) =
         json_request(addr, "POST", "/api/admin/prune-geo-filter", Some(KEY), None).await;
     assert_eq!(status, 200, "{preview}");
@@ -307,7 +323,6 @@ async fn the_geo_filter_is_set_by_the_writer_and_prunes_the_nodes_outside() {
     assert_eq!(preview["nodes"][0]["pubkey"], ADVERT_KEY);
     assert_eq!(preview["nodes"][0]["name"], "MRO-RPT04");
     // The preview deleted nothing.
-    let node_path = format!("/api/nodes/{ADVERT_KEY}");
     assert_eq!(
         json_request(addr, "GET", &node_path, None, None).await.0,
         200

@@ -63,6 +63,9 @@ pub struct Advert {
     pub location: Option<(f64, f64)>,
     /// The node's own clock (Unix seconds) from the advert.
     pub advert_time: u32,
+    /// Its position lies outside the operator's geo filter (CoreScope's "foreign advert":
+    /// heard through a bridge or a leak; kept and flagged, not dropped).
+    pub foreign: bool,
 }
 
 /// One received packet, framed and decoded by the ingest layer.

@@ -48,6 +48,10 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "observer_metrics_v1",
         apply: observer_metrics_v1,
     },
+    Migration {
+        name: "node_foreign_v1",
+        apply: node_foreign_v1,
+    },
 ];
 
 /// The schema version this build writes and reads.
@@ -333,6 +337,18 @@ fn settings_v1(c: &Connection) -> rusqlite::Result<()> {
             updated_at INTEGER NOT NULL
         )",
     )
+}
+
+/// Nodes whose latest advert placed them outside the geo filter (CoreScope's `foreign`).
+fn node_foreign_v1(c: &Connection) -> rusqlite::Result<()> {
+    for table in ["nodes", "inactive_nodes"] {
+        if !has_column(c, table, "foreign_advert")? {
+            c.execute_batch(&format!(
+                "ALTER TABLE {table} ADD COLUMN foreign_advert INTEGER NOT NULL DEFAULT 0"
+            ))?;
+        }
+    }
+    Ok(())
 }
 
 /// Observer history and clocks.

@@ -274,7 +274,7 @@ struct ObserverTally {
 /// Column list shared by `nodes` and `inactive_nodes`, for moving rows between them.
 const NODE_COLUMN_NAMES: &str = "public_key, name, role, lat, lon, first_seen, last_seen, \
      advert_count, last_advert_time, last_advert_path_len, multibyte_sup, multibyte_evidence, \
-     multibyte_max_hash_size, multibyte_upgraded_at";
+     multibyte_max_hash_size, multibyte_upgraded_at, foreign_advert";
 
 /// The read-write handle. Exactly one should exist per database.
 pub struct Writer {
@@ -791,9 +791,11 @@ fn upsert_node(tx: &Connection, p: &PacketRecord, new_transmission: bool) -> Res
     // copy of an old advert cannot roll them back.
     tx.prepare_cached(
         "INSERT INTO nodes (public_key, name, role, lat, lon, first_seen, last_seen,
-                            advert_count, last_advert_time, last_advert_path_len)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7, ?8, ?9)
+                            advert_count, last_advert_time, last_advert_path_len, foreign_advert)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7, ?8, ?9, ?10)
          ON CONFLICT(public_key) DO UPDATE SET
+            foreign_advert = CASE WHEN excluded.last_advert_time >= coalesce(last_advert_time, 0)
+                                  THEN excluded.foreign_advert ELSE foreign_advert END,
             name = CASE WHEN excluded.last_advert_time >= coalesce(last_advert_time, 0)
                         THEN excluded.name ELSE name END,
             role = CASE WHEN excluded.last_advert_time >= coalesce(last_advert_time, 0)
@@ -817,7 +819,8 @@ fn upsert_node(tx: &Connection, p: &PacketRecord, new_transmission: bool) -> Res
         p.received_at,
         i64::from(new_transmission),
         a.advert_time,
-        p.path_len
+        p.path_len,
+        a.foreign
     ])?;
     Ok(())
 }

@@ -53,6 +53,7 @@ fn advert_packet(hash: u64, key: &str, name: &str, advert_time: u32, t: i64) -> 
         role: Role::Repeater,
         location: Some((47.5, -122.1)),
         advert_time,
+        foreign: false,
     });
     p
 }

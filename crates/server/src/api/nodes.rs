@@ -1,8 +1,8 @@
 //! `/api/nodes`, `/api/nodes/search`, `/api/nodes/{pubkey}`.
 //!
 //! Nodes carry CoreScope's keys beside meshlens's: `last_heard` (the last advert, as
-//! `last_seen`), `foreign` (CoreScope flags a node whose advert its ingest geo filter refused
-//! but kept; meshlens's writer has no geo filter, so no node is foreign: always false),
+//! `last_seen`), `foreign` (its latest advert placed it outside the geo filter: the writer
+//! flags it, as CoreScope's ingest does, and keeps it),
 //! `battery_mv` (from the node's own observer status, when the node is an observer: adverts
 //! carry no telemetry) and `temperature_c` (null: nothing meshlens receives carries it).
 
@@ -37,7 +37,8 @@ enum CapFilter {
     Legacy,
 }
 
-const NODE_COLUMNS: &str = "public_key, name, role, lat, lon, first_seen, last_seen, advert_count";
+const NODE_COLUMNS: &str =
+    "public_key, name, role, lat, lon, first_seen, last_seen, advert_count, foreign_advert";
 
 struct NodeRow {
     public_key: String,
@@ -48,6 +49,7 @@ struct NodeRow {
     first_seen: i64,
     last_seen: i64,
     advert_count: i64,
+    foreign: bool,
 }
 
 impl NodeRow {
@@ -61,6 +63,7 @@ impl NodeRow {
             first_seen: r.get(5)?,
             last_seen: r.get(6)?,
             advert_count: r.get(7)?,
+            foreign: r.get(8)?,
         })
     }
 
@@ -81,7 +84,7 @@ impl NodeRow {
             "first_seen": iso(self.first_seen),
             "last_seen": iso(self.last_seen),
             "last_heard": iso(self.last_seen),
-            "foreign": false,
+            "foreign": self.foreign,
             "battery_mv": battery.get(&self.public_key),
             "temperature_c": null,
             "advert_count": self.advert_count,
