@@ -1,6 +1,7 @@
 //! CoreScope's channel routes as its handlers shape them: `GET /api/channels`
 //! (`includeEncrypted`, `region`), `GET /api/channels/{hash}/messages` (CoreScope's message
 //! keys, its order, `region`) and `GET /api/known-channels`.
+//! Also: message totals follow new messages after the first full count.
 
 use std::path::Path;
 
@@ -8,7 +9,7 @@ use serde_json::Value;
 
 mod support;
 
-use support::{get_json, observed, vector};
+use support::{config, get, get_json, item_sea, observed, seed_real_frames, start, vector};
 
 const OBS_A: &str = "a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1";
 const OBS_B: &str = "b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2";
@@ -174,5 +175,44 @@ async fn get_api_known_channels() {
     let (st, v) = get_json(s.addr, "/api/known-channels?region=XYZ").await;
     assert_eq!(st, 400);
     assert!(v["error"].is_string());
+    s.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn channel_message_totals_follow_new_messages() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("meshlens.db");
+    let mut w = seed_real_frames(&db);
+    let s = start(config(&db)).await;
+    let (st, v) = get(s.addr, "/api/channels/Public/messages").await;
+    assert_eq!(st, 200);
+    assert_eq!(v["total"], 2, "{v}");
+    // Two more Public messages after the first (full) count: counted on top of it.
+    let now = server::now_ms();
+    for i in 0..2u32 {
+        let mut plain = Vec::new();
+        meshcore::payload::GroupText {
+            timestamp: 1_800_000_000 + i,
+            flags: 0,
+            text: &format!("Bob: hello {i}"),
+        }
+        .encode(&mut plain);
+        let mut payload = Vec::new();
+        meshcore::crypto::Channel::public().encrypt_into(&plain, &mut payload);
+        let frame = meshcore::Packet::new(
+            meshcore::Route::Flood,
+            meshcore::PayloadType::GrpTxt,
+            meshcore::PathLen::ZERO,
+            &[],
+            &payload,
+        )
+        .unwrap()
+        .to_bytes();
+        w.write_batch(&[item_sea(&hex::encode(frame), OBS_A, now + 1 + i64::from(i))])
+            .unwrap();
+    }
+    let (_, v) = get(s.addr, "/api/channels/Public/messages").await;
+    assert_eq!(v["total"], 4, "{v}");
+    assert_eq!(v["messages"].as_array().unwrap().len(), 4);
     s.shutdown().await;
 }

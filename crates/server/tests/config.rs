@@ -2,6 +2,7 @@
 //! nodes), `/api/config/client`'s `map`, `/api/config/theme`, `/api/config/cache`,
 //! `/api/config/areas` and `/polygons`, `/api/iata-coords`; the configuration file's UI keys
 //! and their validation; `area=` on packets.
+//! Also: `/api/config/client` and `/api/config/regions` describe this deployment.
 
 use serde_json::{Value, json};
 
@@ -277,4 +278,39 @@ fn area_sql_test_agrees_with_the_rust_test() {
             assert_eq!(got, area.contains(lat, lon), "{} {lat} {lon}", area.key);
         }
     }
+}
+
+/// The UI bootstrap config: roles, limits and version; regions are the observers' IATA codes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_client_and_regions_describe_this_deployment() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("meshlens.db");
+    let mut w = seed_real_frames(&db);
+    let now = server::now_ms();
+    w.write_batch(&[weak_item_in(
+        &vector("txt_msg_flood_4hops"),
+        OBS_C,
+        "PDX",
+        now,
+    )])
+    .unwrap();
+    let s = start(config(&db)).await;
+    let (st, v) = get(s.addr, "/api/config/regions").await;
+    assert_eq!(st, 200);
+    assert_eq!(v, serde_json::json!({"PDX": "PDX", "SEA": "SEA"}));
+    let (st, v) = get(s.addr, "/api/config/client").await;
+    assert_eq!(st, 200);
+    for role in ["repeater", "room", "companion", "sensor"] {
+        assert!(v["roles"][role].is_string(), "{v}");
+    }
+    assert_eq!(v["limits"]["nodesMax"], 2000, "{v}");
+    assert_eq!(v["healthThresholds"]["nodeDegradedMs"], 3_600_000, "{v}");
+    assert_eq!(
+        v["customizer"]["disabledTabs"],
+        serde_json::json!([]),
+        "{v}"
+    );
+    assert_eq!(v["version"], env!("CARGO_PKG_VERSION"), "{v}");
+    s.shutdown().await;
+    drop(w);
 }

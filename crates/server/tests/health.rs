@@ -8,6 +8,8 @@
 //! fail with "database or disk is full" on a full disk (the same path: a failed commit, its
 //! retries, its counters). `PRAGMA max_page_count` would only limit the connection that sets
 //! it, not the writer's own.
+//!
+//! Also: what the embedded broker sheds is shown per source in `/api/healthz` and `/metrics`.
 
 use std::io::{Read, Write};
 use std::net::SocketAddr;
@@ -361,5 +363,55 @@ async fn healthz_is_answered_from_memory_and_follows_commits() {
         v["last_observation_id"] == newest + 1
     })
     .await;
+    s.shutdown().await;
+}
+
+/// The writer's counters as the reader beside it sees them (as `meshlens run` wires it).
+struct Counters(std::sync::Arc<ingest::stats::Stats>);
+
+impl server::IngestStatus for Counters {
+    fn snapshot(&self) -> Option<Value> {
+        let mut v = self.0.to_json();
+        v["state"] = "running".into();
+        Some(v)
+    }
+}
+
+/// What the embedded broker sheds (QoS 0 copies to a slow subscriber) is shown per source in
+/// `/api/healthz` and `/metrics`, and a source with nothing shed still has its zero series.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shed_messages_are_shown_per_source_in_health_and_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("meshlens.db");
+    let _w = support::seed_real_frames(&db);
+    let stats = std::sync::Arc::new(ingest::stats::Stats::default());
+    stats.source("embedded", |s| {
+        s.state = "listening";
+        s.messages = 10;
+        s.shed = 3;
+    });
+    stats.source("up\"stream", |s| s.messages = 4);
+    stats.add("broker.subscriber_shed", 3);
+    let s = support::start(ServerConfig {
+        ingest: Some(std::sync::Arc::new(Counters(stats))),
+        ..support::config(&db)
+    })
+    .await;
+    let (_, hz) = support::get(s.addr, "/api/healthz").await;
+    assert_eq!(hz["ingest"]["sources"]["embedded"]["shed"], 3, "{hz}");
+    let addr = s.addr;
+    let (st, text) =
+        tokio::task::spawn_blocking(move || support::http_with_body(addr, "GET", "/metrics", None))
+            .await
+            .unwrap();
+    assert_eq!(st, 200);
+    for line in [
+        "meshlens_source_shed_total{source=\"embedded\"} 3",
+        "meshlens_source_messages_total{source=\"embedded\"} 10",
+        "meshlens_source_shed_total{source=\"up\\\"stream\"} 0",
+        "meshlens_ingest_total{counter=\"broker.subscriber_shed\"} 3",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
+    }
     s.shutdown().await;
 }

@@ -2,6 +2,8 @@
 //! `/api/` upgrades), and each packet message carries CoreScope's keys (`decoded.header`,
 //! `decoded.payload`, `packet`, `decoded_json`, `path_json`, `observer_id`, …) beside
 //! meshlens's own, which its UI reads.
+//! Also: new observations pushed live (foreign `Origin` refused), and a slow client told it
+//! lagged.
 
 use std::time::Duration;
 
@@ -10,7 +12,7 @@ use serde_json::Value;
 
 mod support;
 
-use support::{http_raw, observed, vector};
+use support::{config, get, http_raw, item_sea, observed, seed_real_frames, start, vector};
 
 const OBS_A: &str = "a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1";
 const OBS_B: &str = "b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2";
@@ -156,5 +158,91 @@ async fn ws_upgrades_never_under_api_and_the_ui_is_still_served() {
     assert_eq!(st, 200);
     assert!(head.to_ascii_lowercase().contains("text/html"), "{head}");
     assert!(body.contains("<html") || body.contains("<!doctype") || body.contains("<!DOCTYPE"));
+    s.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_observations_are_pushed_live() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("meshlens.db");
+    let mut w = seed_real_frames(&db);
+    let s = start(config(&db)).await;
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/ws", s.addr))
+        .await
+        .unwrap();
+    // Let the subscription settle, then commit a new packet through the writer.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    w.write_batch(&[item_sea(
+        &vector("ack_flood_4hops"),
+        OBS_A,
+        server::now_ms(),
+    )])
+    .unwrap();
+    let v: Value = loop {
+        let msg = tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .expect("pushed")
+            .unwrap()
+            .unwrap();
+        if msg.is_text() {
+            break serde_json::from_str(msg.to_text().unwrap()).unwrap();
+        }
+    };
+    assert_eq!(v["type"], "packet");
+    assert_eq!(v["data"]["hash"], "bbf95563c6eec9fe");
+    assert_eq!(v["data"]["observer"], OBS_A);
+    assert_eq!(v["data"]["decoded"]["payload_type_name"], "ACK");
+    // The packet list's cached total follows the commit.
+    let (_, list) = get(s.addr, "/api/packets?limit=1").await;
+    assert_eq!(list["total"], 11);
+    // A browser page from another site may not subscribe.
+    let req = tokio_tungstenite::tungstenite::http::Request::builder()
+        .uri(format!("ws://{}/ws", s.addr))
+        .header("Host", s.addr.to_string())
+        .header("Origin", "https://evil.example")
+        .header("Connection", "Upgrade")
+        .header("Upgrade", "websocket")
+        .header("Sec-WebSocket-Version", "13")
+        .header("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")
+        .body(())
+        .unwrap();
+    assert!(tokio_tungstenite::connect_async(req).await.is_err());
+    s.shutdown().await;
+}
+
+/// A client that does not read falls behind the bounded ring and is told how much it missed;
+/// the writer and the feed keep going.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_live_client_is_told_it_lagged() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("meshlens.db");
+    let mut w = seed_real_frames(&db);
+    let s = start(config(&db)).await;
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/ws", s.addr))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Far more than the per-client buffer (and the socket buffers) while the client sleeps.
+    let now = server::now_ms();
+    for chunk in 0..10u32 {
+        let items: Vec<store::Item> = (0..2000u32)
+            .map(|i| {
+                let n = chunk * 2000 + i;
+                item_sea(&format!("0D00{}", hex::encode(n.to_le_bytes())), OBS_A, now)
+            })
+            .collect();
+        w.write_batch(&items).unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let mut lagged = None;
+    while let Ok(Some(Ok(msg))) = tokio::time::timeout(Duration::from_secs(5), ws.next()).await {
+        if let Ok(v) = serde_json::from_str::<Value>(msg.to_text().unwrap_or(""))
+            && v["type"] == "lagged"
+        {
+            lagged = v["missed"].as_u64();
+            break;
+        }
+    }
+    assert!(lagged.is_some_and(|n| n > 0), "no lagged notice");
     s.shutdown().await;
 }

@@ -2,6 +2,8 @@
 //! singular counts, `last_heard`, `foreign`, `battery_mv`, `temperature_c`, `area=`),
 //! `/api/nodes/{pubkey}`, `/api/nodes/bulk-health`, `/api/nodes/network-status`,
 //! `/api/nodes/resolve`, and fixed CoreScope path segments routed before the key route.
+//! Also: a node's hash size (its latest advert of the last week, mixed sizes flagged, the same
+//! from SQL or the capability index) and the `multiByte=` filter and key-prefix search.
 
 use serde_json::{Value, json};
 
@@ -255,5 +257,157 @@ async fn api_nodes_resolve_names_the_node_of_a_prefix() {
         assert_eq!(st, 400, "{bad}: {v}");
         has(&v, "error", "string");
     }
+    s.shutdown().await;
+}
+
+/// A node's advertised hash size comes from the last week of its adverts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn advert_hash_size_ignores_adverts_older_than_a_week() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("meshlens.db");
+    let mut w = store::Writer::open(&db, 0).unwrap();
+    let old = server::now_ms() - 8 * 86_400_000;
+    w.write_batch(&[item_sea(
+        &vector("advert_flood_2byte_hash_5hops"),
+        OBS_A,
+        old,
+    )])
+    .unwrap();
+    let s = start(config(&db)).await;
+    let (_, v) = get(s.addr, "/api/nodes").await;
+    assert_eq!(v["total"], 1);
+    assert_eq!(v["nodes"][0]["hash_size"], Value::Null, "{v}");
+    s.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_hash_size_is_the_latest_advert_and_flags_mixed_sizes() {
+    use meshcore::{PathHashSize, Route, TransportCodes};
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("meshlens.db");
+    let mut w = store::Writer::open(&db, 0).unwrap();
+    let now = server::now_ms();
+    let ts = (now / 1000) as u32;
+    let codes = TransportCodes {
+        scope: 0x1234,
+        home: 0,
+    };
+    // Older: 1-byte flood. Newer: 3-byte on a transport flood (codes shift the path byte).
+    w.write_batch(&[
+        item_sea(
+            &signed_advert(ts - 5, PathHashSize::One, 2, Route::Flood),
+            OBS_A,
+            now - 5_000,
+        ),
+        item_sea(
+            &signed_advert(ts - 1, PathHashSize::Three, 1, Route::TransportFlood(codes)),
+            OBS_A,
+            now - 1_000,
+        ),
+    ])
+    .unwrap();
+    let s = start(config(&db)).await;
+    // Answered from SQL or from the capability index: the same either way.
+    for from_index in [false, true] {
+        if from_index {
+            wait_complete(s.addr).await;
+        }
+        let (_, v) = get(s.addr, "/api/nodes").await;
+        let nodes = v["nodes"].as_array().unwrap();
+        assert_eq!(nodes.len(), 1, "{v}");
+        assert_eq!(nodes[0]["advert_count"], 2, "{v}");
+        assert_eq!(nodes[0]["hash_size"], 3, "{v}");
+        assert_eq!(nodes[0]["hash_size_inconsistent"], true, "{v}");
+        let key = nodes[0]["public_key"].as_str().unwrap().to_string();
+        let (_, d) = get(s.addr, &format!("/api/nodes/{key}")).await;
+        assert_eq!(d["node"]["hash_size"], 3, "{d}");
+    }
+    s.shutdown().await;
+
+    // Only one size seen: consistent.
+    let dir2 = tempfile::tempdir().unwrap();
+    let db2 = dir2.path().join("meshlens.db");
+    let mut w2 = store::Writer::open(&db2, 0).unwrap();
+    w2.write_batch(&[
+        item_sea(
+            &signed_advert(ts - 3, PathHashSize::Two, 3, Route::Flood),
+            OBS_B,
+            now - 3_000,
+        ),
+        item_sea(
+            &signed_advert(ts, PathHashSize::Two, 1, Route::Flood),
+            OBS_B,
+            now,
+        ),
+    ])
+    .unwrap();
+    let s = start(config(&db2)).await;
+    wait_complete(s.addr).await;
+    let (_, v) = get(s.addr, "/api/nodes").await;
+    assert_eq!(v["nodes"][0]["hash_size"], 2, "{v}");
+    assert_eq!(v["nodes"][0]["hash_size_inconsistent"], false, "{v}");
+    s.shutdown().await;
+    drop((w, w2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_filter_by_capability_and_search_by_key_prefix() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("meshlens.db");
+    let _w = seed_real_frames(&db);
+    let s = start(config(&db)).await;
+    wait_complete(s.addr).await;
+    let (_, all) = get(s.addr, "/api/nodes").await;
+    let all = all["nodes"].as_array().unwrap().clone();
+    assert!(all.iter().all(|n| n["multi_byte_legacy_suspect"] == false));
+    let mut seen = 0;
+    for status in ["confirmed", "suspected", "unknown"] {
+        let want: Vec<&Value> = all
+            .iter()
+            .filter(|n| n["multi_byte_status"] == status)
+            .map(|n| &n["public_key"])
+            .collect();
+        let (st, v) = get(s.addr, &format!("/api/nodes?multiByte={status}")).await;
+        assert_eq!(st, 200);
+        let got: Vec<&Value> = v["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| &n["public_key"])
+            .collect();
+        assert_eq!(got, want, "{status}");
+        assert_eq!(v["total"], want.len(), "{status}");
+        seen += want.len();
+    }
+    assert_eq!(seen, all.len());
+    assert!(
+        all.iter().any(|n| n["multi_byte_status"] == "confirmed"),
+        "the 2-byte advert makes a confirmed node"
+    );
+    // Several values, paging over the filtered list.
+    let (_, two) = get(
+        s.addr,
+        "/api/nodes?multiByte=confirmed,unknown&limit=1&offset=1",
+    )
+    .await;
+    assert_eq!(two["total"], all.len());
+    assert_eq!(two["nodes"][0]["public_key"], all[1]["public_key"]);
+    let (_, legacy) = get(s.addr, "/api/nodes?multiByte=legacy").await;
+    assert_eq!(legacy["nodes"], serde_json::json!([]));
+    let (st, e) = get(s.addr, "/api/nodes?multiByte=upgraded").await;
+    assert_eq!(st, 400, "{e}");
+
+    let key = all[0]["public_key"].as_str().unwrap();
+    let (st, v) = get(s.addr, &format!("/api/nodes/search?prefix={}", &key[..2])).await;
+    assert_eq!(st, 200);
+    let found = v["nodes"].as_array().unwrap();
+    assert!(found.iter().any(|n| n["public_key"] == key), "{v}");
+    assert!(
+        found
+            .iter()
+            .all(|n| n["public_key"].as_str().unwrap().starts_with(&key[..2]))
+    );
+    let (st, _) = get(s.addr, "/api/nodes/search?prefix=zz").await;
+    assert_eq!(st, 400);
     s.shutdown().await;
 }

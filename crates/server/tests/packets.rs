@@ -2,6 +2,9 @@
 //! `GET /api/packets` (the packet object's keys, `nodes=`, `region=`, `groupByHash=true`),
 //! `GET /api/packets/timestamps`, `GET /api/packets/{id|hash}` and `POST /api/decode`, with
 //! meshlens's own keys still beside them.
+//! Also meshlens's own packet tests: the list's filters (`hash_size=` on every route) and
+//! detail, its bounded observer list, and `POST /api/packets/observations` (matches the
+//! detail, bounded per packet and in all, hostile bodies refused).
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -10,7 +13,10 @@ use serde_json::Value;
 
 mod support;
 
-use support::{get_json, observed, post_json, vector};
+use support::{
+    config, get, get_json, item_sea, observed, post_json, post_observations, seed_real_frames,
+    start, vector,
+};
 
 const OBS_A: &str = "a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1";
 const OBS_B: &str = "b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2";
@@ -482,5 +488,341 @@ async fn get_api_packets_scope_name_of_a_transport_packet() {
     assert_eq!(p["route_type"], 0, "{p}");
     assert_eq!(p["scope_name"], "");
     assert!(p["scope"].is_null());
+    s.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn packets_list_filters_and_detail() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("meshlens.db");
+    let _w = seed_real_frames(&db);
+    let s = start(config(&db)).await;
+    let (st, v) = get(s.addr, "/api/packets").await;
+    assert_eq!(st, 200);
+    assert_eq!(v["total"], 10);
+    assert_eq!(v["packets"].as_array().unwrap().len(), 10);
+    let first = &v["packets"][0];
+    assert_eq!(first["observation_count"], 2);
+    assert!(
+        first["decoded"].is_object(),
+        "decoded is an object, not a string"
+    );
+    // Newest first by default; asc reverses.
+    let (_, asc) = get(s.addr, "/api/packets?order=asc&limit=1").await;
+    assert_eq!(asc["packets"][0]["payload_type_name"], "ADVERT");
+    assert_eq!(asc["limit"], 1);
+
+    let (_, grp) = get(s.addr, "/api/packets?type=GRP_TXT").await;
+    assert_eq!(grp["total"], 3);
+    let (_, grp5) = get(s.addr, "/api/packets?type=5,4").await;
+    assert_eq!(grp5["total"], 8);
+    let (_, chan) = get(s.addr, "/api/packets?channel=Public").await;
+    assert_eq!(chan["total"], 2);
+    let (_, direct) = get(s.addr, "/api/packets?route=DIRECT").await;
+    assert_eq!(direct["total"], 1);
+    let (_, by_obs) = get(s.addr, &format!("/api/packets?observer={OBS_B}&limit=3")).await;
+    assert_eq!(
+        (
+            by_obs["total"].as_i64(),
+            by_obs["packets"].as_array().unwrap().len()
+        ),
+        (Some(10), 3)
+    );
+    let (_, none) = get(s.addr, "/api/packets?since=2999-01-01").await;
+    assert_eq!(none["total"], 0);
+    assert_eq!(none["packets"], serde_json::json!([]));
+
+    let hash = first["hash"].as_str().unwrap().to_string();
+    let (_, by_hash) = get(s.addr, &format!("/api/packets?hash={}", &hash[..6])).await;
+    assert_eq!(by_hash["packets"][0]["hash"], hash.as_str());
+    let (st, d) = get(s.addr, &format!("/api/packets/{hash}")).await;
+    assert_eq!(st, 200);
+    assert_eq!(d["packet"]["hash"], hash.as_str());
+    assert_eq!(d["observations"].as_array().unwrap().len(), 2);
+    let ranges = d["breakdown"]["ranges"].as_array().unwrap();
+    assert_eq!(ranges[0]["label"], "header");
+    let id = d["packet"]["id"].as_i64().unwrap();
+    let (_, by_id) = get(s.addr, &format!("/api/packets/{id}")).await;
+    assert_eq!(by_id["packet"]["hash"], hash.as_str());
+    let (_, expanded) = get(s.addr, "/api/packets?expand=observations&limit=1").await;
+    assert_eq!(
+        expanded["packets"][0]["observations"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    s.shutdown().await;
+}
+
+/// However many observers heard a packet, its detail lists a bounded number of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn packet_detail_is_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("meshlens.db");
+    let mut w = store::Writer::open(&db, 0).unwrap();
+    let hex = vector("ack_flood_4hops");
+    let now = server::now_ms();
+    let items: Vec<store::Item> = (0..600)
+        .map(|i| item_sea(&hex, &format!("{i:064x}"), now))
+        .collect();
+    w.write_batch(&items).unwrap();
+    let s = start(config(&db)).await;
+    let (st, d) = get(s.addr, "/api/packets/bbf95563c6eec9fe").await;
+    assert_eq!(st, 200);
+    assert_eq!(d["packet"]["observation_count"], 600);
+    assert_eq!(
+        d["observations"].as_array().unwrap().len(),
+        server::api::packets::MAX_OBSERVATIONS as usize
+    );
+    s.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn packets_filter_by_path_hash_size_on_every_route() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("meshlens.db");
+    let mut w = seed_real_frames(&db);
+    // Transport routes put 4 bytes of codes before the path length: a 3-byte-mode flood and
+    // a 1-byte one.
+    let now = server::now_ms();
+    w.write_batch(&[
+        item_sea(
+            &vector("grp_txt_hashtag_test_transport_flood_3byte_mode"),
+            OBS_A,
+            now,
+        ),
+        item_sea(
+            &vector("advert_transport_flood_region_seattle_1hop"),
+            OBS_A,
+            now,
+        ),
+    ])
+    .unwrap();
+    let s = start(config(&db)).await;
+    let (_, all) = get(s.addr, "/api/packets?limit=100").await;
+    let all = all["packets"].as_array().unwrap().clone();
+    assert_eq!(all.len(), 12);
+    let mut sum = 0;
+    for size in 1..=3 {
+        let (st, v) = get(s.addr, &format!("/api/packets?hash_size={size}&limit=100")).await;
+        assert_eq!(st, 200);
+        let want: Vec<&str> = all
+            .iter()
+            .filter(|p| p["hash_size"] == size)
+            .map(|p| p["hash"].as_str().unwrap())
+            .collect();
+        let got: Vec<&str> = v["packets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["hash"].as_str().unwrap())
+            .collect();
+        assert_eq!(got, want, "hash_size={size}");
+        assert_eq!(v["total"], want.len());
+        sum += want.len();
+    }
+    assert_eq!(sum, 12);
+    let (_, three) = get(s.addr, "/api/packets?hashSize=3").await;
+    assert!(three["total"].as_i64().unwrap() >= 1, "{three}");
+    let (st, e) = get(s.addr, "/api/packets?hash_size=4").await;
+    assert_eq!(st, 400);
+    assert!(e["error"].as_str().unwrap().contains("hash_size"));
+    s.shutdown().await;
+}
+
+/// The batch answer lists, for each asked hash, the same observations as the packet detail,
+/// with CoreScope's extra fields; unknown hashes map to `[]`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_observations_match_the_packet_detail() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("meshlens.db");
+    let _w = seed_real_frames(&db);
+    let s = start(config(&db)).await;
+    let (_, list) = get(s.addr, "/api/packets?limit=100").await;
+    let hashes: Vec<String> = list["packets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["hash"].as_str().unwrap().to_string())
+        .collect();
+    assert!(hashes.len() >= 8, "{list}");
+    let unknown = "0123456789abcdef";
+    assert!(!hashes.iter().any(|h| h == unknown));
+    let mut asked: Vec<String> = hashes.clone();
+    asked.push(unknown.into());
+    // Case and repeats do not matter.
+    asked.push(hashes[0].to_ascii_uppercase());
+    let (st, v) =
+        post_observations(s.addr, serde_json::json!({ "hashes": asked }).to_string()).await;
+    assert_eq!(st, 200, "{v}");
+    let results = v["results"].as_object().unwrap();
+    assert_eq!(results.len(), hashes.len() + 1, "{v}");
+    assert_eq!(results[unknown], serde_json::json!([]));
+    for h in &hashes {
+        let (_, d) = get(s.addr, &format!("/api/packets/{h}")).await;
+        let want = d["observations"].as_array().unwrap();
+        let got = results[h.as_str()].as_array().unwrap();
+        // Every seeded frame was heard by both observers.
+        assert_eq!(got.len(), 2, "{h}: {v}");
+        assert_eq!(got.len(), want.len(), "{h}");
+        for (g, w) in got.iter().zip(want) {
+            for k in [
+                "id",
+                "observer_id",
+                "observer_name",
+                "timestamp",
+                "snr",
+                "rssi",
+                "path",
+                "raw_hex",
+            ] {
+                assert_eq!(g[k], w[k], "{h} {k}");
+            }
+            assert_eq!(g["hash"], h.as_str());
+            assert_eq!(g["transmission_id"], d["packet"]["id"]);
+            assert_eq!(g["observer_iata"], "SEA");
+            // CoreScope writes hops in uppercase hex.
+            let path: Value = serde_json::from_str(g["path_json"].as_str().unwrap()).unwrap();
+            let upper: Vec<String> = w["path"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| p.as_str().unwrap().to_ascii_uppercase())
+                .collect();
+            assert_eq!(path, serde_json::json!(upper), "{h}");
+        }
+    }
+    // An empty list is an empty answer.
+    let (st, v) = post_observations(s.addr, r#"{"hashes":[]}"#.into()).await;
+    assert_eq!(
+        (st, v),
+        (200, serde_json::json!({"results": {}, "truncated": false}))
+    );
+    s.shutdown().await;
+}
+
+/// However many observers heard it, a packet lists at most MAX_OBSERVATIONS in the batch too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_observations_are_bounded_per_packet() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("meshlens.db");
+    let mut w = store::Writer::open(&db, 0).unwrap();
+    let hex = vector("ack_flood_4hops");
+    let now = server::now_ms();
+    let items: Vec<store::Item> = (0..600)
+        .map(|i| item_sea(&hex, &format!("{i:064x}"), now))
+        .collect();
+    w.write_batch(&items).unwrap();
+    let s = start(config(&db)).await;
+    let (st, v) = post_observations(s.addr, r#"{"hashes":["bbf95563c6eec9fe"]}"#.into()).await;
+    assert_eq!(st, 200);
+    assert_eq!(
+        v["results"]["bbf95563c6eec9fe"].as_array().unwrap().len(),
+        server::api::packets::MAX_OBSERVATIONS as usize
+    );
+    s.shutdown().await;
+}
+
+/// The whole batch answer is bounded too: past MAX_BATCH_OBSERVATIONS the lists are cut and
+/// `truncated` says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_observations_are_bounded_in_all() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("meshlens.db");
+    let mut w = store::Writer::open(&db, 0).unwrap();
+    let now = server::now_ms();
+    let per_packet = server::api::packets::MAX_OBSERVATIONS as usize;
+    let packets = server::api::packets::MAX_BATCH_OBSERVATIONS / per_packet + 1;
+    let mut hashes = Vec::new();
+    for k in 0..packets as u32 {
+        let mut payload = Vec::new();
+        meshcore::payload::Ack {
+            crc: k.to_le_bytes(),
+            extension: &[],
+        }
+        .encode(&mut payload);
+        let frame = meshcore::Packet::new(
+            meshcore::Route::Flood,
+            meshcore::PayloadType::Ack,
+            meshcore::PathLen::ZERO,
+            &[],
+            &payload,
+        )
+        .unwrap();
+        hashes.push(format!("{:016x}", frame.hash().to_u64()));
+        let hex = hex::encode(frame.to_bytes());
+        let items: Vec<store::Item> = (0..per_packet)
+            .map(|i| item_sea(&hex, &format!("{i:064x}"), now))
+            .collect();
+        w.write_batch(&items).unwrap();
+    }
+    let s = start(config(&db)).await;
+    let body = serde_json::json!({ "hashes": hashes }).to_string();
+    let (st, v) = post_observations(s.addr, body).await;
+    assert_eq!(st, 200);
+    let total: usize = v["results"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|l| l.as_array().unwrap().len())
+        .sum();
+    assert_eq!(total, server::api::packets::MAX_BATCH_OBSERVATIONS);
+    assert_eq!(v["truncated"], true);
+    // A batch under the bound is whole.
+    let body = serde_json::json!({ "hashes": &hashes[..2] }).to_string();
+    let (_, v) = post_observations(s.addr, body).await;
+    assert_eq!(v["truncated"], false);
+    assert_eq!(
+        v["results"][&hashes[1]].as_array().unwrap().len(),
+        per_packet
+    );
+    s.shutdown().await;
+}
+
+/// Malformed, oversized or over-long batch requests are refused with a JSON error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_observations_refuse_hostile_bodies() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("meshlens.db");
+    let _w = seed_real_frames(&db);
+    let s = start(config(&db)).await;
+    let too_many: Vec<String> = (0..201).map(|i| format!("{i:016x}")).collect();
+    let huge = format!(r#"{{"hashes":[],"pad":"{}"}}"#, "x".repeat(200_000));
+    for body in [
+        "not json".to_string(),
+        "".into(),
+        "{}".into(),
+        "[]".into(),
+        r#"{"hashes":"0123456789abcdef"}"#.into(),
+        r#"{"hashes":null}"#.into(),
+        r#"{"hashes":[12345]}"#.into(),
+        r#"{"hashes":["zz23456789abcdef"]}"#.into(),
+        r#"{"hashes":["0123456789abcde"]}"#.into(),
+        r#"{"hashes":["0123456789abcdef0"]}"#.into(),
+        r#"{"hashes":["' OR 1=1 --"]}"#.into(),
+        serde_json::json!({ "hashes": too_many }).to_string(),
+        huge,
+    ] {
+        let (st, v) = post_observations(s.addr, body.clone()).await;
+        assert_eq!(st, 400, "{}: {v}", &body[..body.len().min(80)]);
+        assert!(v["error"].is_string(), "{v}");
+    }
+    // Exactly the limit is fine; unknown hashes are empty lists.
+    let at_limit: Vec<String> = (0..200).map(|i| format!("{i:016x}")).collect();
+    let (st, v) = post_observations(
+        s.addr,
+        serde_json::json!({ "hashes": at_limit }).to_string(),
+    )
+    .await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["results"].as_object().unwrap().len(), 200);
+    assert!(
+        v["results"]
+            .as_object()
+            .unwrap()
+            .values()
+            .all(|l| l == &serde_json::json!([]))
+    );
     s.shutdown().await;
 }

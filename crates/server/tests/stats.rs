@@ -1,5 +1,6 @@
 //! `/api/stats`, `/api/health` and `/api/healthz` in CoreScope's shapes, with meshlens's
 //! figures: totals that match what was stored, plural counts, memory, request counts.
+//! Also: `/api/stats/traffic` buckets.
 
 use serde_json::json;
 
@@ -140,5 +141,33 @@ async fn api_healthz_has_corescope_keys() {
     );
     has(&v, "last_observation_id", "integer");
     has(&v, "ingest", "object");
+    s.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traffic_buckets_count_recent_packets() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("meshlens.db");
+    let _w = seed_real_frames(&db);
+    let s = start(config(&db)).await;
+    let (st, v) = get(s.addr, "/api/stats/traffic?window=1h").await;
+    assert_eq!(st, 200);
+    let buckets = v["buckets"].as_array().unwrap();
+    assert_eq!(v["bucketMs"], 75_000);
+    assert_eq!(buckets.len(), 48);
+    let packets: i64 = buckets.iter().map(|b| b["packets"].as_i64().unwrap()).sum();
+    let obs: i64 = buckets
+        .iter()
+        .map(|b| b["observations"].as_i64().unwrap())
+        .sum();
+    assert_eq!((packets, obs), (10, 20));
+    // Oldest first, evenly spaced.
+    let t0 = store::time::parse_time(buckets[0]["t"].as_str().unwrap()).unwrap();
+    let t1 = store::time::parse_time(buckets[1]["t"].as_str().unwrap()).unwrap();
+    assert_eq!(t1 - t0, 75_000);
+    for bad in ["0s", "31d", "soon"] {
+        let (st, e) = get(s.addr, &format!("/api/stats/traffic?window={bad}")).await;
+        assert_eq!(st, 400, "{bad}: {e}");
+    }
     s.shutdown().await;
 }

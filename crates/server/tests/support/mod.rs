@@ -396,3 +396,216 @@ pub fn packet_at(id: &str, json: &str, at: i64) -> store::Item {
         m => panic!("not a packet: {m:?}"),
     }
 }
+
+// ---- Shared by the tests split out of the old `api.rs` (packets, nodes, node_health, live,
+// capability, collisions, channels, config, observers, stats, health, web, reader). ----
+
+/// Observer `a1…` of [`seed_real_frames`] (region SEA).
+pub const OBS_A: &str = "a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1";
+/// Observer `b2…` of [`seed_real_frames`] (region SEA).
+pub const OBS_B: &str = "b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2";
+/// A third observer, not in [`seed_real_frames`]; the tests put it in PDX.
+pub const OBS_C: &str = "c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3";
+
+/// One observation of `hex` by `observer` in region SEA at `at`: SNR 7.25, RSSI -95, the
+/// Public channel decrypted, and an origin name with markup in it (`<b>obs a1</b>`, returned
+/// as data; [`observed`] differs only in that name).
+pub fn item_sea(hex: &str, observer: &str, at: i64) -> store::Item {
+    let d = ingest::decode::Decoder {
+        keyring: meshcore::crypto::Keyring::with_public(),
+        ..ingest::decode::Decoder::default()
+    };
+    let msg = ingest::message::PacketMessage {
+        observer: ingest::message::TopicObserver {
+            id: observer.into(),
+            iata: "SEA".into(),
+        },
+        origin: Some(format!("<b>obs {}</b>", &observer[..2])),
+        region: None,
+        raw: meshcore::report::parse_hex(hex).unwrap(),
+        snr: Some(7.25),
+        rssi: Some(-95.0),
+        score: None,
+        airtime_ms: None,
+    };
+    d.item(msg, at).0
+}
+
+/// Like [`item_sea`], with the observer in region `iata`, no origin name and weaker reception
+/// (SNR 5.0, RSSI -100; [`item_in`] has a name and SNR 6.5, RSSI -90).
+pub fn weak_item_in(hex: &str, observer: &str, iata: &str, at: i64) -> store::Item {
+    let d = ingest::decode::Decoder {
+        keyring: meshcore::crypto::Keyring::with_public(),
+        ..ingest::decode::Decoder::default()
+    };
+    let msg = ingest::message::PacketMessage {
+        observer: ingest::message::TopicObserver {
+            id: observer.into(),
+            iata: iata.into(),
+        },
+        origin: None,
+        region: None,
+        raw: meshcore::report::parse_hex(hex).unwrap(),
+        snr: Some(5.0),
+        rssi: Some(-100.0),
+        score: None,
+        airtime_ms: None,
+    };
+    d.item(msg, at).0
+}
+
+/// A database with adverts (1- and 2-byte mode), channel traffic, a forged advert, a TRACE and
+/// a status, heard by two observers.
+pub fn seed_real_frames(db: &Path) -> store::Writer {
+    let mut w = store::Writer::open(db, 0).unwrap();
+    let now = server::now_ms();
+    let mut items = Vec::new();
+    for (i, name) in [
+        "advert_flood_zero_hop_repeater",
+        "advert_flood_2byte_hash_5hops",
+        "advert_flood_room_server_1byte",
+        "advert_flood_companion_with_location",
+        "advert_flood_corrupted_bad_signature",
+        "grp_txt_public_channel_decrypt",
+        "grp_txt_public_channel_2hops",
+        "grp_txt_unknown_channel_no_decrypt",
+        "trace_direct_4snr_5hops",
+        "txt_msg_flood_4hops",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let hex = vector(name);
+        items.push(item_sea(&hex, OBS_A, now - 60_000 + i as i64 * 1000));
+        items.push(item_sea(&hex, OBS_B, now - 59_000 + i as i64 * 1000));
+    }
+    items.push(ingest::status_item(
+        ingest::message::StatusMessage {
+            observer: Some(ingest::message::TopicObserver {
+                id: OBS_A.into(),
+                iata: "SEA".into(),
+            }),
+            model: Some("Heltec V3".into()),
+            battery_mv: Some(4100),
+            ..Default::default()
+        },
+        now,
+        false,
+    ));
+    w.write_batch(&items).unwrap();
+    w
+}
+
+/// A minimal HTTP/1.1 client: method, path, optional JSON body → (status, body), de-chunked
+/// ([`http_raw`] without the head). Blocking.
+pub fn http_with_body(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> (u16, String) {
+    let (status, _, body) = http_raw(addr, method, path, body, "");
+    (status, body)
+}
+
+/// Waits (up to 5 s) for the first capability cycle: `/api/analytics/hash-sizes` once it is
+/// complete.
+pub async fn wait_complete(addr: std::net::SocketAddr) -> serde_json::Value {
+    for _ in 0..200 {
+        let (_, v) = get(addr, "/api/analytics/hash-sizes").await;
+        if v["complete"] == true {
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("capability cycle never completed");
+}
+
+/// POSTs `body` to the batch observations endpoint → (status, JSON).
+pub async fn post_observations(
+    addr: std::net::SocketAddr,
+    body: String,
+) -> (u16, serde_json::Value) {
+    let (status, text) = tokio::task::spawn_blocking(move || {
+        http_with_body(addr, "POST", "/api/packets/observations", Some(&body))
+    })
+    .await
+    .unwrap();
+    let v = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+    (status, v)
+}
+
+/// A flood advert signed by the key with `seed`, at `timestamp`, with `hops` hops of `size`.
+pub fn signed_advert(
+    timestamp: u32,
+    size: meshcore::PathHashSize,
+    hops: u8,
+    route: meshcore::Route,
+) -> String {
+    use meshcore::payload::{Advert, AppData, NodeType};
+    let mut appdata = Vec::new();
+    AppData::new(NodeType::REPEATER, None, Some(b"Sizer")).encode(&mut appdata);
+    let mut payload = Vec::new();
+    Advert::encode_signed(&[7; 32], timestamp, &appdata, &mut payload);
+    let len = meshcore::PathLen::new(size, hops).unwrap();
+    let path = vec![0x5c; len.byte_len()];
+    let frame = meshcore::Packet::new(route, meshcore::PayloadType::Advert, len, &path, &payload)
+        .unwrap()
+        .to_bytes();
+    hex::encode(frame)
+}
+
+/// A 1-byte flood advert of a repeater with key `seed`, `name` and an optional position.
+pub fn advert_of(seed: &[u8; 32], name: &[u8], at: Option<(i32, i32)>, timestamp: u32) -> String {
+    use meshcore::payload::{Advert, AppData, Location, NodeType};
+    let mut appdata = Vec::new();
+    let loc = at.map(|(lat_raw, lon_raw)| Location { lat_raw, lon_raw });
+    AppData::new(NodeType::REPEATER, loc, Some(name)).encode(&mut appdata);
+    let mut payload = Vec::new();
+    Advert::encode_signed(seed, timestamp, &appdata, &mut payload);
+    let len = meshcore::PathLen::new(meshcore::PathHashSize::One, 0).unwrap();
+    meshcore::Packet::new(
+        meshcore::Route::Flood,
+        meshcore::PayloadType::Advert,
+        len,
+        &[],
+        &payload,
+    )
+    .map(|p| hex::encode(p.to_bytes()))
+    .unwrap()
+}
+
+/// Three seeds: the first two keys share 2 bytes, the third shares only the first byte.
+pub fn colliding_seeds() -> [[u8; 32]; 3] {
+    use meshcore::payload::public_key_of;
+    let seed = |i: u32| {
+        let mut s = [0x42u8; 32];
+        s[..4].copy_from_slice(&i.to_le_bytes());
+        s
+    };
+    let mut by2: std::collections::HashMap<[u8; 2], u32> = Default::default();
+    let mut pair = None;
+    for i in 0..100_000u32 {
+        let k = public_key_of(&seed(i));
+        if let Some(j) = by2.insert([k[0], k[1]], i) {
+            pair = Some((j, i, k[0], k[1]));
+            break;
+        }
+    }
+    let (a, b, first, second) = pair.expect("no 2-byte collision found");
+    let c = (0..1_000_000u32)
+        .map(|i| i + 200_000)
+        .find(|i| {
+            let k = public_key_of(&seed(*i));
+            k[0] == first && k[1] != second
+        })
+        .expect("no 1-byte collision found");
+    [seed(a), seed(b), seed(c)]
+}
+
+/// The public key (hex) a seeded advert vector carries: the 32 bytes after its path.
+pub fn advert_key(hex: &str) -> String {
+    let raw = meshcore::report::parse_hex(hex).unwrap();
+    let p = meshcore::Packet::decode(&raw).unwrap();
+    hex::encode(&p.payload_bytes()[..32])
+}
