@@ -124,6 +124,10 @@ impl Settings {
                             .as_bool()
                             .ok_or("alerts.rules.new_node must be true or false")?;
                     }
+                    "observer_clock_skew" => {
+                        self.rules.observer_clock_skew =
+                            dur(v, "alerts.rules.observer_clock_skew")?;
+                    }
                     "capability_regressed" => {
                         self.rules.capability_regressions = v
                             .as_bool()

@@ -50,6 +50,9 @@ pub struct ObserverSeen {
     pub name: Option<String>,
     /// Last packet or status, Unix ms.
     pub last_seen: i64,
+    /// Its clock's offset (envelope time minus receipt, robust median over the last day),
+    /// seconds, when known.
+    pub clock_offset_sec: Option<f64>,
 }
 
 /// The mesh at one evaluation.
@@ -80,6 +83,9 @@ pub struct Config {
     pub new_nodes: bool,
     /// Report nodes whose multi-byte capability goes backwards.
     pub capability_regressions: bool,
+    /// An observer whose clock is off by this much (either way) is reported (default 5 min:
+    /// wrong timestamps on everything it uploads).
+    pub observer_clock_skew: Option<Duration>,
     /// See the module doc (default 1 h).
     pub hysteresis: Duration,
     /// At most this many new-node notifications per evaluation; beyond, one summary.
@@ -95,6 +101,7 @@ impl Default for Config {
             ingest_stall: Some(Duration::from_secs(10 * 60)),
             new_nodes: true,
             capability_regressions: true,
+            observer_clock_skew: Some(Duration::from_secs(300)),
             hysteresis: Duration::from_secs(3600),
             max_new_nodes_per_evaluation: 20,
         }
@@ -114,6 +121,8 @@ pub mod rule {
     /// A node confirmed multi-byte by its own adverts advertises with 1-byte path hashes
     /// again (resolved: multi-byte again).
     pub const CAPABILITY_REGRESSED: &str = "capability_regressed";
+    /// An observer's clock is off by more than the threshold (resolved: back within it).
+    pub const OBSERVER_CLOCK_SKEW: &str = "observer_clock_skew";
     /// Every rule.
     pub const ALL: &[&str] = &[
         NODE_OFFLINE,
@@ -121,6 +130,7 @@ pub mod rule {
         INGEST_STALLED,
         NEW_NODE,
         CAPABILITY_REGRESSED,
+        OBSERVER_CLOCK_SKEW,
     ];
 }
 
@@ -470,6 +480,41 @@ impl Engine {
             }
         }
 
+        if let Some(threshold) = cfg.observer_clock_skew {
+            let limit = threshold.as_secs_f64();
+            for o in &inputs.observers {
+                let Some(offset) = o.clock_offset_sec.filter(|x| x.is_finite()) else {
+                    continue;
+                };
+                let skewed = offset.abs() >= limit;
+                let subject = Subject {
+                    kind: "observer",
+                    id: o.id.clone(),
+                    name: o.name.clone(),
+                };
+                let message = if skewed {
+                    format!(
+                        "Observer {}'s clock is off by {offset:+.0} s",
+                        subject.label()
+                    )
+                } else {
+                    format!("Observer {}'s clock is right again", subject.label())
+                };
+                seen.insert((rule::OBSERVER_CLOCK_SKEW, o.id.clone()));
+                self.step(
+                    cfg,
+                    rule::OBSERVER_CLOCK_SKEW,
+                    subject,
+                    skewed,
+                    now,
+                    message,
+                    now,
+                    first,
+                    &mut out,
+                );
+            }
+        }
+
         if let (Some(threshold), Some(last)) = (cfg.ingest_stall, inputs.last_observation_at) {
             let stalled = now - last >= ms(threshold);
             let message = if stalled {
@@ -803,6 +848,7 @@ mod tests {
                 id: "cd".repeat(32),
                 name: None,
                 last_seen: 9_000,
+                clock_offset_sec: None,
             }],
             last_observation_at: Some(9_000),
             ..Inputs::default()
@@ -852,6 +898,31 @@ mod tests {
         e.evaluate(&c, &node(2, 1));
         e.alerts.clear();
         assert!(e.evaluate(&c, &relay_only).is_empty());
+    }
+
+    #[test]
+    fn an_observer_with_a_wrong_clock() {
+        let c = cfg();
+        let obs = |now: i64, offset: f64| Inputs {
+            now,
+            observers: vec![ObserverSeen {
+                id: "cd".repeat(32),
+                name: Some("Roof".into()),
+                last_seen: now,
+                clock_offset_sec: Some(offset),
+            }],
+            ..Inputs::default()
+        };
+        let mut e = Engine::default();
+        assert!(e.evaluate(&c, &obs(1, 2.0)).is_empty());
+        assert!(e.evaluate(&c, &obs(2, -299.0)).is_empty());
+        let n = e.evaluate(&c, &obs(3, 3600.0));
+        assert_eq!(n.len(), 1, "{n:?}");
+        assert_eq!(n[0].rule, rule::OBSERVER_CLOCK_SKEW);
+        assert!(n[0].message.contains("+3600 s"), "{}", n[0].message);
+        let n = e.evaluate(&c, &obs(3 + H, 1.0));
+        assert_eq!(n.len(), 1, "{n:?}");
+        assert!(!n[0].firing);
     }
 
     #[test]

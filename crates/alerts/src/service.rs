@@ -341,6 +341,7 @@ impl Alerting {
                 "ingest_stalled": {"silenceSecs": secs(s.rules.ingest_stall)},
                 "new_node": {"enabled": s.rules.new_nodes},
                 "capability_regressed": {"enabled": s.rules.capability_regressions},
+                "observer_clock_skew": {"thresholdSecs": secs(s.rules.observer_clock_skew)},
                 "hysteresisSecs": s.rules.hysteresis.as_secs(),
                 "evalIntervalSecs": s.eval_interval.as_secs_f64(),
                 "maxPerMinute": s.max_per_minute,

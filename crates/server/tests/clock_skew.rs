@@ -282,3 +282,51 @@ async fn api_analytics_roles_counts_roles_and_their_clocks() {
     }
     srv.shutdown().await;
 }
+
+/// Alerting reads observers' clocks from the same history: an observer 10 minutes fast is
+/// an active `observer_clock_skew` alert (known at the first evaluation, so not sent).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_observer_ten_minutes_fast_is_an_active_clock_alert() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("c.db");
+    let mut w = store::Writer::open(&db, 0).unwrap();
+    let now = server::now_ms();
+    let hex = vector("ack_flood_4hops");
+    let items: Vec<_> = (0..60)
+        .map(|i| {
+            let at = now - 3_600_000 + i * 60_000;
+            let ts = iso(at + 600_000);
+            packet_at(
+                FAST,
+                &format!(r#"{{"raw":"{hex}","timestamp":"{ts}"}}"#),
+                at,
+            )
+        })
+        .collect();
+    w.write_batch(&items).unwrap();
+    drop(w);
+    let mut alerting = alerts::Settings::new(dir.path());
+    alerting.eval_interval = std::time::Duration::from_millis(50);
+    let cfg = server::ServerConfig {
+        alerts: Some(alerting),
+        ..support::config(&db)
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let srv = Server::start(cfg, listener).unwrap();
+    let mut found = None;
+    for _ in 0..2_400 {
+        let (_, v) = get_json(srv.addr, "/api/alerts").await;
+        if let Some(a) = v["active"]
+            .as_array()
+            .and_then(|a| a.iter().find(|x| x["rule"] == "observer_clock_skew"))
+        {
+            found = Some(a.clone());
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    let a = found.expect("an observer_clock_skew alert");
+    assert_eq!(a["subject"]["id"], FAST, "{a}");
+    assert!(a["message"].as_str().unwrap().contains("+600 s"), "{a}");
+    srv.shutdown().await;
+}

@@ -15,6 +15,7 @@ const RULES = {
   ingest_stalled: 'Ingest stalled',
   new_node: 'New node',
   capability_regressed: 'Multi-byte regressed',
+  observer_clock_skew: 'Observer clock',
   rate_limited: 'Rate limited',
 };
 
@@ -76,6 +77,7 @@ function rulesPanel(a) {
     ['No packets at all for', secs((r.ingest_stalled || {}).silenceSecs)],
     ['New nodes', (r.new_node || {}).enabled ? 'announced' : 'off'],
     ['Multi-byte regressions', (r.capability_regressed || {}).enabled ? 'reported' : 'off'],
+    ['Observer clock off by', secs((r.observer_clock_skew || {}).thresholdSecs)],
     ['Hysteresis', secs(r.hysteresisSecs)],
     ['Evaluated every', typeof r.evalIntervalSecs === 'number' ? `${r.evalIntervalSecs} s` : '—'],
     ['At most per receiver', typeof r.maxPerMinute === 'number' ? `${r.maxPerMinute} a minute` : '—'],

@@ -59,17 +59,46 @@ fn read(c: &store::rusqlite::Connection, now: i64) -> store::rusqlite::Result<In
     for n in rows {
         nodes.push(n?);
     }
+    // Each observer's clock offset over the last day, as `/api/observers/clock-skew` has it.
+    let mut buckets: std::collections::HashMap<String, Vec<(i64, i64)>> = Default::default();
+    let mut stmt = c.prepare_cached(
+        "SELECT ob.id, m.clock_skew_ms, m.clock_samples
+         FROM observer_metrics m JOIN observers ob ON ob.idx = m.observer_idx
+         WHERE m.bucket >= ?1 AND m.clock_skew_ms IS NOT NULL",
+    )?;
+    let since = now - super::clock_skew::OBSERVER_WINDOW_MS;
+    let rows = stmt.query_map([since], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, i64>(1)?,
+            r.get::<_, i64>(2)?,
+        ))
+    })?;
+    for row in rows {
+        let (id, ms, n) = row?;
+        buckets.entry(id).or_default().push((ms, n));
+    }
     let mut observers = Vec::new();
     let mut stmt = c.prepare_cached("SELECT id, name, last_seen FROM observers")?;
     let rows = stmt.query_map([], |r| {
-        Ok(ObserverSeen {
-            id: r.get(0)?,
-            name: r.get(1)?,
-            last_seen: r.get(2)?,
-        })
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, Option<String>>(1)?,
+            r.get::<_, i64>(2)?,
+        ))
     })?;
     for o in rows {
-        observers.push(o?);
+        let (id, name, last_seen) = o?;
+        let clock_offset_sec = buckets
+            .get(&id)
+            .and_then(|b| analytics::clock::observer_offset(b))
+            .map(|o| o.offset_sec);
+        observers.push(ObserverSeen {
+            id,
+            name,
+            last_seen,
+            clock_offset_sec,
+        });
     }
     // The newest row by id is the newest committed: no scan of the table.
     let last_observation_at = match c.query_row(
