@@ -128,6 +128,19 @@ impl Settings {
                         self.rules.observer_clock_skew =
                             dur(v, "alerts.rules.observer_clock_skew")?;
                     }
+                    "noise_floor_spike" => {
+                        let bad =
+                            "alerts.rules.noise_floor_spike: dB above the usual level, or false";
+                        self.rules.noise_spike_db = match v {
+                            Value::Bool(false) | Value::Null => None,
+                            Value::Number(n) => Some(
+                                n.as_f64()
+                                    .filter(|x| x.is_finite() && *x > 0.0)
+                                    .ok_or(bad)?,
+                            ),
+                            _ => return Err(bad.into()),
+                        };
+                    }
                     "capability_regressed" => {
                         self.rules.capability_regressions = v
                             .as_bool()
@@ -237,6 +250,8 @@ mod tests {
             json!({"receivers": [{"url": "http://x", "format": "pager"}]}),
             json!({"receivers": [{"url": "http://x", "rules": ["everything"]}]}),
             json!({"maxPerMinute": 0}),
+            json!({"rules": {"noise_floor_spike": -3}}),
+            json!({"rules": {"noise_floor_spike": "loud"}}),
         ] {
             assert!(
                 Settings::new(Path::new("/d")).apply_json(&bad).is_err(),

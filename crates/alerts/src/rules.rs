@@ -53,6 +53,9 @@ pub struct ObserverSeen {
     /// Its clock's offset (envelope time minus receipt, robust median over the last day),
     /// seconds, when known.
     pub clock_offset_sec: Option<f64>,
+    /// Its noise floor (dBm): the mean over the last 15 minutes and the median of its
+    /// 5-minute means over the day before, when both are known.
+    pub noise_floor: Option<(f64, f64)>,
 }
 
 /// The mesh at one evaluation.
@@ -86,6 +89,8 @@ pub struct Config {
     /// An observer whose clock is off by this much (either way) is reported (default 5 min:
     /// wrong timestamps on everything it uploads).
     pub observer_clock_skew: Option<Duration>,
+    /// A noise floor this many dB above the observer's usual level is a spike (default 10).
+    pub noise_spike_db: Option<f64>,
     /// See the module doc (default 1 h).
     pub hysteresis: Duration,
     /// At most this many new-node notifications per evaluation; beyond, one summary.
@@ -102,6 +107,7 @@ impl Default for Config {
             new_nodes: true,
             capability_regressions: true,
             observer_clock_skew: Some(Duration::from_secs(300)),
+            noise_spike_db: Some(10.0),
             hysteresis: Duration::from_secs(3600),
             max_new_nodes_per_evaluation: 20,
         }
@@ -123,6 +129,9 @@ pub mod rule {
     pub const CAPABILITY_REGRESSED: &str = "capability_regressed";
     /// An observer's clock is off by more than the threshold (resolved: back within it).
     pub const OBSERVER_CLOCK_SKEW: &str = "observer_clock_skew";
+    /// An observer's noise floor rose well above its usual level (interference, a new
+    /// transmitter nearby, a failing LNA; resolved: back down).
+    pub const NOISE_FLOOR_SPIKE: &str = "noise_floor_spike";
     /// Every rule.
     pub const ALL: &[&str] = &[
         NODE_OFFLINE,
@@ -131,6 +140,7 @@ pub mod rule {
         NEW_NODE,
         CAPABILITY_REGRESSED,
         OBSERVER_CLOCK_SKEW,
+        NOISE_FLOOR_SPIKE,
     ];
 }
 
@@ -472,6 +482,47 @@ impl Engine {
                     subject,
                     silent,
                     o.last_seen,
+                    message,
+                    now,
+                    first,
+                    &mut out,
+                );
+            }
+        }
+
+        if let Some(db) = cfg.noise_spike_db {
+            for o in &inputs.observers {
+                let Some((recent, usual)) = o
+                    .noise_floor
+                    .filter(|(a, b)| a.is_finite() && b.is_finite())
+                else {
+                    continue;
+                };
+                let spike = recent - usual >= db;
+                let subject = Subject {
+                    kind: "observer",
+                    id: o.id.clone(),
+                    name: o.name.clone(),
+                };
+                let message = if spike {
+                    format!(
+                        "Observer {}'s noise floor is {recent:.0} dBm, {:.0} dB above its usual {usual:.0} dBm",
+                        subject.label(),
+                        recent - usual
+                    )
+                } else {
+                    format!(
+                        "Observer {}'s noise floor is back to {recent:.0} dBm",
+                        subject.label()
+                    )
+                };
+                seen.insert((rule::NOISE_FLOOR_SPIKE, o.id.clone()));
+                self.step(
+                    cfg,
+                    rule::NOISE_FLOOR_SPIKE,
+                    subject,
+                    spike,
+                    now,
                     message,
                     now,
                     first,
@@ -849,6 +900,7 @@ mod tests {
                 name: None,
                 last_seen: 9_000,
                 clock_offset_sec: None,
+                noise_floor: None,
             }],
             last_observation_at: Some(9_000),
             ..Inputs::default()
@@ -910,6 +962,7 @@ mod tests {
                 name: Some("Roof".into()),
                 last_seen: now,
                 clock_offset_sec: Some(offset),
+                noise_floor: None,
             }],
             ..Inputs::default()
         };
@@ -923,6 +976,33 @@ mod tests {
         let n = e.evaluate(&c, &obs(3 + H, 1.0));
         assert_eq!(n.len(), 1, "{n:?}");
         assert!(!n[0].firing);
+    }
+
+    #[test]
+    fn a_noise_floor_spike() {
+        let c = cfg();
+        let obs = |now: i64, recent: f64| Inputs {
+            now,
+            observers: vec![ObserverSeen {
+                id: "cd".repeat(32),
+                name: None,
+                last_seen: now,
+                clock_offset_sec: None,
+                noise_floor: Some((recent, -115.0)),
+            }],
+            ..Inputs::default()
+        };
+        let mut e = Engine::default();
+        assert!(e.evaluate(&c, &obs(1, -114.0)).is_empty());
+        assert!(
+            e.evaluate(&c, &obs(2, -106.0)).is_empty(),
+            "9 dB is not a spike"
+        );
+        let n = e.evaluate(&c, &obs(3, -95.0));
+        assert_eq!(n.len(), 1, "{n:?}");
+        assert_eq!(n[0].rule, rule::NOISE_FLOOR_SPIKE);
+        assert!(n[0].message.contains("20 dB above"), "{}", n[0].message);
+        assert!(!e.evaluate(&c, &obs(3 + H, -114.0))[0].firing);
     }
 
     #[test]

@@ -342,6 +342,7 @@ impl Alerting {
                 "new_node": {"enabled": s.rules.new_nodes},
                 "capability_regressed": {"enabled": s.rules.capability_regressions},
                 "observer_clock_skew": {"thresholdSecs": secs(s.rules.observer_clock_skew)},
+                "noise_floor_spike": {"thresholdDb": s.rules.noise_spike_db},
                 "hysteresisSecs": s.rules.hysteresis.as_secs(),
                 "evalIntervalSecs": s.eval_interval.as_secs_f64(),
                 "maxPerMinute": s.max_per_minute,

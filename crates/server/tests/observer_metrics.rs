@@ -271,3 +271,52 @@ async fn what_an_observer_hears_with_its_airtime() {
     assert_eq!(v["timeline"], serde_json::json!([]));
     srv.shutdown().await;
 }
+
+/// Alerting reads the same history: an observer whose noise floor was −115 dBm all day and
+/// is −90 dBm in the last minutes is an active `noise_floor_spike`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_noise_floor_25_db_above_the_day_is_an_active_spike_alert() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("m.db");
+    let mut w = store::Writer::open(&db, 0).unwrap();
+    let now = server::now_ms();
+    let mut items = Vec::new();
+    for i in 1..=24 {
+        let at = now - i * 3_600_000;
+        items.push(status_at(OBS, r#"{"stats":{"noise_floor":-115}}"#, at));
+    }
+    items.push(status_at(
+        OBS,
+        r#"{"stats":{"noise_floor":-90}}"#,
+        now - 60_000,
+    ));
+    w.write_batch(&items).unwrap();
+    drop(w);
+    let mut alerting = alerts::Settings::new(dir.path());
+    alerting.eval_interval = std::time::Duration::from_millis(50);
+    let cfg = server::ServerConfig {
+        alerts: Some(alerting),
+        ..support::config(&db)
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let srv = Server::start(cfg, listener).unwrap();
+    let mut found = None;
+    for _ in 0..2_400 {
+        let (_, v) = get_json(srv.addr, "/api/alerts").await;
+        if let Some(a) = v["active"]
+            .as_array()
+            .and_then(|a| a.iter().find(|x| x["rule"] == "noise_floor_spike"))
+        {
+            found = Some(a.clone());
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    let a: Value = found.expect("a noise_floor_spike alert");
+    assert_eq!(a["subject"]["id"], OBS, "{a}");
+    assert!(
+        a["message"].as_str().unwrap().contains("25 dB above"),
+        "{a}"
+    );
+    srv.shutdown().await;
+}

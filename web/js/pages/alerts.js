@@ -16,6 +16,7 @@ const RULES = {
   new_node: 'New node',
   capability_regressed: 'Multi-byte regressed',
   observer_clock_skew: 'Observer clock',
+  noise_floor_spike: 'Noise floor spike',
   rate_limited: 'Rate limited',
 };
 
@@ -78,6 +79,7 @@ function rulesPanel(a) {
     ['New nodes', (r.new_node || {}).enabled ? 'announced' : 'off'],
     ['Multi-byte regressions', (r.capability_regressed || {}).enabled ? 'reported' : 'off'],
     ['Observer clock off by', secs((r.observer_clock_skew || {}).thresholdSecs)],
+    ['Noise floor above usual by', typeof (r.noise_floor_spike || {}).thresholdDb === 'number' ? `${r.noise_floor_spike.thresholdDb} dB` : 'off'],
     ['Hysteresis', secs(r.hysteresisSecs)],
     ['Evaluated every', typeof r.evalIntervalSecs === 'number' ? `${r.evalIntervalSecs} s` : '—'],
     ['At most per receiver', typeof r.maxPerMinute === 'number' ? `${r.maxPerMinute} a minute` : '—'],

@@ -78,6 +78,42 @@ fn read(c: &store::rusqlite::Connection, now: i64) -> store::rusqlite::Result<In
         let (id, ms, n) = row?;
         buckets.entry(id).or_default().push((ms, n));
     }
+    // Noise floor: the mean of the last 15 minutes' buckets against the median of the 5-minute
+    // means of the day before them.
+    let recent_from = now - 15 * 60_000;
+    let mut floors: std::collections::HashMap<String, (Vec<f64>, f64, i64)> = Default::default();
+    let mut stmt = c.prepare_cached(
+        "SELECT ob.id, m.bucket, m.noise_floor_sum, m.noise_floor_n
+         FROM observer_metrics m JOIN observers ob ON ob.idx = m.observer_idx
+         WHERE m.bucket >= ?1 AND m.noise_floor_n > 0",
+    )?;
+    let rows = stmt.query_map([since], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, i64>(1)?,
+            r.get::<_, f64>(2)?,
+            r.get::<_, i64>(3)?,
+        ))
+    })?;
+    for row in rows {
+        let (id, bucket, sum, n) = row?;
+        let e = floors.entry(id).or_default();
+        if bucket >= recent_from {
+            e.1 += sum;
+            e.2 += n;
+        } else {
+            e.0.push(sum / n as f64);
+        }
+    }
+    let noise = |id: &str| -> Option<(f64, f64)> {
+        let (usual, sum, n) = floors.get(id)?;
+        if *n == 0 || usual.len() < 3 {
+            return None;
+        }
+        let mut usual = usual.clone();
+        usual.sort_by(f64::total_cmp);
+        Some((sum / *n as f64, usual[usual.len() / 2]))
+    };
     let mut observers = Vec::new();
     let mut stmt = c.prepare_cached("SELECT id, name, last_seen FROM observers")?;
     let rows = stmt.query_map([], |r| {
@@ -93,11 +129,13 @@ fn read(c: &store::rusqlite::Connection, now: i64) -> store::rusqlite::Result<In
             .get(&id)
             .and_then(|b| analytics::clock::observer_offset(b))
             .map(|o| o.offset_sec);
+        let noise_floor = noise(&id);
         observers.push(ObserverSeen {
             id,
             name,
             last_seen,
             clock_offset_sec,
+            noise_floor,
         });
     }
     // The newest row by id is the newest committed: no scan of the table.
