@@ -320,3 +320,50 @@ async fn a_noise_floor_25_db_above_the_day_is_an_active_spike_alert() {
     );
     srv.shutdown().await;
 }
+
+/// `/api/nodes/{pubkey}/battery`: a repeater that is also an observer reports its battery in
+/// its status; the node's samples are that history, with CoreScope's status and thresholds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_nodes_battery_is_the_nodes_own_status_history() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("b.db");
+    let mut w = store::Writer::open(&db, 0).unwrap();
+    let seed = [21u8; 32];
+    let key = support::key_of(&seed);
+    let now = server::now_ms();
+    let advert = support::advert(&seed, 2, "Hilltop", None);
+    let mut items = vec![packet_at(
+        &key,
+        &format!(r#"{{"raw":"{advert}"}}"#),
+        now - 7_200_000,
+    )];
+    for (i, mv) in [(3, 3900), (2, 3500), (1, 3250)] {
+        items.push(status_at(
+            &key,
+            &format!(r#"{{"stats":{{"battery_mv":{mv}}}}}"#),
+            now - i * 1_800_000,
+        ));
+    }
+    w.write_batch(&items).unwrap();
+    let s = start(&db).await;
+    let (st, v) = get_json(s.addr, &format!("/api/nodes/{key}/battery")).await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["days"], 7);
+    let mv: Vec<i64> = v["samples"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["battery_mv"].as_i64().unwrap())
+        .collect();
+    assert_eq!(mv, [3900, 3500, 3250], "{v}");
+    assert_eq!(v["latest_mv"], 3250);
+    assert_eq!(v["status"], "low");
+    assert_eq!(v["thresholds"]["critical_mv"], 3000);
+    let (st, _) = get_json(s.addr, &format!("/api/nodes/{}/battery", "ee".repeat(32))).await;
+    assert_eq!(st, 404);
+    for bad in ["?days=0", "?days=x", "?days=400"] {
+        let (st, _) = get_json(s.addr, &format!("/api/nodes/{key}/battery{bad}")).await;
+        assert_eq!(st, 400, "{bad}");
+    }
+    s.shutdown().await;
+}

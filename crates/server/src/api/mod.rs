@@ -5,6 +5,7 @@ pub mod admin;
 pub mod alerts;
 pub mod analytics;
 pub mod areas;
+pub mod battery;
 pub mod channels;
 pub mod clock_skew;
 pub mod collisions;
