@@ -9,10 +9,9 @@ use serde_json::Value;
 
 mod support;
 
-use support::{config, get, get_json, item_sea, observed, seed_real_frames, start, vector};
+use support::{OBS_A, OBS_B};
 
-const OBS_A: &str = "a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1";
-const OBS_B: &str = "b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2";
+use support::{config, get, get_json, item_sea, observed, seed_real_frames, start, vector};
 
 const FIRST: &str = "grp_txt_public_channel_decrypt";
 const SECOND: &str = "grp_txt_public_channel_2hops";

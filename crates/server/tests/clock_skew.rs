@@ -305,27 +305,9 @@ async fn an_observer_ten_minutes_fast_is_an_active_clock_alert() {
         .collect();
     w.write_batch(&items).unwrap();
     drop(w);
-    let mut alerting = alerts::Settings::new(dir.path());
-    alerting.eval_interval = std::time::Duration::from_millis(50);
-    let cfg = server::ServerConfig {
-        alerts: Some(alerting),
-        ..support::config(&db)
-    };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let srv = Server::start(cfg, listener).unwrap();
-    let mut found = None;
-    for _ in 0..2_400 {
-        let (_, v) = get_json(srv.addr, "/api/alerts").await;
-        if let Some(a) = v["active"]
-            .as_array()
-            .and_then(|a| a.iter().find(|x| x["rule"] == "observer_clock_skew"))
-        {
-            found = Some(a.clone());
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-    }
-    let a = found.expect("an observer_clock_skew alert");
+    let srv = Server::start(support::config_with_alerts(&db, dir.path()), listener).unwrap();
+    let a = support::active_alert(srv.addr, "observer_clock_skew").await;
     assert_eq!(a["subject"]["id"], FAST, "{a}");
     assert!(a["message"].as_str().unwrap().contains("+600 s"), "{a}");
     srv.shutdown().await;

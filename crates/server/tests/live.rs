@@ -12,10 +12,9 @@ use serde_json::Value;
 
 mod support;
 
-use support::{config, get, http_raw, item_sea, observed, seed_real_frames, start, vector};
+use support::{OBS_A, OBS_B};
 
-const OBS_A: &str = "a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1";
-const OBS_B: &str = "b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2";
+use support::{config, get, http_raw, item_sea, observed, seed_real_frames, start, vector};
 
 /// Only ends a test that would otherwise hang; never reached on any machine.
 const HANG: Duration = Duration::from_secs(120);

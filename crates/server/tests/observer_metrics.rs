@@ -292,27 +292,9 @@ async fn a_noise_floor_25_db_above_the_day_is_an_active_spike_alert() {
     ));
     w.write_batch(&items).unwrap();
     drop(w);
-    let mut alerting = alerts::Settings::new(dir.path());
-    alerting.eval_interval = std::time::Duration::from_millis(50);
-    let cfg = server::ServerConfig {
-        alerts: Some(alerting),
-        ..support::config(&db)
-    };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let srv = Server::start(cfg, listener).unwrap();
-    let mut found = None;
-    for _ in 0..2_400 {
-        let (_, v) = get_json(srv.addr, "/api/alerts").await;
-        if let Some(a) = v["active"]
-            .as_array()
-            .and_then(|a| a.iter().find(|x| x["rule"] == "noise_floor_spike"))
-        {
-            found = Some(a.clone());
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-    }
-    let a: Value = found.expect("a noise_floor_spike alert");
+    let srv = Server::start(support::config_with_alerts(&db, dir.path()), listener).unwrap();
+    let a: Value = support::active_alert(srv.addr, "noise_floor_spike").await;
     assert_eq!(a["subject"]["id"], OBS, "{a}");
     assert!(
         a["message"].as_str().unwrap().contains("25 dB above"),

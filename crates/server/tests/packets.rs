@@ -13,14 +13,12 @@ use serde_json::Value;
 
 mod support;
 
+use support::{OBS_A, OBS_B, OBS_C};
+
 use support::{
     config, get, get_json, item_sea, observed, post_json, post_observations, seed_real_frames,
     start, vector,
 };
-
-const OBS_A: &str = "a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1";
-const OBS_B: &str = "b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2";
-const OBS_C: &str = "c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3";
 
 const REPEATER: &str = "advert_flood_zero_hop_repeater";
 const COMPANION: &str = "advert_flood_companion_with_location";

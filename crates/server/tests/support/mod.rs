@@ -84,7 +84,7 @@ pub fn http_raw(
 ) -> (u16, String, String) {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
     let body = body.unwrap_or("");
     write!(
         s,
@@ -118,15 +118,9 @@ pub fn http_raw(
     (status, head.to_string(), body)
 }
 
-/// `GET path` → (status, JSON body).
+/// `GET path` → (status, JSON body) (the same as [`get`]).
 pub async fn get_json(addr: std::net::SocketAddr, path: &str) -> (u16, serde_json::Value) {
-    let path = path.to_string();
-    let (status, _, body) =
-        tokio::task::spawn_blocking(move || http_raw(addr, "GET", &path, None, ""))
-            .await
-            .unwrap();
-    let v = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
-    (status, v)
+    get(addr, path).await
 }
 
 /// `POST path` with a JSON body → (status, JSON body).
@@ -175,24 +169,20 @@ pub fn item_in(hex: &str, observer: &str, iata: &str, at: i64) -> store::Item {
     d.item(msg, at).0
 }
 
-/// A signed zero-hop flood advert of the node with key `seed`: `kind` (a `NodeType`), `name`,
-/// an optional position in degrees.
-pub fn advert(seed: &[u8; 32], kind: u8, name: &str, at: Option<(f64, f64)>) -> String {
-    use meshcore::payload::{Advert, AppData, Location, NodeType};
+/// A signed zero-hop 1-byte flood advert, hex: the node with key `seed`, of `kind`, named
+/// `name`, at `loc`, its clock at `timestamp`.
+fn zero_hop_advert(
+    seed: &[u8; 32],
+    kind: meshcore::payload::NodeType,
+    loc: Option<meshcore::payload::Location>,
+    name: &[u8],
+    timestamp: u32,
+) -> String {
+    use meshcore::payload::{Advert, AppData};
     let mut appdata = Vec::new();
-    let loc = at.map(|(lat, lon)| Location {
-        lat_raw: (lat * 1e6).round() as i32,
-        lon_raw: (lon * 1e6).round() as i32,
-    });
-    let kind = match kind {
-        1 => NodeType::CHAT,
-        2 => NodeType::REPEATER,
-        3 => NodeType::ROOM,
-        _ => NodeType::SENSOR,
-    };
-    AppData::new(kind, loc, Some(name.as_bytes())).encode(&mut appdata);
+    AppData::new(kind, loc, Some(name)).encode(&mut appdata);
     let mut payload = Vec::new();
-    Advert::encode_signed(seed, 1_700_000_000, &appdata, &mut payload);
+    Advert::encode_signed(seed, timestamp, &appdata, &mut payload);
     let len = meshcore::PathLen::new(meshcore::PathHashSize::One, 0).unwrap();
     meshcore::Packet::new(
         meshcore::Route::Flood,
@@ -205,42 +195,32 @@ pub fn advert(seed: &[u8; 32], kind: u8, name: &str, at: Option<(f64, f64)>) -> 
     .unwrap()
 }
 
+/// A signed zero-hop flood advert of the node with key `seed`: `kind` (a `NodeType`), `name`,
+/// an optional position in degrees.
+pub fn advert(seed: &[u8; 32], kind: u8, name: &str, at: Option<(f64, f64)>) -> String {
+    use meshcore::payload::{Location, NodeType};
+    let loc = at.map(|(lat, lon)| Location {
+        lat_raw: (lat * 1e6).round() as i32,
+        lon_raw: (lon * 1e6).round() as i32,
+    });
+    let kind = match kind {
+        1 => NodeType::CHAT,
+        2 => NodeType::REPEATER,
+        3 => NodeType::ROOM,
+        _ => NodeType::SENSOR,
+    };
+    zero_hop_advert(seed, kind, loc, name.as_bytes(), 1_700_000_000)
+}
+
 /// The lowercase hex public key of `seed`.
 pub fn key_of(seed: &[u8; 32]) -> String {
     hex::encode(meshcore::payload::public_key_of(seed))
 }
 
-/// One HTTP/1.1 request (`Connection: close`) → (status, body), de-chunked.
+/// One HTTP/1.1 request without a body (`Connection: close`) → (status, body), de-chunked.
 pub fn http(addr: std::net::SocketAddr, method: &str, path: &str) -> (u16, String) {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
-    )
-    .unwrap();
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).unwrap();
-    let text = String::from_utf8_lossy(&raw).to_string();
-    let status: u16 = text.split_whitespace().nth(1).unwrap().parse().unwrap();
-    let (head, rest) = text.split_once("\r\n\r\n").unwrap();
-    if !head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        return (status, rest.to_string());
-    }
-    let (mut out, mut s) = (String::new(), rest);
-    loop {
-        let (len, rest) = s.split_once("\r\n").unwrap();
-        let n = usize::from_str_radix(len.trim(), 16).unwrap();
-        if n == 0 {
-            return (status, out);
-        }
-        out.push_str(&rest[..n]);
-        s = &rest[n + 2..];
-    }
+    let (status, _, body) = http_raw(addr, method, path, None, "");
+    (status, body)
 }
 
 /// `GET path` → (status, JSON body).
@@ -557,22 +537,9 @@ pub fn signed_advert(
 
 /// A 1-byte flood advert of a repeater with key `seed`, `name` and an optional position.
 pub fn advert_of(seed: &[u8; 32], name: &[u8], at: Option<(i32, i32)>, timestamp: u32) -> String {
-    use meshcore::payload::{Advert, AppData, Location, NodeType};
-    let mut appdata = Vec::new();
+    use meshcore::payload::{Location, NodeType};
     let loc = at.map(|(lat_raw, lon_raw)| Location { lat_raw, lon_raw });
-    AppData::new(NodeType::REPEATER, loc, Some(name)).encode(&mut appdata);
-    let mut payload = Vec::new();
-    Advert::encode_signed(seed, timestamp, &appdata, &mut payload);
-    let len = meshcore::PathLen::new(meshcore::PathHashSize::One, 0).unwrap();
-    meshcore::Packet::new(
-        meshcore::Route::Flood,
-        meshcore::PayloadType::Advert,
-        len,
-        &[],
-        &payload,
-    )
-    .map(|p| hex::encode(p.to_bytes()))
-    .unwrap()
+    zero_hop_advert(seed, NodeType::REPEATER, loc, name, timestamp)
 }
 
 /// Three seeds: the first two keys share 2 bytes, the third shares only the first byte.
@@ -608,4 +575,31 @@ pub fn advert_key(hex: &str) -> String {
     let raw = meshcore::report::parse_hex(hex).unwrap();
     let p = meshcore::Packet::decode(&raw).unwrap();
     hex::encode(&p.payload_bytes()[..32])
+}
+
+/// Polls `/api/alerts` until an active alert of `rule` shows (every 25 ms; the cap only ends
+/// a test that would otherwise hang) and returns it.
+pub async fn active_alert(addr: std::net::SocketAddr, rule: &str) -> serde_json::Value {
+    for _ in 0..2_400 {
+        let (_, v) = get(addr, "/api/alerts").await;
+        if let Some(a) = v["active"]
+            .as_array()
+            .and_then(|a| a.iter().find(|x| x["rule"] == rule))
+        {
+            return a.clone();
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("no active {rule} alert");
+}
+
+/// The reader's test configuration with alerting on, evaluated every 50 ms, its state in
+/// `dir`.
+pub fn config_with_alerts(db: &Path, dir: &Path) -> ServerConfig {
+    let mut alerting = alerts::Settings::new(dir);
+    alerting.eval_interval = Duration::from_millis(50);
+    ServerConfig {
+        alerts: Some(alerting),
+        ..config(db)
+    }
 }
