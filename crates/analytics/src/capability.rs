@@ -87,6 +87,20 @@ pub struct Observation<'a> {
     pub verified_advert_from: Option<&'a str>,
 }
 
+/// The hop resolver's answer for one hop (`crate::hops`), in terms of this inference's nodes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ResolvedHop {
+    /// Index into the inference's nodes of the likeliest relay, if any.
+    pub node: Option<u32>,
+    /// Its posterior probability.
+    pub confidence: f64,
+}
+
+/// Confidence from which a resolved hop is evidence as strong as a unique prefix.
+pub const SURE_HOP: f64 = 0.9;
+/// Confidence from which a resolved hop is weak (`low`) evidence for its node alone.
+pub const LIKELY_HOP: f64 = 0.5;
+
 /// Evidence counters of one kind.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Counter {
@@ -312,8 +326,17 @@ impl<'n> Inference<'n> {
         }
     }
 
-    /// Accounts for one observation (already restricted to the window).
+    /// Accounts for one observation (already restricted to the window), matching hops by
+    /// key prefix alone.
     pub fn add(&mut self, o: &Observation<'_>) {
+        self.add_resolved(o, None);
+    }
+
+    /// Accounts for one observation whose hops the resolver attributed (`resolved`, one per
+    /// path hop). A resolved hop is evidence for its node only: unique-strength from
+    /// [`SURE_HOP`], weak from [`LIKELY_HOP`], none below (it no longer spreads over every node
+    /// sharing the prefix). Without `resolved` (or with the wrong length), prefixes decide.
+    pub fn add_resolved(&mut self, o: &Observation<'_>, resolved: Option<&[ResolvedHop]>) {
         let nodes: &[Node] = self.nodes;
         let Inference {
             by_key,
@@ -332,6 +355,7 @@ impl<'n> Inference<'n> {
         let Ok(p) = Packet::decode(o.head) else {
             return;
         };
+        let resolved = resolved.filter(|r| r.len() == usize::from(p.hop_count()));
         let size = p.path_len().hash_size().bytes();
         let is_trace = p.payload_type() == PayloadType::Trace;
 
@@ -372,13 +396,19 @@ impl<'n> Inference<'n> {
         *all_observers.entry(o.observer).or_default() += 1;
         if size == 1 {
             // Adjacency from consecutive unambiguous 1-byte hops: who relays next to whom.
-            let unique: Vec<Option<u32>> = p
-                .path_hops()
-                .map(|h| match prefixes.candidates(h, nodes).as_slice() {
-                    [only] => Some(*only),
-                    _ => None,
-                })
-                .collect();
+            let unique: Vec<Option<u32>> = match resolved {
+                Some(r) => r
+                    .iter()
+                    .map(|h| h.node.filter(|_| h.confidence >= SURE_HOP))
+                    .collect(),
+                None => p
+                    .path_hops()
+                    .map(|h| match prefixes.candidates(h, nodes).as_slice() {
+                        [only] => Some(*only),
+                        _ => None,
+                    })
+                    .collect(),
+            };
             for w in unique.windows(2) {
                 if let [Some(a), Some(b)] = w
                     && a != b
@@ -392,13 +422,19 @@ impl<'n> Inference<'n> {
                 }
             }
         }
-        for hop in p.path_hops() {
+        for (i, hop) in p.path_hops().enumerate() {
             let c = prefixes.candidates(hop, nodes);
+            let r = resolved.and_then(|r| r.get(i));
             if size == 1 {
                 // 1-byte relays only tell us a node is active (for legacy suspects).
-                if let [only] = c.as_slice()
-                    && let Some(a) = acc.get_mut(*only as usize)
-                {
+                let sure = match r {
+                    Some(r) => r.node.filter(|_| r.confidence >= SURE_HOP),
+                    None => match c.as_slice() {
+                        [only] => Some(*only),
+                        _ => None,
+                    },
+                };
+                if let Some(a) = sure.and_then(|n| acc.get_mut(n as usize)) {
                     a.relay_1byte_unique += 1;
                 }
                 continue;
@@ -407,6 +443,22 @@ impl<'n> Inference<'n> {
             e.0 += 1;
             if let [only] = c.as_slice() {
                 e.1 = Some(*only as usize);
+            }
+            if let Some(r) = r
+                && !c.is_empty()
+            {
+                if let Some(n) = r.node.filter(|_| r.confidence >= LIKELY_HOP)
+                    && let Some(a) = acc.get_mut(n as usize)
+                {
+                    if r.confidence >= SURE_HOP {
+                        a.path_unique.add(o.received_at);
+                    } else {
+                        a.path_ambiguous.add(o.received_at);
+                    }
+                    a.path_max = a.path_max.max(size as u8);
+                    a.sample(o.hash);
+                }
+                continue;
             }
             match c.as_slice() {
                 [] => *unknown.entry(hop.to_vec()).or_default() += 1,

@@ -6,3 +6,4 @@
 pub mod capability;
 pub mod clock;
 pub mod geo;
+pub mod hops;

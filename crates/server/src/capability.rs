@@ -9,10 +9,14 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use analytics::capability::{
-    Capability, CapabilityReport, Inference, Node, Observation, Persisted, Source, Status, infer,
+    Capability, CapabilityReport, Inference, Node, Observation, Persisted, ResolvedHop, Source,
+    Status, infer,
 };
+use analytics::hops::{self, Graph};
 use serde_json::{Value, json};
 use store::Reader;
+
+use crate::topology::{self, Group, Grouper, NodeRow, Pending, Topology};
 use store::rusqlite::{self, Connection};
 use store::time::iso;
 
@@ -33,6 +37,8 @@ pub struct CapIndex {
     /// Which swap produced this index (1, 2, ...; 0 before the first): a key for caches of
     /// answers derived from it.
     pub serial: u64,
+    /// The hop resolver's directory and the neighbor graph of this cycle.
+    pub topology: Arc<Topology>,
 }
 
 impl CapIndex {
@@ -79,14 +85,17 @@ impl CapState {
     }
 }
 
-fn persisted_and_nodes(
-    c: &Connection,
-) -> rusqlite::Result<(Vec<Node>, HashMap<String, Persisted>)> {
+/// The known nodes (capability's view and the resolver's rows, index for index) and what was
+/// persisted of their capability.
+type NodesLoaded = (Vec<Node>, Vec<NodeRow>, HashMap<String, Persisted>);
+
+fn persisted_and_nodes(c: &Connection) -> rusqlite::Result<NodesLoaded> {
     let mut stmt = c.prepare(
         "SELECT public_key, name, role, multibyte_sup, multibyte_evidence, multibyte_max_hash_size,
-                multibyte_upgraded_at FROM nodes",
+                multibyte_upgraded_at, lat, lon FROM nodes",
     )?;
     let mut nodes = Vec::new();
+    let mut node_rows = Vec::new();
     let mut persisted = HashMap::new();
     let rows = stmt.query_map([], |r| {
         Ok((
@@ -99,10 +108,19 @@ fn persisted_and_nodes(
             r.get::<_, Option<String>>(4)?,
             r.get::<_, Option<i64>>(5)?,
             r.get::<_, Option<i64>>(6)?,
+            r.get::<_, Option<f64>>(7)?,
+            r.get::<_, Option<f64>>(8)?,
         ))
     })?;
     for row in rows {
-        let (node, sup, evidence, max, upgraded) = row?;
+        let (node, sup, evidence, max, upgraded, lat, lon) = row?;
+        node_rows.push(NodeRow {
+            public_key: node.public_key.clone(),
+            name: node.name.clone(),
+            role: node.role.clone(),
+            lat,
+            lon,
+        });
         let status = Status::from_int(sup);
         if status != Status::Unknown {
             persisted.insert(
@@ -119,7 +137,7 @@ fn persisted_and_nodes(
         }
         nodes.push(node);
     }
-    Ok((nodes, persisted))
+    Ok((nodes, node_rows, persisted))
 }
 
 fn observer_iata(c: &Connection) -> rusqlite::Result<HashMap<u32, String>> {
@@ -132,8 +150,9 @@ fn observer_iata(c: &Connection) -> rusqlite::Result<HashMap<u32, String>> {
 
 /// Persisted values only: what is served before the first cycle.
 pub fn cold_index(c: &Connection) -> rusqlite::Result<CapIndex> {
-    let (nodes, persisted) = persisted_and_nodes(c)?;
+    let (nodes, rows, persisted) = persisted_and_nodes(c)?;
     let report = infer(&nodes, &[], &persisted);
+    let (dir, _) = topology::directory(&rows, hops::DEFAULT_LINK_SCALE_KM);
     Ok(CapIndex {
         serial: 0,
         by_key: report.index(),
@@ -142,15 +161,81 @@ pub fn cold_index(c: &Connection) -> rusqlite::Result<CapIndex> {
         computed_at: 0,
         complete: false,
         took: Duration::ZERO,
+        topology: Arc::new(new_topology(c, dir, &rows, Graph::new())?),
     })
 }
 
-/// One full cycle over the window ending now.
+fn new_topology(
+    c: &Connection,
+    dir: analytics::hops::Directory,
+    rows: &[NodeRow],
+    graph: Graph,
+) -> rusqlite::Result<Topology> {
+    let mut keys = Vec::with_capacity(dir.len());
+    let mut names = Vec::with_capacity(dir.len());
+    let mut roles = Vec::with_capacity(dir.len());
+    let by_hex: HashMap<&str, &NodeRow> = rows.iter().map(|r| (r.public_key.as_str(), r)).collect();
+    for id in 0..dir.len() as u32 {
+        let key = dir
+            .node(id)
+            .map(|n| hex::encode(n.public_key))
+            .unwrap_or_default();
+        let row = by_hex.get(key.as_str());
+        names.push(row.and_then(|r| r.name.clone()));
+        roles.push(row.map(|r| r.role.clone()).unwrap_or_default());
+        keys.push(key);
+    }
+    let mut observer_node = HashMap::new();
+    let mut stmt = c.prepare("SELECT idx, id FROM observers")?;
+    let mut q = stmt.query([])?;
+    while let Some(r) = q.next()? {
+        let idx = r.get::<_, i64>(0)?;
+        let id = r.get_ref(1)?.as_str().unwrap_or("").to_ascii_lowercase();
+        if let (Ok(idx), Some(n)) = (u32::try_from(idx), dir.id_of_hex(&id)) {
+            observer_node.insert(idx, n);
+        }
+    }
+    Ok(Topology {
+        dir,
+        keys,
+        names,
+        roles,
+        graph,
+        observer_node,
+        stats: Default::default(),
+    })
+}
+
+/// One full cycle over the window ending now, resolving hops without a prior graph.
 pub fn compute(c: &Connection, window: Duration) -> rusqlite::Result<CapIndex> {
+    compute_with(c, window, &Graph::new())
+}
+
+/// The link scale from the previous graph's confident links between located nodes.
+fn scale_from(prev: &Graph, dir: &analytics::hops::Directory) -> f64 {
+    let located: HashMap<u64, analytics::hops::LatLon> = (0..dir.len() as u32)
+        .filter_map(|i| dir.node(i))
+        .filter_map(|n| n.pos.map(|p| (hops::short_id(&n.public_key), p)))
+        .collect();
+    let distances: Vec<f64> = prev
+        .edges()
+        .filter(|(_, e)| e.count >= 2 && e.confidence() >= 0.9)
+        .filter_map(|((a, b), _)| Some(located.get(a)?.distance_km(*located.get(b)?)))
+        .collect();
+    topology::link_scale(distances)
+}
+
+/// One full cycle over the window ending now. Hops are resolved with `prev`, the previous
+/// cycle's neighbor graph; the answer carries this cycle's graph.
+pub fn compute_with(c: &Connection, window: Duration, prev: &Graph) -> rusqlite::Result<CapIndex> {
     let start = Instant::now();
     let now = crate::now_ms();
     let since = now - window.as_millis() as i64;
-    let (nodes, persisted) = persisted_and_nodes(c)?;
+    let (nodes, rows_loaded, persisted) = persisted_and_nodes(c)?;
+    let (dir, dir_to_row) = topology::directory(&rows_loaded, hops::DEFAULT_LINK_SCALE_KM);
+    let scale = scale_from(prev, &dir);
+    let dir = dir.with_link_scale_km(scale);
+    let mut topo = new_topology(c, dir, &rows_loaded, Graph::new())?;
     let known: HashSet<&str> = nodes.iter().map(|n| n.public_key.as_str()).collect();
     // Adverts whose signature failed are recorded by the writer; they are never evidence.
     let mut forged = HashSet::new();
@@ -166,34 +251,113 @@ pub fn compute(c: &Connection, window: Duration) -> rusqlite::Result<CapIndex> {
         }
     }
     let mut stmt = c.prepare(
-        "SELECT o.received_at, o.observer_idx, o.head, t.hash, t.payload_type, t.from_pubkey
+        "SELECT o.received_at, o.observer_idx, o.head, t.hash, t.payload_type, t.from_pubkey,
+                o.transmission_id,
+                CASE WHEN t.payload_type IN (0, 1, 2, 7, 8) THEN t.raw END
          FROM observations o INDEXED BY observations_received
          JOIN transmissions t ON t.id = o.transmission_id
          WHERE o.received_at >= ?1",
     )?;
-    // Streamed straight from the cursor: memory does not grow with the window.
+    // Streamed straight from the cursor and grouped by packet for a few seconds: memory does
+    // not grow with the window.
     let mut inf = Inference::new(&nodes);
+    let mut grouper = Grouper::new();
+    let mut graph = Graph::new();
+    let flush = |mut g: Group, inf: &mut Inference<'_>, topo: &mut Topology, graph: &mut Graph| {
+        // A forged advert names no origin.
+        if g.advert_from
+            .as_deref()
+            .is_some_and(|k| !known.contains(k) || forged.contains(g.hash.as_str()))
+        {
+            g.advert_from = None;
+        }
+        let (ends, copies, solved) =
+            topology::resolve_group(&topo.dir, prev, &topo.observer_node, &g);
+        let hash = u64::from_str_radix(&g.hash, 16).unwrap_or(0);
+        let advert_from = g.advert_from.as_deref();
+        topo.stats.packets += 1;
+        for (p, hs) in g.copies.iter().zip(&solved) {
+            topo.stats.copies += 1;
+            topo.stats.hops += hs.len() as u64;
+            topo.stats.resolved += hs
+                .iter()
+                .filter(|h| h.resolved(hops::RESOLVED).is_some())
+                .count() as u64;
+            let resolved: Vec<ResolvedHop> = hs
+                .iter()
+                .map(|h| ResolvedHop {
+                    node: h
+                        .node
+                        .and_then(|n| dir_to_row.get(n as usize))
+                        .map(|&i| i as u32),
+                    confidence: h.confidence,
+                })
+                .collect();
+            inf.add_resolved(
+                &Observation {
+                    received_at: p.received_at,
+                    observer: p.observer,
+                    head: &p.head,
+                    hash,
+                    verified_advert_from: advert_from,
+                },
+                Some(&resolved),
+            );
+        }
+        let present: Vec<analytics::hops::Copy<'_>> = copies.iter().flatten().copied().collect();
+        let solved_present: Vec<Vec<analytics::hops::Hop>> = copies
+            .iter()
+            .zip(solved)
+            .filter(|(c, _)| c.is_some())
+            .map(|(_, h)| h)
+            .collect();
+        let at = g.copies.last().map_or(0, |p| p.received_at);
+        analytics::hops::add_to_graph(graph, &topo.dir, ends, &present, &solved_present, at);
+    };
     let mut rows = stmt.query([since])?;
     while let Some(r) = rows.next()? {
-        let hash = r.get_ref(3)?.as_str().unwrap_or("");
-        let advert_from = if r.get::<_, i64>(4)? == 4 {
-            r.get_ref(5)?
-                .as_str_or_null()
-                .ok()
-                .flatten()
-                .filter(|k| known.contains(k) && !forged.contains(hash))
-        } else {
-            None
-        };
-        inf.add(&Observation {
-            received_at: r.get(0)?,
+        let received_at: i64 = r.get(0)?;
+        let pending = Pending {
+            received_at,
             observer: r.get::<_, i64>(1)? as u32,
-            head: r.get_ref(2)?.as_blob().unwrap_or(&[]),
-            hash: u64::from_str_radix(hash, 16).unwrap_or(0),
-            verified_advert_from: advert_from,
+            head: r.get_ref(2)?.as_blob().unwrap_or(&[]).to_vec(),
+        };
+        let id: i64 = r.get(6)?;
+        let done = grouper.push(id, pending, || {
+            let payload_type = r.get::<_, i64>(4).unwrap_or(-1);
+            Group {
+                hash: r
+                    .get_ref(3)
+                    .ok()
+                    .and_then(|v| v.as_str().ok())
+                    .unwrap_or("")
+                    .to_owned(),
+                payload_type,
+                advert_from: if payload_type == 4 {
+                    r.get::<_, Option<String>>(5).ok().flatten()
+                } else {
+                    None
+                },
+                payload: r
+                    .get_ref(7)
+                    .ok()
+                    .and_then(|v| v.as_blob_or_null().ok().flatten())
+                    .and_then(topology::payload_of)
+                    .map(<[u8]>::to_vec),
+                copies: Vec::new(),
+            }
         });
+        for g in done {
+            flush(g, &mut inf, &mut topo, &mut graph);
+        }
     }
     drop(rows);
+    for g in grouper.drain() {
+        flush(g, &mut inf, &mut topo, &mut graph);
+    }
+    topo.stats.early_flushes = grouper.early_flushes;
+    topo.stats.link_scale_km = scale;
+    topo.graph = graph;
     let report = inf.finish(&persisted);
     Ok(CapIndex {
         serial: 0,
@@ -203,6 +367,7 @@ pub fn compute(c: &Connection, window: Duration) -> rusqlite::Result<CapIndex> {
         computed_at: now,
         complete: true,
         took: start.elapsed(),
+        topology: Arc::new(topo),
     })
 }
 
@@ -249,7 +414,8 @@ pub fn start(
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 if Instant::now() >= next {
                     next = Instant::now() + cfg.interval;
-                    match compute(reader.conn(), cfg.window) {
+                    let prev = state.current().topology.clone();
+                    match compute_with(reader.conn(), cfg.window, &prev.graph) {
                         Ok(idx) => {
                             tracing::debug!(
                                 "capability cycle: {} nodes in {:?}",

@@ -17,6 +17,7 @@ pub mod db;
 pub mod error;
 pub mod live;
 pub mod single_flight;
+pub mod topology;
 pub mod web;
 
 use std::net::SocketAddr;
