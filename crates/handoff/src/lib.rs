@@ -30,6 +30,10 @@
 //!   [`Queue::complete`]s each with a result file (`result-<id>.json`), which the reader polls
 //!   with [`Queue::status`]. Used for admin actions such as pruning nodes.
 //!
+//! - **The neighbor-graph snapshot** ([`graph`]): the reader's graph of which nodes are heard
+//!   next to which, `<data-dir>/neighbor-graph/graph.json`, persisted by the writer so that a
+//!   restarted reader serves it at once.
+//!
 //! Generation numbers increase across reader restarts: a [`Publisher`] starts from
 //! `max(generation in the existing snapshot file + 1, current Unix time in ms)`, so the writer
 //! can recognise a snapshot it has already applied and never mistakes a new one for an old one.
@@ -61,12 +65,14 @@
 pub mod admin;
 mod error;
 mod fsutil;
+pub mod graph;
 mod publish;
 mod queue;
 mod snapshot;
 mod time;
 
 pub use error::Error;
+pub use graph::{GraphEdge, GraphPublisher, GraphSnapshot, graph_path, read_graph};
 pub use publish::{Outcome, Publisher};
 pub use queue::{MAX_PENDING_PER_CALL, MAX_QUEUE_FILE_BYTES, Queue, RequestId, RequestStatus};
 pub use snapshot::{

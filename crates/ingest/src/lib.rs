@@ -22,6 +22,7 @@ pub mod admin;
 pub mod broker;
 pub mod config;
 pub mod decode;
+pub mod graph;
 pub mod mbcap;
 pub mod message;
 pub mod mqtt;

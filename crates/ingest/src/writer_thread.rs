@@ -144,6 +144,7 @@ pub fn run(
     let mut snapshot: Option<std::path::PathBuf> = None;
     let mut admin = Vec::new();
     let mut last_generation = 0u64;
+    let mut last_graph = 0u64;
     writer.set_new_observer_limit(maint.new_observers_per_minute);
     stats.writer(|w| w.queue_capacity = rx.max_capacity() as u64);
     while let Some(first) = rx.blocking_recv() {
@@ -174,6 +175,13 @@ pub fn run(
             busy(&stats, "snapshot", || {
                 crate::mbcap::apply(&mut writer, &path, &mut last_generation, &stats)
             });
+            // The neighbor graph travels beside the capability snapshot:
+            // `<data-dir>/mbcap-snapshot/snapshot.json` → `<data-dir>/neighbor-graph/`.
+            if let Some(data_dir) = path.parent().and_then(|p| p.parent()) {
+                busy(&stats, "graph", || {
+                    crate::graph::apply(&mut writer, data_dir, &mut last_graph, &stats)
+                });
+            }
         }
         for (op, reply) in admin.drain(..) {
             let result = busy(&stats, "admin", || crate::admin::apply(&mut writer, op));

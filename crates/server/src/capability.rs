@@ -153,6 +153,9 @@ pub fn cold_index(c: &Connection) -> rusqlite::Result<CapIndex> {
     let (nodes, rows, persisted) = persisted_and_nodes(c)?;
     let report = infer(&nodes, &[], &persisted);
     let (dir, _) = topology::directory(&rows, hops::DEFAULT_LINK_SCALE_KM);
+    let graph = persisted_graph(c);
+    let scale = scale_from(&graph, &dir);
+    let dir = dir.with_link_scale_km(scale);
     Ok(CapIndex {
         serial: 0,
         by_key: report.index(),
@@ -161,8 +164,79 @@ pub fn cold_index(c: &Connection) -> rusqlite::Result<CapIndex> {
         computed_at: 0,
         complete: false,
         took: Duration::ZERO,
-        topology: Arc::new(new_topology(c, dir, &rows, Graph::new())?),
+        topology: Arc::new(new_topology(c, dir, &rows, graph)?),
     })
+}
+
+/// The neighbor graph the writer persisted (empty when there is none, or when the database
+/// predates the table).
+pub fn persisted_graph(c: &Connection) -> Graph {
+    let mut graph = Graph::new();
+    let Ok(mut stmt) = c.prepare("SELECT a, b, count, weight, last_seen FROM neighbor_edges")
+    else {
+        return graph;
+    };
+    let Ok(mut rows) = stmt.query([]) else {
+        return graph;
+    };
+    let short = |k: &str| {
+        let mut key = [0u8; 32];
+        hex::decode_to_slice(k, &mut key)
+            .ok()
+            .map(|()| hops::short_id(&key))
+    };
+    while let Ok(Some(r)) = rows.next() {
+        let (Ok(a), Ok(b)) = (r.get_ref(0), r.get_ref(1)) else {
+            continue;
+        };
+        let (Some(a), Some(b)) = (
+            a.as_str().ok().and_then(short),
+            b.as_str().ok().and_then(short),
+        ) else {
+            continue;
+        };
+        graph.insert(
+            a,
+            b,
+            hops::EdgeStats {
+                count: r
+                    .get::<_, i64>(2)
+                    .unwrap_or(0)
+                    .clamp(0, i64::from(u32::MAX)) as u32,
+                weight: r.get::<_, f64>(3).unwrap_or(0.0),
+                last_seen: r.get::<_, i64>(4).unwrap_or(0),
+            },
+        );
+    }
+    graph
+}
+
+/// The graph as the handoff file carries it (full keys from the directory).
+pub fn graph_edges(topo: &Topology) -> Vec<handoff::GraphEdge> {
+    let keys: HashMap<u64, &str> = topo
+        .keys
+        .iter()
+        .filter_map(|k| {
+            let mut key = [0u8; 32];
+            hex::decode_to_slice(k, &mut key).ok()?;
+            Some((hops::short_id(&key), k.as_str()))
+        })
+        .collect();
+    let mut edges: Vec<handoff::GraphEdge> = topo
+        .graph
+        .edges()
+        .filter_map(|((a, b), e)| {
+            Some(handoff::GraphEdge {
+                a: (*keys.get(a)?).to_owned(),
+                b: (*keys.get(b)?).to_owned(),
+                count: e.count,
+                weight: e.weight.min(f64::from(e.count)),
+                last_seen: e.last_seen,
+            })
+        })
+        .collect();
+    edges.sort_by(|x, y| (&x.a, &x.b).cmp(&(&y.a, &y.b)));
+    edges
 }
 
 fn new_topology(
@@ -407,6 +481,7 @@ pub fn start(
         .pragma_update(None, "cache_size", -crate::db::SCAN_CACHE_KIB);
     state.swap(cold_index(reader.conn()).map_err(|e| e.to_string())?);
     let publisher = cfg.publish_to.as_deref().map(handoff::Publisher::new);
+    let graph_publisher = cfg.publish_to.as_deref().map(handoff::GraphPublisher::new);
     std::thread::Builder::new()
         .name("meshlens-capability".into())
         .spawn(move || {
@@ -423,11 +498,19 @@ pub fn start(
                                 idx.took
                             );
                             let entries = snapshot_entries(&idx.report);
+                            let edges = graph_edges(&idx.topology);
                             state.swap(idx);
                             if let Some(p) = &publisher
                                 && let Err(e) = p.publish(entries)
                             {
                                 tracing::warn!("capability snapshot not published: {e}");
+                            }
+                            // An empty graph (a quiet window) would tell the writer nothing.
+                            if let Some(p) = &graph_publisher
+                                && !edges.is_empty()
+                                && let Err(e) = p.publish(&edges)
+                            {
+                                tracing::warn!("neighbor graph not published: {e}");
                             }
                         }
                         Err(e) => tracing::warn!("capability cycle failed: {e}"),

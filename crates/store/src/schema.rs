@@ -52,6 +52,10 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "node_foreign_v1",
         apply: node_foreign_v1,
     },
+    Migration {
+        name: "neighbor_edges_v1",
+        apply: neighbor_edges_v1,
+    },
 ];
 
 /// The schema version this build writes and reads.
@@ -336,6 +340,21 @@ fn settings_v1(c: &Connection) -> rusqlite::Result<()> {
             value TEXT NOT NULL,
             updated_at INTEGER NOT NULL
         )",
+    )
+}
+
+/// The neighbor graph the reader last published (`handoff::graph`), persisted by the writer so
+/// that a restarted reader serves it at once. One row per undirected link, `a < b`.
+fn neighbor_edges_v1(c: &Connection) -> rusqlite::Result<()> {
+    c.execute_batch(
+        "CREATE TABLE IF NOT EXISTS neighbor_edges (
+            a TEXT NOT NULL,
+            b TEXT NOT NULL,
+            count INTEGER NOT NULL,
+            weight REAL NOT NULL,
+            last_seen INTEGER NOT NULL,
+            PRIMARY KEY (a, b)
+        ) WITHOUT ROWID",
     )
 }
 

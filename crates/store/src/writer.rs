@@ -1010,6 +1010,21 @@ pub struct CapabilityUpdate {
     pub upgraded_at: Option<i64>,
 }
 
+/// One link of the neighbor graph, as persisted.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NeighborEdge {
+    /// One end's public key (hex).
+    pub a: String,
+    /// The other end's.
+    pub b: String,
+    /// Packets that put them next to each other.
+    pub count: u32,
+    /// Sum of the attributions' confidences.
+    pub weight: f64,
+    /// Unix ms.
+    pub last_seen: i64,
+}
+
 /// What applying a snapshot did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ApplyCounts {
@@ -1026,6 +1041,37 @@ pub struct ApplyCounts {
 }
 
 impl Writer {
+    /// Replaces the persisted neighbor graph with `edges` (one transaction). An empty graph
+    /// never replaces a stored one: a cycle that saw no traffic says nothing about the links.
+    /// Edges with an end that is not 64 hex digits, or a self-loop, are skipped. Returns the
+    /// number of edges stored.
+    pub fn replace_neighbor_edges(&mut self, edges: &[NeighborEdge]) -> Result<usize> {
+        if edges.is_empty() {
+            return Ok(0);
+        }
+        let tx = self.conn.transaction()?;
+        tx.execute("DELETE FROM neighbor_edges", [])?;
+        let mut stored = 0;
+        {
+            let mut stmt = tx.prepare_cached(
+                "INSERT OR REPLACE INTO neighbor_edges (a, b, count, weight, last_seen)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?;
+            let key = |k: &str| k.len() == 64 && k.bytes().all(|b| b.is_ascii_hexdigit());
+            for e in edges {
+                let (a, b) = (e.a.to_ascii_lowercase(), e.b.to_ascii_lowercase());
+                if !key(&a) || !key(&b) || a == b {
+                    continue;
+                }
+                let (a, b) = if a < b { (a, b) } else { (b, a) };
+                stmt.execute(params![a, b, e.count, e.weight, e.last_seen])?;
+                stored += 1;
+            }
+        }
+        tx.commit()?;
+        Ok(stored)
+    }
+
     /// Persists capability values in one transaction, never lowering what is stored: a row is
     /// updated only when the entry raises its status, its largest size, or moves its upgrade
     /// time earlier. `nodes` first, else `inactive_nodes`.
