@@ -3,6 +3,7 @@
 //! nodes handle multi-byte path hashes (normative spec: `multibyte-capability.md` §7); and
 //! [`clock`], robust clock skew of observers and nodes.
 
+pub mod bridges;
 pub mod capability;
 pub mod clock;
 pub mod geo;
