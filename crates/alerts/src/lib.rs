@@ -18,7 +18,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 pub use deliver::{Format, Receiver, Url};
-pub use rules::{Config, Inputs, NodeSeen, ObserverSeen};
+pub use rules::{BridgeSeen, Config, Inputs, NodeSeen, ObserverSeen};
 pub use service::{Alerting, Settings, Source};
 
 /// `30s`, `15m`, `6h`, `7d` (or plain seconds).
@@ -141,6 +141,24 @@ impl Settings {
                             _ => return Err(bad.into()),
                         };
                     }
+                    "bridge_offline" => match v {
+                        Value::Object(o) => {
+                            if let Some(x) = o.get("silence") {
+                                self.rules.bridge_silence =
+                                    dur(x, "alerts.rules.bridge_offline.silence")?;
+                            }
+                            if let Some(x) = o.get("minCutOff") {
+                                self.rules.bridge_min_cut_off = x
+                                    .as_u64()
+                                    .and_then(|n| usize::try_from(n).ok())
+                                    .filter(|n| *n > 0)
+                                    .ok_or("alerts.rules.bridge_offline.minCutOff must be a positive integer")?;
+                            }
+                        }
+                        other => {
+                            self.rules.bridge_silence = dur(other, "alerts.rules.bridge_offline")?;
+                        }
+                    },
                     "capability_regressed" => {
                         self.rules.capability_regressions = v
                             .as_bool()

@@ -58,6 +58,20 @@ pub struct ObserverSeen {
     pub noise_floor: Option<(f64, f64)>,
 }
 
+/// A bridge node: a relay whose loss splits the mesh (an articulation point of the neighbor
+/// graph, `analytics::bridges`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BridgeSeen {
+    /// 64-hex public key.
+    pub public_key: String,
+    /// Advertised name (attacker-controlled text).
+    pub name: Option<String>,
+    /// Nodes that lose their way to the rest of the mesh without it.
+    pub cut_off: usize,
+    /// Last heard or seen relaying, Unix ms.
+    pub last_active: i64,
+}
+
 /// The mesh at one evaluation.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Inputs {
@@ -69,6 +83,8 @@ pub struct Inputs {
     pub observers: Vec<ObserverSeen>,
     /// When the newest observation was received, if any.
     pub last_observation_at: Option<i64>,
+    /// The bridge nodes of the neighbor graph.
+    pub bridges: Vec<BridgeSeen>,
 }
 
 /// The rules' thresholds.
@@ -91,6 +107,12 @@ pub struct Config {
     pub observer_clock_skew: Option<Duration>,
     /// A noise floor this many dB above the observer's usual level is a spike (default 10).
     pub noise_spike_db: Option<f64>,
+    /// A bridge node (its loss cuts off at least [`Config::bridge_min_cut_off`] nodes) silent
+    /// this long splits the mesh (default 2 h: relays are heard relaying far more often than
+    /// they advertise).
+    pub bridge_silence: Option<Duration>,
+    /// The fewest nodes a bridge must hold to the mesh for its silence to be a split (default 2).
+    pub bridge_min_cut_off: usize,
     /// See the module doc (default 1 h).
     pub hysteresis: Duration,
     /// At most this many new-node notifications per evaluation; beyond, one summary.
@@ -108,6 +130,8 @@ impl Default for Config {
             capability_regressions: true,
             observer_clock_skew: Some(Duration::from_secs(300)),
             noise_spike_db: Some(10.0),
+            bridge_silence: Some(Duration::from_secs(2 * 3600)),
+            bridge_min_cut_off: 2,
             hysteresis: Duration::from_secs(3600),
             max_new_nodes_per_evaluation: 20,
         }
@@ -132,6 +156,9 @@ pub mod rule {
     /// An observer's noise floor rose well above its usual level (interference, a new
     /// transmitter nearby, a failing LNA; resolved: back down).
     pub const NOISE_FLOOR_SPIKE: &str = "noise_floor_spike";
+    /// A bridge node, whose loss splits the mesh, went silent: the nodes behind it may be cut
+    /// off (resolved: heard again).
+    pub const BRIDGE_OFFLINE: &str = "bridge_offline";
     /// Every rule.
     pub const ALL: &[&str] = &[
         NODE_OFFLINE,
@@ -141,6 +168,7 @@ pub mod rule {
         CAPABILITY_REGRESSED,
         OBSERVER_CLOCK_SKEW,
         NOISE_FLOOR_SPIKE,
+        BRIDGE_OFFLINE,
     ];
 }
 
@@ -419,6 +447,43 @@ impl Engine {
                 first,
                 &mut out,
             );
+        }
+
+        if let Some(threshold) = cfg.bridge_silence {
+            for b in inputs
+                .bridges
+                .iter()
+                .filter(|b| b.cut_off >= cfg.bridge_min_cut_off.max(1))
+            {
+                let silent = now - b.last_active >= ms(threshold);
+                let subject = Subject {
+                    kind: "node",
+                    id: b.public_key.clone(),
+                    name: b.name.clone(),
+                };
+                let message = if silent {
+                    format!(
+                        "Bridge node {} silent for {}: the mesh may be split, {} nodes reach the rest only through it",
+                        subject.label(),
+                        ago(now, b.last_active),
+                        b.cut_off
+                    )
+                } else {
+                    format!("Bridge node {} is heard again", subject.label())
+                };
+                seen.insert((rule::BRIDGE_OFFLINE, b.public_key.clone()));
+                self.step(
+                    cfg,
+                    rule::BRIDGE_OFFLINE,
+                    subject,
+                    silent,
+                    b.last_active,
+                    message,
+                    now,
+                    first,
+                    &mut out,
+                );
+            }
         }
 
         if cfg.capability_regressions {
@@ -1010,5 +1075,38 @@ mod tests {
         assert_eq!(iso(0), "1970-01-01T00:00:00.000Z");
         assert_eq!(iso(1_796_083_200_123), "2026-12-01T00:00:00.123Z");
         assert_eq!(iso(951_782_400_000), "2000-02-29T00:00:00.000Z");
+    }
+
+    #[test]
+    fn a_silent_bridge_node_is_a_mesh_split_and_small_cuts_are_not() {
+        let c = Config {
+            bridge_silence: Some(Duration::from_secs(600)),
+            bridge_min_cut_off: 3,
+            hysteresis: Duration::ZERO,
+            ..cfg()
+        };
+        let bridge = |cut_off, last_active| BridgeSeen {
+            public_key: format!("{cut_off:064x}"),
+            name: Some("<i>Ridge</i>".into()),
+            cut_off,
+            last_active,
+        };
+        let mut e = Engine::default();
+        let mut i = Inputs {
+            now: 1_000,
+            bridges: vec![bridge(5, 1_000), bridge(1, 1_000)],
+            ..Inputs::default()
+        };
+        assert!(e.evaluate(&c, &i).is_empty(), "all heard");
+        i.now = 1_000 + 11 * 60_000;
+        let n = e.evaluate(&c, &i);
+        assert_eq!(n.len(), 1, "{n:?}");
+        assert_eq!((n[0].rule, n[0].firing), (rule::BRIDGE_OFFLINE, true));
+        assert!(n[0].message.contains("5 nodes"), "{}", n[0].message);
+        assert!(e.evaluate(&c, &i).is_empty(), "sent once");
+        i.bridges[0].last_active = i.now;
+        i.now += 1;
+        let n = e.evaluate(&c, &i);
+        assert_eq!((n.len(), n[0].firing), (1, false), "{n:?}");
     }
 }

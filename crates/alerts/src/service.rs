@@ -343,6 +343,8 @@ impl Alerting {
                 "capability_regressed": {"enabled": s.rules.capability_regressions},
                 "observer_clock_skew": {"thresholdSecs": secs(s.rules.observer_clock_skew)},
                 "noise_floor_spike": {"thresholdDb": s.rules.noise_spike_db},
+                "bridge_offline": {"silenceSecs": secs(s.rules.bridge_silence),
+                                   "minCutOff": s.rules.bridge_min_cut_off},
                 "hysteresisSecs": s.rules.hysteresis.as_secs(),
                 "evalIntervalSecs": s.eval_interval.as_secs_f64(),
                 "maxPerMinute": s.max_per_minute,

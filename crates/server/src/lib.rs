@@ -418,7 +418,9 @@ impl Server {
         .map_err(|e| e.to_string())?;
         let (shutdown, rx) = tokio::sync::watch::channel(false);
         let alerting = cfg.alerts.map(|settings| {
-            let source = Arc::new(api::alerts::DbSource::new(cfg.db_path.clone()));
+            let source = Arc::new(
+                api::alerts::DbSource::new(cfg.db_path.clone()).with_topology(cap_state.clone()),
+            );
             alerts::Alerting::start(settings, source, rx.clone())
         });
         let state = Arc::new(AppState {

@@ -5,7 +5,9 @@
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use alerts::{Inputs, NodeSeen, ObserverSeen};
+use std::collections::HashMap;
+
+use alerts::{BridgeSeen, Inputs, NodeSeen, ObserverSeen};
 use axum::Json;
 use axum::extract::State;
 use serde_json::{Value, json};
@@ -16,6 +18,7 @@ use crate::AppState;
 pub struct DbSource {
     path: PathBuf,
     reader: Mutex<Option<store::Reader>>,
+    topology: Option<Arc<crate::capability::CapState>>,
 }
 
 impl DbSource {
@@ -24,8 +27,68 @@ impl DbSource {
         DbSource {
             path,
             reader: Mutex::new(None),
+            topology: None,
         }
     }
+
+    /// Takes bridge nodes from the capability cycle's neighbor graph.
+    pub fn with_topology(mut self, state: Arc<crate::capability::CapState>) -> DbSource {
+        self.topology = Some(state);
+        self
+    }
+}
+
+/// Links a bridge must rest on: attributed at least this often, with at least this mean
+/// confidence (one doubtful attribution does not make a node hold the mesh together).
+const BRIDGE_MIN_COUNT: u32 = 2;
+const BRIDGE_MIN_CONFIDENCE: f64 = 0.7;
+
+/// The bridge nodes of the current neighbor graph, with when each was last heard or seen
+/// relaying (`nodes`: for the last advert).
+pub fn bridges_of(topo: &crate::topology::Topology, nodes: &[NodeSeen]) -> Vec<BridgeSeen> {
+    use analytics::hops::short_id;
+    let mut key_of: HashMap<u64, usize> = HashMap::new();
+    for (i, k) in topo.keys.iter().enumerate() {
+        let mut key = [0u8; 32];
+        if hex::decode_to_slice(k, &mut key).is_ok() {
+            key_of.insert(short_id(&key), i);
+        }
+    }
+    let mut last_relay: HashMap<u64, i64> = HashMap::new();
+    let edges: Vec<(u64, u64)> = topo
+        .graph
+        .edges()
+        .filter(|(_, e)| e.count >= BRIDGE_MIN_COUNT && e.confidence() >= BRIDGE_MIN_CONFIDENCE)
+        .map(|(&(a, b), e)| {
+            for x in [a, b] {
+                let t = last_relay.entry(x).or_insert(e.last_seen);
+                *t = (*t).max(e.last_seen);
+            }
+            (a, b)
+        })
+        .collect();
+    let heard: HashMap<&str, i64> = nodes
+        .iter()
+        .map(|n| (n.public_key.as_str(), n.last_seen))
+        .collect();
+    analytics::bridges::bridges(edges)
+        .into_iter()
+        .filter_map(|b| {
+            let i = *key_of.get(&b.node)?;
+            let key = topo.keys.get(i)?;
+            let last_active = last_relay
+                .get(&b.node)
+                .copied()
+                .unwrap_or(0)
+                .max(heard.get(key.as_str()).copied().unwrap_or(0));
+            Some(BridgeSeen {
+                public_key: key.clone(),
+                name: topo.names.get(i).cloned().flatten(),
+                cut_off: b.cut_off,
+                last_active,
+            })
+        })
+        .collect()
 }
 
 fn read(c: &store::rusqlite::Connection, now: i64) -> store::rusqlite::Result<Inputs> {
@@ -153,6 +216,7 @@ fn read(c: &store::rusqlite::Connection, now: i64) -> store::rusqlite::Result<In
         nodes,
         observers,
         last_observation_at,
+        bridges: Vec::new(),
     })
 }
 
@@ -163,7 +227,10 @@ impl alerts::Source for DbSource {
             *guard = Some(store::Reader::open(&self.path).map_err(|e| e.to_string())?);
         }
         let reader = guard.as_ref().ok_or("no reader")?;
-        let out = read(reader.conn(), now_ms).map_err(|e| e.to_string());
+        let mut out = read(reader.conn(), now_ms).map_err(|e| e.to_string());
+        if let (Ok(inputs), Some(state)) = (&mut out, &self.topology) {
+            inputs.bridges = bridges_of(&state.current().topology, &inputs.nodes);
+        }
         if out.is_err() {
             // Reopen next time: the file may have been replaced.
             *guard = None;
@@ -184,5 +251,54 @@ pub async fn list(State(st): State<Arc<AppState>>) -> Json<Value> {
         None => Json(json!({
             "enabled": false, "active": [], "history": [], "rules": {}, "receivers": [],
         })),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use analytics::hops::{Graph, short_id};
+
+    #[test]
+    fn bridge_nodes_come_from_confident_links_with_their_last_activity() {
+        // Confident links a–b, b–c, b–d make b the centre of a star; the doubtful c–a link
+        // (confidence 0.3) and the single c–d attribution do not count, so b alone holds the
+        // other three together: without it, two of them lose the third.
+        let keys: Vec<String> = ["aa", "bb", "cc", "dd"].iter().map(|k| k.repeat(32)).collect();
+        let id = |i: usize| {
+            let mut k = [0u8; 32];
+            hex::decode_to_slice(&keys[i], &mut k).unwrap();
+            short_id(&k)
+        };
+        let mut graph = Graph::new();
+        for _ in 0..3 {
+            graph.add(id(0), id(1), 0.95, 1_000);
+            graph.add(id(1), id(2), 0.95, 5_000);
+            graph.add(id(2), id(0), 0.3, 5_000);
+        }
+        graph.add(id(2), id(3), 0.95, 9_000);
+        graph.add(id(1), id(3), 0.95, 9_000);
+        graph.add(id(1), id(3), 0.95, 9_000);
+        let topo = crate::topology::Topology {
+            keys: keys.clone(),
+            names: vec![None, Some("<b>B</b>".into()), None, None],
+            graph,
+            ..Default::default()
+        };
+        let nodes = vec![NodeSeen {
+            public_key: keys[1].clone(),
+            name: None,
+            role: "repeater".into(),
+            first_seen: 0,
+            last_seen: 20_000,
+            multibyte_by_advert: false,
+            last_advert_hash_size: None,
+        }];
+        let b = bridges_of(&topo, &nodes);
+        assert_eq!(b.len(), 1, "{b:?}");
+        assert_eq!(b[0].public_key, keys[1]);
+        assert_eq!(b[0].name.as_deref(), Some("<b>B</b>"));
+        assert_eq!(b[0].cut_off, 2);
+        assert_eq!(b[0].last_active, 20_000, "its own advert is newer than its links");
     }
 }
