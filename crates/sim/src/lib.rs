@@ -8,8 +8,14 @@
 //! Floods grow their path per hop, zero-hop adverts carry `0x00`, TRACE carries SNRs. Every frame
 //! is built with the `meshcore` encoder (signed adverts, channel messages encrypted for real),
 //! and what observers hear comes out as [`Heard`] records. The same seed gives the same mesh.
+//!
+//! Each [`Heard`] also carries its truth path: the node that originated the packet and, in
+//! path order, the node behind every hop of the frame's path ([`Heard::relays`]), so that a
+//! hop resolver (which sees only 1-, 2- or 3-byte key prefixes) can be scored against the
+//! answer. [`collision_mesh`] is the hard case for it: 1,500 nodes, 70 % of them forwarding,
+//! so almost every 1-byte prefix names several candidate relays.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::VecDeque;
 
 use meshcore::crypto::Channel;
 use meshcore::payload::{Ack, Advert, AppData, Envelope, GroupText, Location, NodeType, Trace};
@@ -139,6 +145,16 @@ pub struct Heard {
     pub snr: f64,
     /// dBm.
     pub rssi: f64,
+    /// Index of the node that originated the packet (the advert's or message's sender; for
+    /// a direct reply, the replying node).
+    pub origin: usize,
+    /// Ground truth of the path: node indices, one per hop of the frame's path and in the
+    /// same order as its path bytes, each the relay whose key prefix that hop is. A flood's
+    /// are the relays that forwarded this copy, first one first; a direct packet's are the
+    /// relays still ahead of it on its route. Empty for zero-hop packets, and for TRACE,
+    /// whose path bytes are SNR samples rather than hops. An observer that forwarded a flood
+    /// can hear it echoed back, so it may appear among the relays of its own observation.
+    pub relays: Vec<usize>,
 }
 
 /// Mesh parameters.
@@ -163,6 +179,83 @@ impl Default for SimConfig {
             modern_share: 0.6,
         }
     }
+}
+
+/// The mix of roles nodes are drawn with: each node draws one uniform number `x` and is a
+/// companion below the first bound, a repeater below the second, a room server below the
+/// third and a sensor above it. Every mix draws the same random numbers while generating, so
+/// two meshes of the same [`SimConfig`] have the same keys, firmware and places and differ in
+/// roles, names and which relays observe (and so in their traffic).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RoleMix {
+    companion_below: f64,
+    repeater_below: f64,
+    room_below: f64,
+}
+
+impl Default for RoleMix {
+    /// As in real meshes: 55 % companions, 30 % repeaters, 8 % room servers, 7 % sensors.
+    fn default() -> Self {
+        RoleMix {
+            companion_below: 0.55,
+            repeater_below: 0.85,
+            room_below: 0.93,
+        }
+    }
+}
+
+impl RoleMix {
+    /// A mix where `share` (clamped to 0..=1) of the nodes forward (repeaters, room servers
+    /// and sensors, split 30 : 8 : 7 as in the default mix) and the rest are companions.
+    pub fn forwarding(share: f64) -> RoleMix {
+        let share = if share.is_finite() {
+            share.clamp(0.0, 1.0)
+        } else {
+            0.45
+        };
+        let companion_below = 1.0 - share;
+        RoleMix {
+            companion_below,
+            repeater_below: companion_below + share * 30.0 / 45.0,
+            room_below: companion_below + share * 38.0 / 45.0,
+        }
+    }
+
+    /// The heavy-collision mix: 70 % forwarding nodes.
+    pub fn collision() -> RoleMix {
+        RoleMix::forwarding(0.7)
+    }
+
+    /// The expected share of forwarding nodes.
+    pub fn forwarding_share(&self) -> f64 {
+        1.0 - self.companion_below
+    }
+
+    fn role(&self, x: f64) -> Role {
+        match x {
+            x if x < self.companion_below => Role::Companion,
+            x if x < self.repeater_below => Role::Repeater,
+            x if x < self.room_below => Role::Room,
+            _ => Role::Sensor,
+        }
+    }
+}
+
+/// The heavy-collision scenario, for scoring hop resolvers on the hard case: 1,500 nodes, 70 %
+/// of them forwarding (about 1,050 relays for 256 one-byte prefixes, so nearly every 1-byte
+/// hop has several candidates), 40 observers, spread over the usual disc whose area grows
+/// with the node count (about 125 km radius), so same-prefix relays are often far apart.
+/// Generate it with [`Mesh::generate_with`]; `nodes` and `observers` may be changed first.
+pub fn collision_mesh(seed: u64) -> (SimConfig, RoleMix) {
+    (
+        SimConfig {
+            seed,
+            nodes: 1_500,
+            observers: 40,
+            ..SimConfig::default()
+        },
+        RoleMix::collision(),
+    )
 }
 
 /// Radio range, km.
@@ -191,9 +284,27 @@ fn distance_km(a: &SimNode, b: &SimNode) -> f64 {
     (dlat * dlat + dlon * dlon).sqrt()
 }
 
+/// One radio link over `d_km`: `None` when the packet is lost, else (SNR dB, RSSI dBm).
+fn link(rng: &mut Rng, d_km: f64) -> Option<(f64, f64)> {
+    // Loss grows with distance; SNR and RSSI fall with it.
+    let loss = (d_km / RANGE_KM).powi(2) * 0.6;
+    if rng.unit() < loss {
+        return None;
+    }
+    let snr = 12.0 - 20.0 * (d_km.max(0.05)).log10() * 0.9 + (rng.unit() - 0.5) * 3.0;
+    let rssi = -60.0 - 25.0 * (d_km.max(0.05)).log10() - rng.unit() * 6.0;
+    Some(((snr * 4.0).round() / 4.0, rssi.round()))
+}
+
 impl Mesh {
-    /// A mesh from `cfg`; the same config gives the same mesh.
+    /// A mesh from `cfg` with the default role mix; the same config gives the same mesh.
     pub fn generate(cfg: &SimConfig) -> Mesh {
+        Mesh::generate_with(cfg, &RoleMix::default())
+    }
+
+    /// A mesh from `cfg` whose roles are drawn with `roles`; the same inputs give the same
+    /// mesh, and with [`RoleMix::default`] it is the one [`Mesh::generate`] makes.
+    pub fn generate_with(cfg: &SimConfig, roles: &RoleMix) -> Mesh {
         let mut rng = Rng::new(cfg.seed);
         let n = cfg.nodes.max(2);
         let mut nodes = Vec::with_capacity(n);
@@ -202,12 +313,7 @@ impl Mesh {
             for chunk in seed.chunks_mut(8) {
                 chunk.copy_from_slice(&rng.next_u64().to_le_bytes());
             }
-            let role = match rng.unit() {
-                x if x < 0.55 => Role::Companion,
-                x if x < 0.85 => Role::Repeater,
-                x if x < 0.93 => Role::Room,
-                _ => Role::Sensor,
-            };
+            let role = roles.role(rng.unit());
             let firmware = if rng.unit() < cfg.modern_share {
                 Firmware::Modern
             } else {
@@ -288,19 +394,29 @@ impl Mesh {
             .collect()
     }
 
-    fn link(&mut self, d_km: f64) -> Option<(f64, f64)> {
-        // Loss grows with distance; SNR and RSSI fall with it.
-        let loss = (d_km / RANGE_KM).powi(2) * 0.6;
-        if self.rng.unit() < loss {
-            return None;
-        }
-        let snr = 12.0 - 20.0 * (d_km.max(0.05)).log10() * 0.9 + (self.rng.unit() - 0.5) * 3.0;
-        let rssi = -60.0 - 25.0 * (d_km.max(0.05)).log10() - self.rng.unit() * 6.0;
-        Some(((snr * 4.0).round() / 4.0, rssi.round()))
+    /// Whether `b` is within radio range of `a` (can hear what `a` transmits). Every
+    /// transmission in the simulation goes to a neighbour in this sense: along a truth path,
+    /// origin → first relay → … → last relay → observer for floods, and relay → next relay
+    /// for direct routes.
+    pub fn is_neighbour(&self, a: usize, b: usize) -> bool {
+        self.neighbours
+            .get(a)
+            .is_some_and(|ns| ns.iter().any(|&(n, _)| n == b))
+    }
+
+    /// The nodes within radio range of `a`, with their distance in km.
+    pub fn neighbours(&self, a: usize) -> &[(usize, f64)] {
+        self.neighbours.get(a).map_or(&[], Vec::as_slice)
+    }
+
+    /// Distance between nodes `a` and `b`, km (as the radio model measures it); `None` for
+    /// an index out of range.
+    pub fn distance_km(&self, a: usize, b: usize) -> Option<f64> {
+        Some(distance_km(self.nodes.get(a)?, self.nodes.get(b)?))
     }
 
     /// Floods a payload from `origin` with path hash `size`: every observer hearing a copy
-    /// yields a [`Heard`] with the path as it arrived.
+    /// yields a [`Heard`] with the path as it arrived and the relays behind it.
     fn flood(
         &mut self,
         at_ms: i64,
@@ -310,20 +426,24 @@ impl Mesh {
         payload: &[u8],
         out: &mut Vec<Heard>,
     ) {
-        let mut forwarded: HashSet<usize> = HashSet::from([origin]);
+        let mut forwarded = vec![false; self.nodes.len()];
+        if let Some(f) = forwarded.get_mut(origin) {
+            *f = true;
+        }
         // Each entry: transmitter, path so far, hops, and the relays on that path.
         let mut queue: VecDeque<(usize, Vec<u8>, usize, Vec<usize>)> =
             VecDeque::from([(origin, Vec::new(), 0, Vec::new())]);
         while let Some((tx, path, hops, relays)) = queue.pop_front() {
-            let neighbours = self.neighbours[tx].clone();
-            for (rx, d) in neighbours {
-                let Some((snr, rssi)) = self.link(d) else {
+            // Borrow the fields apart (no clone of the neighbour list per transmission).
+            for &(rx, d) in &self.neighbours[tx] {
+                let Some((snr, rssi)) = link(&mut self.rng, d) else {
                     continue;
                 };
                 let Some(pl) = PathLen::new(size, hops as u8) else {
                     continue;
                 };
-                if self.nodes[rx].is_observer
+                let node = &self.nodes[rx];
+                if node.is_observer
                     && let Some(p) = Packet::new(Route::Flood, t, pl, &path, payload)
                 {
                     if size != PathHashSize::One {
@@ -337,17 +457,15 @@ impl Mesh {
                         frame: p.to_bytes(),
                         snr,
                         rssi,
+                        origin,
+                        relays: relays.clone(),
                     });
                 }
-                let node = &self.nodes[rx];
                 let legacy_drop = node.firmware == Firmware::Legacy && size != PathHashSize::One;
-                if !node.role.forwards()
-                    || legacy_drop
-                    || hops + 1 > MAX_HOPS
-                    || !forwarded.insert(rx)
-                {
+                if !node.role.forwards() || legacy_drop || hops + 1 > MAX_HOPS || forwarded[rx] {
                     continue;
                 }
+                forwarded[rx] = true;
                 let mut next = path.clone();
                 next.extend_from_slice(&node.public_key[..size.bytes()]);
                 if next.len() > meshcore::MAX_PATH_BYTES {
@@ -369,12 +487,11 @@ impl Mesh {
         payload: &[u8],
         out: &mut Vec<Heard>,
     ) {
-        let neighbours = self.neighbours[origin].clone();
-        for (rx, d) in neighbours {
+        for &(rx, d) in &self.neighbours[origin] {
             if !self.nodes[rx].is_observer {
                 continue;
             }
-            let Some((snr, rssi)) = self.link(d) else {
+            let Some((snr, rssi)) = link(&mut self.rng, d) else {
                 continue;
             };
             if let Some(p) = Packet::new(Route::Direct, t, PathLen::ZERO, &[], payload) {
@@ -384,6 +501,8 @@ impl Mesh {
                     frame: p.to_bytes(),
                     snr,
                     rssi,
+                    origin,
+                    relays: Vec::new(),
                 });
             }
         }
@@ -447,7 +566,8 @@ impl Mesh {
     /// Sends a payload along `route` (origin, relays..., destination) as the firmware does:
     /// the path is the remaining relays, and each relay removes itself before retransmitting,
     /// so observers hear the path shrink hop by hop (down to a count of 0 that keeps the size
-    /// bits). A lost link ends the journey.
+    /// bits); each observation's relays are the route's remaining relays. A lost link ends
+    /// the journey.
     fn direct(
         &mut self,
         at_ms: i64,
@@ -475,14 +595,13 @@ impl Mesh {
             else {
                 return;
             };
-            let neighbours = self.neighbours[tx].clone();
             let mut next_heard = false;
-            for (rx, d) in neighbours {
+            for &(rx, d) in &self.neighbours[tx] {
                 let is_next = rx == route[k + 1];
                 if !self.nodes[rx].is_observer && !is_next {
                     continue;
                 }
-                let Some((snr, rssi)) = self.link(d) else {
+                let Some((snr, rssi)) = link(&mut self.rng, d) else {
                     continue;
                 };
                 next_heard |= is_next;
@@ -493,6 +612,8 @@ impl Mesh {
                         frame: frame.clone(),
                         snr,
                         rssi,
+                        origin: route[0],
+                        relays: remaining.to_vec(),
                     });
                 }
             }
@@ -653,7 +774,7 @@ impl Mesh {
                 let mut snrs = Vec::new();
                 for w in route.windows(2) {
                     let d = distance_km(&self.nodes[w[0]], &self.nodes[w[1]]);
-                    let Some((snr, rssi)) = self.link(d) else {
+                    let Some((snr, rssi)) = link(&mut self.rng, d) else {
                         break;
                     };
                     snrs.push((snr * 4.0) as i8 as u8);
@@ -668,6 +789,9 @@ impl Mesh {
                             frame: p.to_bytes(),
                             snr,
                             rssi,
+                            origin: i,
+                            // The path holds SNR samples, not hops.
+                            relays: Vec::new(),
                         });
                     }
                 }
