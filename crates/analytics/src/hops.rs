@@ -88,10 +88,16 @@ pub struct Directory {
     /// Per prefix width (1–3 bytes): prefix → forwarding nodes, companions.
     by_prefix: [HashMap<u32, Bucket>; 3],
     link_scale_km: f64,
+    unknown_share: f64,
+    forwarding: usize,
 }
 
 /// The link scale used until the mesh's own links say otherwise, km.
 pub const DEFAULT_LINK_SCALE_KM: f64 = 15.0;
+
+/// The share of relays that are not known nodes, until the mesh's multi-byte hops say
+/// otherwise ([`Directory::with_unknown_share`]).
+pub const DEFAULT_UNKNOWN_SHARE: f64 = 0.05;
 
 fn prefix_key(p: &[u8]) -> u32 {
     p.iter().fold(0u32, |acc, &b| (acc << 8) | u32::from(b))
@@ -105,6 +111,8 @@ impl Directory {
             by_key: HashMap::new(),
             by_prefix: Default::default(),
             link_scale_km: DEFAULT_LINK_SCALE_KM,
+            unknown_share: DEFAULT_UNKNOWN_SHARE,
+            forwarding: 0,
         };
         for n in nodes {
             if dir.by_key.contains_key(&n.public_key) {
@@ -120,9 +128,38 @@ impl Directory {
                     entry.1.push(id);
                 }
             }
+            dir.forwarding += usize::from(n.forwards);
             dir.nodes.push(n);
         }
         dir
+    }
+
+    /// Sets the share of relays that are not known nodes (0.01–0.5; out-of-range values are
+    /// clamped, non-finite ones ignored). Measured where it can be: a 2- or 3-byte hop that
+    /// matches no known node is almost surely an unknown relay.
+    pub fn with_unknown_share(mut self, share: f64) -> Directory {
+        if share.is_finite() {
+            self.unknown_share = share.clamp(0.01, 0.5);
+        }
+        self
+    }
+
+    /// The share of unknown relays in use.
+    pub fn unknown_share(&self) -> f64 {
+        self.unknown_share
+    }
+
+    /// The prior weight of "an unknown relay" for a hop of `width` bytes, against each known
+    /// candidate's weight of 1. Among relays, a share `u` is unknown and has a given prefix
+    /// with probability `256^-width`; the known ones have it `c / N` of the time (`c`
+    /// candidates of `N` forwarding nodes), each candidate a priori `1 / c` of that. So the
+    /// odds of unknown against one candidate are `u / (1 − u) · N / 256^width`: a 2-byte hop
+    /// that a known node matches is almost never someone else, a 1-byte hop in a big mesh
+    /// often is.
+    fn unknown_prior(&self, width: usize) -> f64 {
+        let u = self.unknown_share;
+        let space = 256f64.powi(width.clamp(1, 3) as i32);
+        (u / (1.0 - u)) * (self.forwarding.max(1) as f64) / space
     }
 
     /// Sets the link scale (km): the distance at which a link's likelihood has fallen to
@@ -400,8 +437,6 @@ pub const RESOLVED: f64 = 0.5;
 
 /// Model constants (see the module doc; tuned on the simulator, `BENCHMARKS.md`).
 mod model {
-    /// Prior weight of "a relay not in the directory" against one known candidate.
-    pub const UNKNOWN_PRIOR: f64 = 0.08;
     /// Link likelihood when a position is missing (that of a link at one scale).
     pub const NO_POSITION: f64 = 0.6;
     /// Share of links far beyond the usual range (hilltops, ducting, wrong positions).
@@ -496,7 +531,12 @@ fn hop_states(dir: &Directory, hop: &[u8]) -> (Vec<State>, Vec<f64>, bool) {
     let mut states: Vec<State> = cands.iter().map(|&c| State::Node(c)).collect();
     let mut local = vec![1.0; states.len()];
     states.push(State::Unknown);
-    local.push(model::UNKNOWN_PRIOR);
+    // No candidate at all: an unknown relay for sure (the weight only has to be positive).
+    local.push(if cands.is_empty() {
+        1.0
+    } else {
+        dir.unknown_prior(hop.len())
+    });
     (states, local, companions)
 }
 
@@ -511,7 +551,9 @@ fn endpoint_states(dir: &Directory, e: Endpoint) -> (Vec<State>, Vec<f64>) {
                 .collect();
             let mut l = vec![1.0; s.len()];
             s.push(State::Unknown);
-            l.push(model::UNKNOWN_PRIOR);
+            // Origins are often companions that never advertised: as likely as any one
+            // candidate.
+            l.push(1.0);
             (s, l)
         }
         Endpoint::Unknown => (vec![State::Unknown], vec![1.0]),

@@ -302,13 +302,31 @@ fn scale_from(prev: &Graph, dir: &analytics::hops::Directory) -> f64 {
 /// One full cycle over the window ending now. Hops are resolved with `prev`, the previous
 /// cycle's neighbor graph; the answer carries this cycle's graph.
 pub fn compute_with(c: &Connection, window: Duration, prev: &Graph) -> rusqlite::Result<CapIndex> {
+    compute_after(c, window, prev, None)
+}
+
+/// One full cycle over the window ending now, after the cycle that produced `prev`: its
+/// neighbor graph resolves this cycle's hops, its multi-byte hops (when it had enough) say
+/// how many relays are unknown nodes.
+pub fn compute_after(
+    c: &Connection,
+    window: Duration,
+    prev: &Graph,
+    prev_stats: Option<&topology::CycleStats>,
+) -> rusqlite::Result<CapIndex> {
     let start = Instant::now();
     let now = crate::now_ms();
     let since = now - window.as_millis() as i64;
     let (nodes, rows_loaded, persisted) = persisted_and_nodes(c)?;
     let (dir, dir_to_row) = topology::directory(&rows_loaded, hops::DEFAULT_LINK_SCALE_KM);
     let scale = scale_from(prev, &dir);
-    let dir = dir.with_link_scale_km(scale);
+    let unknown_share = prev_stats.map_or(
+        hops::DEFAULT_UNKNOWN_SHARE,
+        topology::CycleStats::unknown_share,
+    );
+    let dir = dir
+        .with_link_scale_km(scale)
+        .with_unknown_share(unknown_share);
     let mut topo = new_topology(c, dir, &rows_loaded, Graph::new())?;
     let known: HashSet<&str> = nodes.iter().map(|n| n.public_key.as_str()).collect();
     // Adverts whose signature failed are recorded by the writer; they are never evidence.
@@ -350,6 +368,13 @@ pub fn compute_with(c: &Connection, window: Duration, prev: &Graph) -> rusqlite:
         let hash = u64::from_str_radix(&g.hash, 16).unwrap_or(0);
         let advert_from = g.advert_from.as_deref();
         topo.stats.packets += 1;
+        for (copy, hs) in copies.iter().zip(&solved) {
+            if copy.is_some_and(|c| c.hash_size.bytes() >= 2) {
+                topo.stats.mb_hops += hs.len() as u64;
+                topo.stats.mb_unknown +=
+                    hs.iter().filter(|h| h.candidates.is_empty()).count() as u64;
+            }
+        }
         for (p, hs) in g.copies.iter().zip(&solved) {
             topo.stats.copies += 1;
             topo.stats.hops += hs.len() as u64;
@@ -431,6 +456,7 @@ pub fn compute_with(c: &Connection, window: Duration, prev: &Graph) -> rusqlite:
     }
     topo.stats.early_flushes = grouper.early_flushes;
     topo.stats.link_scale_km = scale;
+    topo.stats.unknown_share = unknown_share;
     topo.graph = graph;
     let report = inf.finish(&persisted);
     Ok(CapIndex {
@@ -490,7 +516,8 @@ pub fn start(
                 if Instant::now() >= next {
                     next = Instant::now() + cfg.interval;
                     let prev = state.current().topology.clone();
-                    match compute_with(reader.conn(), cfg.window, &prev.graph) {
+                    let prev_stats = (prev.stats.copies > 0).then_some(&prev.stats);
+                    match compute_after(reader.conn(), cfg.window, &prev.graph, prev_stats) {
                         Ok(idx) => {
                             tracing::debug!(
                                 "capability cycle: {} nodes in {:?}",

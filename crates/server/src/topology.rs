@@ -62,6 +62,23 @@ pub struct CycleStats {
     pub early_flushes: u64,
     /// The link scale used, km.
     pub link_scale_km: f64,
+    /// 2- and 3-byte hops seen.
+    pub mb_hops: u64,
+    /// Of those, matching no known node: unknown relays.
+    pub mb_unknown: u64,
+    /// The share of unknown relays used.
+    pub unknown_share: f64,
+}
+
+impl CycleStats {
+    /// The share of relays that are unknown nodes, from this cycle's multi-byte hops (nearly
+    /// collision-free, so a miss is an unknown relay); the default until there are 200.
+    pub fn unknown_share(&self) -> f64 {
+        if self.mb_hops < 200 {
+            return hops::DEFAULT_UNKNOWN_SHARE;
+        }
+        self.mb_unknown as f64 / self.mb_hops as f64
+    }
 }
 
 /// One node row as the cycle loads it.

@@ -264,7 +264,10 @@ mod tests {
         // Confident links a–b, b–c, b–d make b the centre of a star; the doubtful c–a link
         // (confidence 0.3) and the single c–d attribution do not count, so b alone holds the
         // other three together: without it, two of them lose the third.
-        let keys: Vec<String> = ["aa", "bb", "cc", "dd"].iter().map(|k| k.repeat(32)).collect();
+        let keys: Vec<String> = ["aa", "bb", "cc", "dd"]
+            .iter()
+            .map(|k| k.repeat(32))
+            .collect();
         let id = |i: usize| {
             let mut k = [0u8; 32];
             hex::decode_to_slice(&keys[i], &mut k).unwrap();
@@ -299,6 +302,9 @@ mod tests {
         assert_eq!(b[0].public_key, keys[1]);
         assert_eq!(b[0].name.as_deref(), Some("<b>B</b>"));
         assert_eq!(b[0].cut_off, 2);
-        assert_eq!(b[0].last_active, 20_000, "its own advert is newer than its links");
+        assert_eq!(
+            b[0].last_active, 20_000,
+            "its own advert is newer than its links"
+        );
     }
 }

@@ -1,0 +1,2 @@
+//! Helpers shared by the analytics tests.
+pub mod hop_score;
