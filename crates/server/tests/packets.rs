@@ -894,7 +894,7 @@ async fn a_page_never_exceeds_its_byte_budget_and_says_where_to_go_on() {
                     offset += rows.len();
                 }
                 None => {
-                    assert_eq!(v["truncated"], false, "{extra}");
+                    assert_ne!(v["truncated"], true, "{extra}");
                     break;
                 }
             }
@@ -905,7 +905,7 @@ async fn a_page_never_exceeds_its_byte_budget_and_says_where_to_go_on() {
     // A page within the budget is whole and says so.
     let (_, v) = get_json(s.addr, "/api/packets?limit=5").await;
     assert_eq!(v["packets"].as_array().unwrap().len(), 5);
-    assert_eq!(v["truncated"], false);
+    assert!(v.get("truncated").is_none(), "{v}");
     assert!(v.get("nextOffset").is_none(), "{v}");
     // Every share of the large answers' memory is back once the answers were sent.
     assert_eq!(s.http_counters()["large_answers_bytes"], 0);

@@ -390,9 +390,9 @@ impl Filter {
     }
 }
 
-/// `GET /api/packets` → `{packets, total, limit, offset, truncated}`, and `nextOffset` when the
-/// answer's byte budget ([`crate::budget`]) stopped the rows early (`truncated` is also true when
-/// `expand=observations` cut observation lists). With `groupByHash=true`, CoreScope's grouped rows: latest heard
+/// `GET /api/packets` → `{packets, total, limit, offset}` (and `truncated` with
+/// `expand=observations`); `truncated: true` and `nextOffset` when the answer's byte budget
+/// ([`crate::budget`]) stopped the rows early. With `groupByHash=true`, CoreScope's grouped rows: latest heard
 /// first, each with `count`, `observer_count`, `latest` and `distinct_iatas` besides the
 /// packet object.
 pub async fn list(
@@ -498,9 +498,9 @@ struct PageEnd {
 }
 
 impl Page {
-    /// `{"packets":[...],"total","limit","offset","truncated"}`, plus `nextOffset` when the
-    /// byte budget stopped the rows before the page's end (`truncated` is then true too, as it
-    /// is when `expand=observations` cut observation lists).
+    /// `{"packets":[...],"total","limit","offset"}`, with `truncated` under
+    /// `expand=observations` (true when observation lists were cut) and `truncated: true` plus
+    /// `nextOffset` when the byte budget stopped the rows before the page's end.
     fn render(
         &self,
         c: &Connection,
@@ -570,12 +570,11 @@ impl Page {
             offset,
         } = end;
         out.extend_from_slice(
-            format!(
-                "],\"total\":{total},\"limit\":{limit},\"offset\":{offset},\"truncated\":{}",
-                cut || obs_cut
-            )
-            .as_bytes(),
+            format!("],\"total\":{total},\"limit\":{limit},\"offset\":{offset}").as_bytes(),
         );
+        if self.expand || cut {
+            out.extend_from_slice(format!(",\"truncated\":{}", cut || obs_cut).as_bytes());
+        }
         if cut {
             out.extend_from_slice(
                 format!(",\"nextOffset\":{}", offset.saturating_add(written)).as_bytes(),
