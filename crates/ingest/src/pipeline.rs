@@ -21,6 +21,11 @@ pub struct Pipeline {
     decoder: Arc<Decoder>,
     writer: mpsc::Sender<WriterMsg>,
     stats: Arc<Stats>,
+    /// The configured source's name, for the writer's counters.
+    source: Arc<str>,
+    /// Whose new-observer budget this pipeline's items spend: the source's own, or one
+    /// client's of the embedded broker ([`Pipeline::for_client`]).
+    budget: Arc<str>,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -39,12 +44,24 @@ impl Pipeline {
         writer: mpsc::Sender<WriterMsg>,
         stats: Arc<Stats>,
     ) -> Pipeline {
+        let source: Arc<str> = Arc::from(cfg.name.as_str());
         Pipeline {
             cfg: Arc::new(cfg),
             decoder,
             writer,
             stats,
+            budget: source.clone(),
+            source,
         }
+    }
+
+    /// The same pipeline for one client of the source (an embedded broker's connection):
+    /// its items spend a new-observer budget of their own, keyed `<source>/<client>`, so one
+    /// abusive publisher cannot use up everybody's; refusals still count under the source.
+    pub fn for_client(&self, client: &str) -> Pipeline {
+        let mut p = self.clone();
+        p.budget = Arc::from(format!("{}/{client}", self.source));
+        p
     }
 
     /// The source's name.
@@ -119,9 +136,11 @@ impl Pipeline {
                 return false;
             }
         };
-        let msg = match ack {
-            Some(a) => WriterMsg::Acked(item, a.clone()),
-            None => WriterMsg::Item(item),
+        let msg = WriterMsg::From {
+            item,
+            ack: ack.cloned(),
+            source: self.source.clone(),
+            budget: self.budget.clone(),
         };
         // Waits when the writer is behind: backpressure, not loss.
         if self.writer.send(msg).await.is_err() {

@@ -42,6 +42,9 @@ pub struct SourceState {
     pub clients: u64,
     /// QoS 0 copies shed because a subscriber of the embedded broker did not keep up.
     pub shed: u64,
+    /// Packets and statuses refused because they would have created an observer beyond this
+    /// source's new-observer rate (for the embedded broker: its clients' rates together).
+    pub observer_rate_refused: u64,
 }
 
 /// What the writer thread is doing, for the health output. Times are Unix ms.
@@ -184,6 +187,7 @@ impl Stats {
                     "connected_at": s.connected_at,
                     "clients": s.clients,
                     "shed": s.shed,
+                    "observer_rate_refused": s.observer_rate_refused,
                 });
                 (name, v)
             })

@@ -36,6 +36,18 @@ pub enum WriterMsg {
     /// Store this, and count it on the producer's [`CommitCounter`] once it is committed: the
     /// embedded broker acknowledges a QoS 1 publish only then.
     Acked(Item, Arc<CommitCounter>),
+    /// Store this for a source (its name keys the counters, `budget` its new-observer rate:
+    /// the source itself, or one client of the embedded broker), counted on `ack` if any.
+    From {
+        /// What to store.
+        item: Item,
+        /// Counted once committed.
+        ack: Option<Arc<CommitCounter>>,
+        /// The configured source's name.
+        source: Arc<str>,
+        /// Whose new-observer budget the item spends.
+        budget: Arc<str>,
+    },
     /// Run a maintenance step (retention, node deactivation).
     Maintain,
     /// Reply once everything sent before this is committed.
@@ -138,6 +150,8 @@ pub fn run(
     maint: Maintenance,
 ) {
     let mut batch: Vec<Item> = Vec::with_capacity(MAX_BATCH);
+    // Each item's source and budget (none for items sent without: admin, tests).
+    let mut origins: Vec<Option<(Arc<str>, Arc<str>)>> = Vec::with_capacity(MAX_BATCH);
     let mut acks: Vec<Arc<CommitCounter>> = Vec::new();
     let mut flushes = Vec::new();
     let mut maintain = false;
@@ -151,10 +165,24 @@ pub fn run(
         let mut next = Some(first);
         while let Some(msg) = next.take() {
             match msg {
-                WriterMsg::Item(item) => batch.push(item),
+                WriterMsg::Item(item) => {
+                    batch.push(item);
+                    origins.push(None);
+                }
                 WriterMsg::Acked(item, ack) => {
                     batch.push(item);
+                    origins.push(None);
                     acks.push(ack);
+                }
+                WriterMsg::From {
+                    item,
+                    ack,
+                    source,
+                    budget,
+                } => {
+                    batch.push(item);
+                    origins.push(Some((source, budget)));
+                    acks.extend(ack);
                 }
                 WriterMsg::Maintain => maintain = true,
                 WriterMsg::Flush(reply) => flushes.push(reply),
@@ -167,7 +195,9 @@ pub fn run(
         }
         let queued = rx.len() as u64;
         stats.writer(|w| w.queue_len = queued);
-        let committed = busy(&stats, "commit", || commit(&mut writer, &mut batch, &stats));
+        let committed = busy(&stats, "commit", || {
+            commit(&mut writer, &mut batch, &mut origins, &stats)
+        });
         for ack in acks.drain(..) {
             ack.finish(!committed);
         }
@@ -197,7 +227,7 @@ pub fn run(
             });
         }
     }
-    let committed = commit(&mut writer, &mut batch, &stats);
+    let committed = commit(&mut writer, &mut batch, &mut origins, &stats);
     for ack in acks.drain(..) {
         ack.finish(!committed);
     }
@@ -222,13 +252,22 @@ fn busy<T>(stats: &Stats, what: &'static str, f: impl FnOnce() -> T) -> T {
 
 /// Commits `batch`, retrying a failed commit a few times (a busy or briefly full disk) before
 /// giving up on it with a counter and a log line. Returns false when the batch was lost.
-fn commit(writer: &mut Writer, batch: &mut Vec<Item>, stats: &Stats) -> bool {
+fn commit(
+    writer: &mut Writer,
+    batch: &mut Vec<Item>,
+    origins: &mut Vec<Option<(Arc<str>, Arc<str>)>>,
+    stats: &Stats,
+) -> bool {
     if batch.is_empty() {
         return true;
     }
+    let budgets: Vec<&str> = origins
+        .iter()
+        .map(|o| o.as_ref().map_or("", |(_, b)| &**b))
+        .collect();
     let mut delay = Duration::from_millis(50);
     for attempt in 1..=5 {
-        match writer.write_batch(batch) {
+        match writer.write_batch_from(batch, &budgets) {
             Ok(out) => {
                 stats.incr("writer.batches");
                 stats.add("writer.items", batch.len() as u64);
@@ -248,8 +287,24 @@ fn commit(writer: &mut Writer, batch: &mut Vec<Item>, stats: &Stats) -> bool {
                         out.observer_rate_refused
                     );
                 }
+                // Refusals by source: the budget names the source of its items.
+                let refusals = writer.observer_refusals();
+                if !refusals.is_empty() {
+                    let source_of: std::collections::HashMap<&str, &str> = origins
+                        .iter()
+                        .flatten()
+                        .map(|(s, b)| (&**b, &**s))
+                        .collect();
+                    for (budget, n) in refusals {
+                        if let Some(source) = source_of.get(budget.as_str()) {
+                            stats.source(source, |s| s.observer_rate_refused += n);
+                        }
+                    }
+                }
                 stats.writer(|w| w.last_commit_at = Some(now_ms()));
+                drop(budgets);
                 batch.clear();
+                origins.clear();
                 return true;
             }
             Err(e) => {
@@ -271,6 +326,7 @@ fn commit(writer: &mut Writer, batch: &mut Vec<Item>, stats: &Stats) -> bool {
         batch.len()
     );
     batch.clear();
+    origins.clear();
     false
 }
 

@@ -29,7 +29,7 @@ async fn statuses_and_envelope_times_through_the_pipeline() {
     );
     let mut publish = async |topic: &str, payload: String| {
         p.publish(topic, payload.as_bytes(), false).await;
-        let Ok(WriterMsg::Item(item)) = rx.try_recv() else {
+        let Ok(WriterMsg::From { item, .. }) = rx.try_recv() else {
             panic!("nothing queued for {payload}");
         };
         w.write_batch(&[item]).unwrap();

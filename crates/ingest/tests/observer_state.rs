@@ -42,7 +42,7 @@ async fn publish(
     retained: bool,
 ) {
     p.publish(topic, payload.as_bytes(), retained).await;
-    let Ok(WriterMsg::Item(item)) = rx.try_recv() else {
+    let Ok(WriterMsg::From { item, .. }) = rx.try_recv() else {
         panic!("nothing queued for {payload}");
     };
     w.write_batch(&[item]).unwrap();

@@ -270,6 +270,94 @@ async fn an_observer_flood_is_bounded_and_counted() {
     ingest.shutdown().await;
 }
 
+/// The new-observer rate is per source, and per client of the embedded broker: one publisher
+/// flooding new observer keys spends its own burst and is refused, counted under its source,
+/// while another source's (or another client's) new observer, after the flood, is accepted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_flooding_source_does_not_spend_the_others_observer_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("meshlens.db");
+    let per_minute = 2;
+    let burst = 10 * i64::from(per_minute);
+    let mut cfg = config(&db, "127.0.0.1:1".parse().unwrap(), "SEA");
+    cfg.sources.clear();
+    cfg.maintenance = Maintenance {
+        new_observers_per_minute: Some(per_minute),
+        ..Maintenance::default()
+    };
+    let ingest = Ingest::start(cfg).unwrap();
+    let flood = ingest.pipeline("flood", "mqtt://127.0.0.1:1").unwrap();
+    let honest = ingest.pipeline("honest", "mqtt://127.0.0.1:2").unwrap();
+    let embedded = ingest.pipeline("embedded", "mqtt://127.0.0.1:3").unwrap();
+    let (abuser, neighbour) = (
+        embedded.for_client("198.51.100.7"),
+        embedded.for_client("198.51.100.8"),
+    );
+    const FLOOD: i64 = 100;
+    for i in 0..FLOOD {
+        let topic = format!("meshcore/SEA/{i:064x}/packets");
+        flood.publish(&topic, &valid(1 + i as u32), false).await;
+        let topic = format!("meshcore/SEA/{:064x}/packets", 1_000 + i);
+        abuser
+            .publish(&topic, &valid(1_000 + i as u32), false)
+            .await;
+    }
+    ingest.flush().await;
+    let before = query(&db, "SELECT count(*) FROM observers");
+    // After both floods, each over its limit: the other source's and the other client's new
+    // observers are still created.
+    let new_a = format!("{:064x}", 9_000);
+    let new_b = format!("{:064x}", 9_001);
+    honest
+        .publish(
+            &format!("meshcore/SEA/{new_a}/packets"),
+            &valid(9_000),
+            false,
+        )
+        .await;
+    neighbour
+        .publish(
+            &format!("meshcore/SEA/{new_b}/packets"),
+            &valid(9_001),
+            false,
+        )
+        .await;
+    ingest.flush().await;
+    for id in [&new_a, &new_b] {
+        assert_eq!(
+            query(
+                &db,
+                &format!("SELECT count(*) FROM observers WHERE id = '{id}'")
+            ),
+            1,
+            "{id} was refused"
+        );
+    }
+    assert_eq!(query(&db, "SELECT count(*) FROM observers"), before + 2);
+    // Each flood got about its burst (plus what the run's duration refilled), and its
+    // surplus is counted under its own source; the honest ones were refused nothing.
+    let sources = ingest.stats().sources();
+    for name in ["flood", "embedded"] {
+        let refused = sources[name].observer_rate_refused as i64;
+        assert!(
+            (FLOOD - burst - 2..=FLOOD - burst).contains(&refused),
+            "{name}: {refused} refused"
+        );
+    }
+    assert_eq!(sources["honest"].observer_rate_refused, 0);
+    assert_eq!(
+        ingest.stats().get("refused.observer_rate"),
+        sources["flood"].observer_rate_refused + sources["embedded"].observer_rate_refused
+    );
+    let json = ingest.stats().to_json();
+    assert_eq!(
+        json["sources"]["flood"]["observer_rate_refused"],
+        sources["flood"].observer_rate_refused
+    );
+    drop((flood, honest, embedded, abuser, neighbour));
+    ingest.shutdown().await;
+}
+
 /// The maintenance step deletes observers silent for longer than the observer retention,
 /// but never one whose observations are still stored.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -12,6 +12,7 @@
 //!   per-client budget of expensive requests.
 
 pub mod api;
+pub mod budget;
 pub mod capability;
 pub mod db;
 pub mod error;
@@ -588,6 +589,12 @@ pub mod http {
         /// How long a request may wait for a database connection; then 503 with
         /// `Retry-After`.
         pub pool_wait: Duration,
+        /// Bytes one large answer (a page of packets) may hold; past it the rows stop and
+        /// the answer says `truncated` with `nextOffset` ([`crate::budget`]).
+        pub answer_bytes: usize,
+        /// Bytes all large answers being built or sent may hold at once; then requests wait
+        /// (at most `pool_wait`) and get 503.
+        pub large_answers_bytes: usize,
     }
 
     impl Default for HttpLimits {
@@ -602,6 +609,8 @@ pub mod http {
                 heavy_per_address: 8,
                 cheap_pool_size: 2,
                 pool_wait: db::POOL_WAIT,
+                answer_bytes: 4 << 20,
+                large_answers_bytes: 32 << 20,
             }
         }
     }
@@ -979,6 +988,8 @@ pub mod http {
         budgets: Arc<Budgets>,
         conns: Arc<Conns>,
         counters: HttpCounters,
+        /// The memory of large answers.
+        pub(crate) large: crate::budget::LargeAnswers,
     }
 
     impl Guards {
@@ -1014,6 +1025,11 @@ pub mod http {
                     per: limits.max_connections_per_address,
                     open: Mutex::new((0, HashMap::new())),
                 }),
+                large: crate::budget::LargeAnswers::new(
+                    limits.answer_bytes,
+                    limits.large_answers_bytes,
+                    limits.pool_wait,
+                ),
                 limits: limits.clone(),
                 counters: HttpCounters::default(),
             }
@@ -1037,6 +1053,8 @@ pub mod http {
                 "body_too_large": n(&c.body_too_large),
                 "over_budget": n(&c.over_budget),
                 "hosts_refused": n(&c.hosts_refused),
+                "large_answers_bytes": self.large.held(),
+                "large_answers_refused": self.large.refused(),
                 "db_busy": db_busy,
             })
         }

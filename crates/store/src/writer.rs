@@ -2,10 +2,12 @@
 //! in batches (one transaction per batch, so a burst pays for one fsync, not one per packet).
 //!
 //! Observers are created by whoever can publish, so their creation is bounded: at most
-//! [`Writer::set_new_observer_limit`] new observer keys per minute (a token bucket on ingest
+//! [`Writer::set_new_observer_limit`] new observer keys per minute per source (the caller
+//! names each item's source in [`Writer::write_batch_from`]; one token bucket on ingest
 //! time holding ten minutes' worth, so that a first start on a busy network admits its
-//! observers at once); the packets and statuses of an observer refused this way
-//! are not stored and are counted ([`BatchOutcome::observer_rate_refused`]). Known observers
+//! observers at once), so one abusive publisher spends its own budget, not everybody's; the
+//! packets and statuses of an observer refused this way are not stored and are counted
+//! ([`BatchOutcome::observer_rate_refused`], by source [`Writer::observer_refusals`]). Known observers
 //! are never limited. Observers silent for long are deleted by [`Writer::expire_observers`]
 //! once no observation refers to them any more.
 
@@ -81,6 +83,16 @@ impl ObserverBudget {
         }
     }
 
+    /// Whether the bucket would be full at `at_ms` (then it is the same as a new one).
+    fn full_at(&self, at_ms: i64) -> bool {
+        let elapsed = self
+            .refilled_at
+            .map_or(0, |last| at_ms.saturating_sub(last).max(0));
+        self.units
+            .saturating_add(elapsed.saturating_mul(i64::from(self.per_minute)))
+            >= Self::full(self.per_minute)
+    }
+
     fn full(per_minute: u32) -> i64 {
         i64::from(per_minute) * i64::from(OBSERVER_BURST_MINUTES) * TOKEN
     }
@@ -101,6 +113,49 @@ impl ObserverBudget {
         } else {
             false
         }
+    }
+}
+
+/// Most sources with a bucket of their own; the buckets of sources beyond share one
+/// ([`OVERFLOW_SOURCE`]). A bucket that has refilled completely is forgotten when room is
+/// needed (a new one is the same), so this bounds memory, not honest sources.
+const MAX_BUDGET_SOURCES: usize = 256;
+
+/// The shared bucket of sources beyond [`MAX_BUDGET_SOURCES`] (no caller's name: it starts
+/// with a NUL byte).
+const OVERFLOW_SOURCE: &str = "\0overflow";
+
+/// One [`ObserverBudget`] per source.
+#[derive(Debug, Clone)]
+struct ObserverBudgets {
+    per_minute: u32,
+    by_source: HashMap<String, ObserverBudget>,
+}
+
+impl ObserverBudgets {
+    fn new(per_minute: u32) -> ObserverBudgets {
+        ObserverBudgets {
+            per_minute,
+            by_source: HashMap::new(),
+        }
+    }
+
+    /// Takes one token of `source`'s bucket at ingest time `at_ms`; false when none is left.
+    fn take(&mut self, source: &str, at_ms: i64) -> bool {
+        if !self.by_source.contains_key(source) && self.by_source.len() >= MAX_BUDGET_SOURCES {
+            self.by_source.retain(|_, b| !b.full_at(at_ms));
+        }
+        let key =
+            if self.by_source.contains_key(source) || self.by_source.len() < MAX_BUDGET_SOURCES {
+                source
+            } else {
+                OVERFLOW_SOURCE
+            };
+        let per_minute = self.per_minute;
+        self.by_source
+            .entry(key.to_owned())
+            .or_insert_with(|| ObserverBudget::new(per_minute))
+            .take(at_ms)
     }
 }
 
@@ -282,7 +337,9 @@ pub struct Writer {
     recent: RecentTransmissions,
     clocks: ClockBuckets,
     /// `None`: new observers are not limited.
-    observer_budget: Option<ObserverBudget>,
+    observer_budget: Option<ObserverBudgets>,
+    /// Items refused by the new-observer rate in the last batch, by source.
+    observer_refusals: Vec<(String, u64)>,
 }
 
 impl Writer {
@@ -316,15 +373,23 @@ impl Writer {
             },
             clocks: ClockBuckets::default(),
             observer_budget: None,
+            observer_refusals: Vec::new(),
         })
     }
 
     /// Limits how many observers [`Writer::write_batch`] may create per minute (of ingest
-    /// time), with a burst of ten minutes' worth; `None` (the default) does not limit. Packets and
-    /// statuses that would create an observer beyond it are not stored and are counted in
-    /// [`BatchOutcome::observer_rate_refused`]. Setting it again starts a full bucket.
+    /// time) for each source, with a burst of ten minutes' worth; `None` (the default) does not
+    /// limit. Packets and statuses that would create an observer beyond it are not stored and
+    /// are counted in [`BatchOutcome::observer_rate_refused`] and
+    /// [`Writer::observer_refusals`]. Setting it again starts full buckets.
     pub fn set_new_observer_limit(&mut self, per_minute: Option<u32>) {
-        self.observer_budget = per_minute.map(ObserverBudget::new);
+        self.observer_budget = per_minute.map(ObserverBudgets::new);
+    }
+
+    /// Items of the last [`Writer::write_batch_from`] refused by the new-observer rate, by
+    /// source (those of [`Writer::write_batch`] under `""`).
+    pub fn observer_refusals(&self) -> &[(String, u64)] {
+        &self.observer_refusals
     }
 
     /// The connection (for maintenance jobs and tests).
@@ -332,10 +397,17 @@ impl Writer {
         &self.conn
     }
 
-    /// Writes `items` in one transaction.
+    /// Writes `items` in one transaction (all of one source, `""`, for the new-observer rate).
     pub fn write_batch(&mut self, items: &[Item]) -> Result<BatchOutcome> {
+        self.write_batch_from(items, &[])
+    }
+
+    /// Writes `items` in one transaction; `sources[i]` names the source of `items[i]` for the
+    /// new-observer rate (`""` where `sources` is shorter).
+    pub fn write_batch_from(&mut self, items: &[Item], sources: &[&str]) -> Result<BatchOutcome> {
         let budget = self.observer_budget.clone();
-        let result = self.write_batch_inner(items);
+        self.observer_refusals.clear();
+        let result = self.write_batch_inner(items, sources);
         if result.is_err() {
             // The transaction rolled back: transmission ids cached during it may name rows that
             // do not exist (and that the next insert would reuse for another packet), and the
@@ -346,7 +418,7 @@ impl Writer {
         result
     }
 
-    fn write_batch_inner(&mut self, items: &[Item]) -> Result<BatchOutcome> {
+    fn write_batch_inner(&mut self, items: &[Item], sources: &[&str]) -> Result<BatchOutcome> {
         let mut out = BatchOutcome::default();
         // IMMEDIATE: the write lock is taken at BEGIN, where SQLite waits for it (the busy
         // timeout). A deferred transaction would take a read snapshot first and then fail at
@@ -359,24 +431,34 @@ impl Writer {
         let mut observers: HashMap<&str, ObserverTally> = HashMap::new();
         // Observers refused by the rate in this batch: their later items are refused without
         // asking again.
-        let mut refused: std::collections::HashSet<&str> = std::collections::HashSet::new();
+        let mut refused: std::collections::HashSet<(&str, &str)> = std::collections::HashSet::new();
+        let mut refusals: HashMap<&str, u64> = HashMap::new();
         let mut touched: HashMap<i64, (i64, i64, u64)> = HashMap::new(); // first, last, new obs
         // Clock readings by observer idx, written once per observer at the end.
         let mut clocks: HashMap<i64, ClockTally> = HashMap::new();
-        for item in items {
+        for (i, item) in items.iter().enumerate() {
+            let source = sources.get(i).copied().unwrap_or("");
             match item {
                 Item::Packet(p) => {
                     let id = p.observer.id.as_str();
-                    if refused.contains(id) {
+                    if refused.contains(&(source, id)) {
                         out.observer_rate_refused += 1;
+                        *refusals.entry(source).or_default() += 1;
                         continue;
                     }
                     let tally = match observers.entry(id) {
                         Entry::Occupied(e) => e.into_mut(),
                         Entry::Vacant(e) => {
-                            if !admit_observer(&tx, &mut self.observer_budget, id, p.received_at)? {
-                                refused.insert(id);
+                            if !admit_observer(
+                                &tx,
+                                &mut self.observer_budget,
+                                source,
+                                id,
+                                p.received_at,
+                            )? {
+                                refused.insert((source, id));
                                 out.observer_rate_refused += 1;
+                                *refusals.entry(source).or_default() += 1;
                                 continue;
                             }
                             e.insert(ObserverTally {
@@ -460,17 +542,19 @@ impl Writer {
                 Item::Status(s) => {
                     if let Some(o) = &s.observer {
                         let id = o.id.as_str();
-                        let admitted = !refused.contains(id)
+                        let admitted = !refused.contains(&(source, id))
                             && (observers.contains_key(id)
                                 || admit_observer(
                                     &tx,
                                     &mut self.observer_budget,
+                                    source,
                                     id,
                                     s.received_at,
                                 )?);
                         if !admitted {
-                            refused.insert(id);
+                            refused.insert((source, id));
                             out.observer_rate_refused += 1;
+                            *refusals.entry(source).or_default() += 1;
                             continue;
                         }
                     }
@@ -526,6 +610,12 @@ impl Writer {
             .execute(params![id, first, last, *new_obs as i64])?;
         }
         tx.commit()?;
+        let mut refusals: Vec<(String, u64)> = refusals
+            .into_iter()
+            .map(|(k, n)| (k.to_owned(), n))
+            .collect();
+        refusals.sort_unstable();
+        self.observer_refusals = refusals;
         Ok(out)
     }
 
@@ -707,7 +797,8 @@ pub fn hash_hex(hash: u64) -> String {
 /// budget (if any) has a token at ingest time `at_ms`.
 fn admit_observer(
     tx: &Connection,
-    budget: &mut Option<ObserverBudget>,
+    budget: &mut Option<ObserverBudgets>,
+    source: &str,
     id: &str,
     at_ms: i64,
 ) -> Result<bool> {
@@ -719,7 +810,7 @@ fn admit_observer(
         .query_row([id], |_| Ok(()))
         .optional()?
         .is_some();
-    Ok(known || budget.take(at_ms))
+    Ok(known || budget.take(source, at_ms))
 }
 
 fn upsert_observer(tx: &Connection, p: &PacketRecord) -> Result<i64> {

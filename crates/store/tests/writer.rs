@@ -753,6 +753,74 @@ fn new_observers_are_limited_per_minute_and_known_ones_never() {
     assert_eq!(w.write_batch(&items).unwrap().observer_rate_refused, 0);
 }
 
+/// The new-observer rate is a bucket per source: a publisher that floods new observer keys
+/// spends its own burst and is refused (counted under its name), while another source's new
+/// observer, in the same batch and after it, is still accepted. More sources than the bound on
+/// buckets share one bucket beyond it, so memory stays bounded.
+#[test]
+fn new_observers_are_limited_per_source() {
+    let (_d, mut w) = open();
+    // One a minute, a burst of ten, for each source.
+    w.set_new_observer_limit(Some(1));
+    let t = 5_000;
+    let mut items = Vec::new();
+    let mut sources = Vec::new();
+    for i in 0..15u64 {
+        items.push(Item::Packet(packet_from(
+            &format!("flood{i:02}"),
+            10 + i,
+            t,
+        )));
+        sources.push("embedded/203.0.113.9");
+    }
+    items.push(Item::Packet(packet_from("honest", 40, t)));
+    sources.push("upstream");
+    items.push(Item::Status(status_from("honest2", t)));
+    sources.push("upstream");
+    let out = w.write_batch_from(&items, &sources).unwrap();
+    assert_eq!(out.observer_rate_refused, 5, "{out:?}");
+    assert_eq!(
+        w.observer_refusals(),
+        &[("embedded/203.0.113.9".to_string(), 5)]
+    );
+    assert_eq!(
+        count(&w, "SELECT count(*) FROM observers WHERE id LIKE 'honest%'"),
+        2
+    );
+    // The flooding source stays refused while the honest one still has its burst.
+    let out = w
+        .write_batch_from(
+            &[
+                Item::Packet(packet_from("flood99", 60, t + 1)),
+                Item::Packet(packet_from("honest3", 61, t + 1)),
+            ],
+            &["embedded/203.0.113.9", "upstream"],
+        )
+        .unwrap();
+    assert_eq!((out.observer_rate_refused, out.new_observations), (1, 1));
+    assert_eq!(
+        w.observer_refusals(),
+        &[("embedded/203.0.113.9".to_string(), 1)]
+    );
+    // Items of unnamed source (`write_batch`) have a bucket of their own.
+    let out = w
+        .write_batch(&[Item::Packet(packet_from("plain", 70, t + 2))])
+        .unwrap();
+    assert_eq!(out.observer_rate_refused, 0);
+    assert!(w.observer_refusals().is_empty());
+    // Thousands of sources with one new observer each: the buckets beyond the bound share
+    // one, whose burst of ten is soon spent (one new observer per source would otherwise go
+    // unbounded with the number of sources).
+    let items: Vec<Item> = (0..1_000u64)
+        .map(|i| Item::Packet(packet_from(&format!("many{i:04}"), 1_000 + i, t + 3)))
+        .collect();
+    let names: Vec<String> = (0..1_000).map(|i| format!("src{i}")).collect();
+    let sources: Vec<&str> = names.iter().map(String::as_str).collect();
+    let out = w.write_batch_from(&items, &sources).unwrap();
+    assert!(out.observer_rate_refused > 700, "{out:?}");
+    assert!(out.new_observations < 300, "{out:?}");
+}
+
 #[test]
 fn silent_observers_without_observations_expire() {
     let (_d, mut w) = open();

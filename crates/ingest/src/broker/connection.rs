@@ -140,6 +140,21 @@ async fn ack_loop(
     }
 }
 
+/// Who a client is for the new-observer rate ([`crate::pipeline::Pipeline::for_client`]).
+fn budget_key(identity: &super::auth::Identity, peer: SocketAddr) -> String {
+    match (identity, peer.ip()) {
+        (super::auth::Identity::User(name), _) => format!("user:{name}"),
+        (_, std::net::IpAddr::V4(ip)) => ip.to_string(),
+        (_, std::net::IpAddr::V6(ip)) => match ip.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let s = ip.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        },
+    }
+}
+
 /// Serves one connection until it ends. `loopback` says whether it came through a loopback
 /// listener (anonymous clients may be accepted there).
 pub(super) async fn run<S>(
@@ -232,6 +247,12 @@ pub(super) async fn run<S>(
             return;
         }
     };
+    // This client's own new-observer budget: a user of the password file by name, anyone
+    // else (anonymous, or a token whose key it may have made up) by address, IPv6 by /64.
+    let pipeline = shared
+        .pipeline
+        .as_ref()
+        .map(|p| p.for_client(&budget_key(&identity, peer)));
     let id = shared
         .next_id
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -387,7 +408,7 @@ pub(super) async fn run<S>(
                         queue_ack(sent, codec::encode_pubrec(pkid), false);
                     }
                     (QoS::AtMostOnce, _) | (_, None) => {
-                        if let Some(pl) = &shared.pipeline {
+                        if let Some(pl) = &pipeline {
                             pl.publish_acked(p.topic, p.payload, false, None).await;
                         }
                     }
@@ -401,7 +422,7 @@ pub(super) async fn run<S>(
                         };
                         let Ok(permit) = permit else { break };
                         permit.forget();
-                        let queued = match &shared.pipeline {
+                        let queued = match &pipeline {
                             Some(pl) => {
                                 pl.publish_acked(p.topic, p.payload, false, Some(&commits))
                                     .await
@@ -498,7 +519,7 @@ pub(super) async fn run<S>(
     // history: it happens now).
     if !clean && let Some((topic, payload, retain)) = will {
         shared.route(&topic, &payload, retain);
-        if let Some(pl) = &shared.pipeline {
+        if let Some(pl) = &pipeline {
             pl.publish(&topic, &payload, false).await;
         }
     }

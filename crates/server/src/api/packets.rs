@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use meshcore::report::{breakdown, parse_hex};
 use meshcore::{PayloadType, RouteType};
 use serde_json::{Map, Value, json};
@@ -391,7 +391,8 @@ impl Filter {
 }
 
 /// `GET /api/packets` → `{packets, total, limit, offset}` (and `truncated` with
-/// `expand=observations`). With `groupByHash=true`, CoreScope's grouped rows: latest heard
+/// `expand=observations`); `truncated: true` and `nextOffset` when the answer's byte budget
+/// ([`crate::budget`]) stopped the rows early. With `groupByHash=true`, CoreScope's grouped rows: latest heard
 /// first, each with `count`, `observer_count`, `latest` and `distinct_iatas` besides the
 /// packet object.
 pub async fn list(
@@ -431,11 +432,15 @@ pub async fn list(
     };
     let unfiltered = filter.clauses.is_empty();
     let state = st.clone();
+    // The answer's share of the memory of large answers, taken before anything is read (503
+    // with `Retry-After` when every share is in use); its bytes may not exceed it.
+    let reservation = st.http.large.reserve().await?;
+    let budget = reservation.limit();
     // The page is read, decoded and serialized on the blocking thread holding the connection:
     // a 10,000-row page is a second of CPU in a debug build, which on an async worker would
-    // stall every other connection of the process (the embedded broker's among them). Each
-    // packet is written out as soon as it is built, so the only large allocation is the
-    // output itself.
+    // stall every other connection of the process (the embedded broker's among them). Rows
+    // are read from the cursor [`PAGE_BATCH`] at a time and each packet is written out as soon
+    // as it is built, so the output (at most `budget` bytes) is the only large allocation.
     let (body, total) = st
         .db
         .query(move |c| {
@@ -448,46 +453,136 @@ pub async fn list(
             let mut stmt = sql(c.prepare(&format!(
                 "SELECT {TX_COLUMNS} FROM transmissions t {w} ORDER BY {sort} {order}, t.id {order} LIMIT {limit} OFFSET {offset}"
             )))?;
-            let rows = sql(stmt.query_map(args(), TxRow::from_row).and_then(|m| m.collect::<Result<Vec<_>, _>>()))?;
-            let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+            let mut cursor = sql(stmt.query(args()))?;
+            let page = Page { grouped, expand, budget };
+            let out = page.render(c, &state, &mut cursor, PageEnd { total, limit, offset })?;
+            Ok((out, total))
+        })
+        .await?;
+    let body = reservation.into_bytes(body);
+    if unfiltered && let Ok(mut c) = st.packets_total.lock() {
+        *c = Some((generation, total));
+    }
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            axum::http::HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response())
+}
+
+/// Packets read from the cursor at a time: their first observers (and observations) are
+/// read in one go, and no more than this many rows are in memory at once.
+const PAGE_BATCH: usize = 256;
+
+/// Room kept in the byte budget for the envelope's closing keys.
+const ENVELOPE_TAIL: usize = 160;
+
+/// How one page of `GET /api/packets` is written.
+struct Page {
+    grouped: bool,
+    expand: bool,
+    /// Most bytes of the whole answer. The first packet is always written (one packet with
+    /// its [`MAX_OBSERVATIONS`] observations is far below any budget), so a client paging by
+    /// `nextOffset` always makes progress.
+    budget: usize,
+}
+
+/// The envelope's numbers.
+struct PageEnd {
+    total: i64,
+    limit: i64,
+    offset: i64,
+}
+
+impl Page {
+    /// `{"packets":[...],"total","limit","offset"}`, with `truncated` under
+    /// `expand=observations` (true when observation lists were cut) and `truncated: true` plus
+    /// `nextOffset` when the byte budget stopped the rows before the page's end.
+    fn render(
+        &self,
+        c: &Connection,
+        state: &AppState,
+        cursor: &mut store::rusqlite::Rows<'_>,
+        end: PageEnd,
+    ) -> ApiResult<Vec<u8>> {
+        let none = FirstObs::default();
+        let mut out: Vec<u8> = Vec::with_capacity(self.budget.min(256 * 1024));
+        out.extend_from_slice(b"{\"packets\":[");
+        let mut written: i64 = 0;
+        let mut cut = false;
+        let mut obs_left = MAX_EXPANDED_OBSERVATIONS;
+        let mut obs_cut = false;
+        let mut one: Vec<u8> = Vec::with_capacity(4096);
+        'page: loop {
+            let mut batch: Vec<TxRow> = Vec::with_capacity(PAGE_BATCH);
+            while batch.len() < PAGE_BATCH {
+                match sql(cursor.next())? {
+                    Some(r) => batch.push(sql(TxRow::from_row(r))?),
+                    None => break,
+                }
+            }
+            let last = batch.len() < PAGE_BATCH;
+            let ids: Vec<i64> = batch.iter().map(|r| r.id).collect();
             let firsts = first_observations(c, &ids)?;
-            let (mut obs, truncated) = if expand {
-                observations_for(c, &ids, MAX_EXPANDED_OBSERVATIONS)?
+            let mut obs = if self.expand && !ids.is_empty() {
+                let (obs, truncated) = observations_for(c, &ids, obs_left)?;
+                obs_cut |= truncated;
+                obs_left = obs_left.saturating_sub(obs.values().map(Vec::len).sum());
+                obs
             } else {
                 Default::default()
             };
-            let none = FirstObs::default();
-            let mut out: Vec<u8> = Vec::with_capacity(rows.len() * 1024 + 64);
-            out.extend_from_slice(b"{\"packets\":[");
-            for (i, r) in rows.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
+            for r in &batch {
                 let first = firsts.get(&r.id).unwrap_or(&none);
-                let mut v = r.to_json_with(&state, Some(first));
-                if grouped {
+                let mut v = r.to_json_with(state, Some(first));
+                if self.grouped {
                     v["count"] = r.observation_count.into();
                     v["observer_count"] = first.observer_count.into();
                     v["latest"] = iso(r.last_seen).into();
                     v["distinct_iatas"] = first.iatas.clone().into();
                 }
-                if expand {
+                if self.expand {
                     v["observations"] = Value::Array(obs.remove(&r.id).unwrap_or_default());
                 }
-                serde_json::to_writer(&mut out, &v).map_err(|e| ApiError::Internal(e.to_string()))?;
+                one.clear();
+                serde_json::to_writer(&mut one, &v)
+                    .map_err(|e| ApiError::Internal(e.to_string()))?;
+                if written > 0 && out.len() + 1 + one.len() + ENVELOPE_TAIL > self.budget {
+                    cut = true;
+                    break 'page;
+                }
+                if written > 0 {
+                    out.push(b',');
+                }
+                out.extend_from_slice(&one);
+                written += 1;
             }
-            out.extend_from_slice(format!("],\"total\":{total},\"limit\":{limit},\"offset\":{offset}").as_bytes());
-            if expand {
-                out.extend_from_slice(format!(",\"truncated\":{truncated}").as_bytes());
+            if last {
+                break;
             }
-            out.push(b'}');
-            Ok((out, total))
-        })
-        .await?;
-    if unfiltered && let Ok(mut c) = st.packets_total.lock() {
-        *c = Some((generation, total));
+        }
+        let PageEnd {
+            total,
+            limit,
+            offset,
+        } = end;
+        out.extend_from_slice(
+            format!("],\"total\":{total},\"limit\":{limit},\"offset\":{offset}").as_bytes(),
+        );
+        if self.expand || cut {
+            out.extend_from_slice(format!(",\"truncated\":{}", cut || obs_cut).as_bytes());
+        }
+        if cut {
+            out.extend_from_slice(
+                format!(",\"nextOffset\":{}", offset.saturating_add(written)).as_bytes(),
+            );
+        }
+        out.push(b'}');
+        Ok(out)
     }
-    Ok(json_response(body))
 }
 
 /// `GET /api/packets/timestamps?since=<time>` → the first-seen times (ISO 8601) of the

@@ -568,6 +568,7 @@ pub async fn mqtt_status(State(st): State<Arc<AppState>>) -> Json<Value> {
                         "state": s.get("state"),
                         "clients": n("clients"),
                         "shed": n("shed"),
+                        "observerRateRefused": n("observer_rate_refused"),
                     });
                     if let Some(e) = s.get("last_error").and_then(Value::as_str) {
                         o["lastError"] = e.into();

@@ -629,6 +629,11 @@ pub async fn metrics(State(st): State<Arc<AppState>>) -> ApiResult<impl IntoResp
                 "shed",
                 "QoS 0 copies shed per source because a subscriber of the embedded broker fell behind.",
             ),
+            (
+                "meshlens_source_observer_rate_refused_total",
+                "observer_rate_refused",
+                "Packets and statuses refused per source for creating observers beyond its new-observer rate.",
+            ),
         ] {
             out.push_str(&format!(
                 "# HELP {metric} {help}\n# TYPE {metric} counter\n"
