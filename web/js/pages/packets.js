@@ -181,7 +181,16 @@ export function mount(root, ctx) {
         byHash.set(p.hash, p);
         rows.push(p);
       }
-      exhausted = res.packets.length < pageSize || rows.length >= MAX_ROWS || rows.length >= total;
+      // A page cut short by the server's byte budget says where to go on: fetch the rest
+      // of the requested page at once.
+      const cut = res.truncated === true && Number.isFinite(res.nextOffset);
+      exhausted = (!cut && res.packets.length < pageSize) || rows.length >= MAX_ROWS || rows.length >= total;
+      if (cut && !exhausted && res.nextOffset < offset + pageSize) {
+        if (!rows.length) status.textContent = 'No packets match these filters.';
+        else updateStatus();
+        list.changed();
+        return await load(res.nextOffset);
+      }
       if (!rows.length) status.textContent = 'No packets match these filters.';
       else updateStatus();
       list.changed();
