@@ -431,6 +431,7 @@ pub async fn list(
     };
     let unfiltered = filter.clauses.is_empty();
     let state = st.clone();
+    let topo = st.capability.current().topology.clone();
     // The page is read, decoded and serialized on the blocking thread holding the connection:
     // a 10,000-row page is a second of CPU in a debug build, which on an async worker would
     // stall every other connection of the process (the embedded broker's among them). Each
@@ -456,6 +457,7 @@ pub async fn list(
             } else {
                 Default::default()
             };
+            super::resolved::annotate_all(c, &topo, &mut obs)?;
             let none = FirstObs::default();
             let mut out: Vec<u8> = Vec::with_capacity(rows.len() * 1024 + 64);
             out.extend_from_slice(b"{\"packets\":[");
@@ -648,6 +650,7 @@ pub async fn detail(
                 ApiError::BadRequest("expected a numeric id or a 16-hex hash".into())
             })?)
         };
+    let topo = st.capability.current().topology.clone();
     let found = st
         .db
         .query(move |c| {
@@ -670,6 +673,7 @@ pub async fn detail(
                 Err(e) => return Err(e.into()),
             };
             let (mut obs, _) = observations_for(c, &[row.id], MAX_OBSERVATIONS as usize)?;
+            super::resolved::annotate_all(c, &topo, &mut obs)?;
             Ok(Some((obs.remove(&row.id).unwrap_or_default(), row)))
         })
         .await?;
@@ -787,6 +791,7 @@ pub async fn batch_observations(
     body: axum::body::Bytes,
 ) -> ApiResult<Json<Value>> {
     let hashes = batch_hashes(&body)?;
+    let topo = st.capability.current().topology.clone();
     let found = st
         .db
         .query(move |c| {
@@ -803,7 +808,8 @@ pub async fn batch_observations(
             let known: Vec<i64> = ids.iter().filter_map(|(_, id)| *id).collect();
             // Never read past the bound: 200 dense-mesh packets would otherwise be 100,000
             // rows in memory before being cut.
-            let (obs, truncated) = observations_for(c, &known, MAX_BATCH_OBSERVATIONS)?;
+            let (mut obs, truncated) = observations_for(c, &known, MAX_BATCH_OBSERVATIONS)?;
+            super::resolved::annotate_all(c, &topo, &mut obs)?;
             Ok((ids, obs, truncated))
         })
         .await?;
