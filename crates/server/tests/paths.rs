@@ -563,3 +563,21 @@ async fn node_reach_from_resolved_hops() {
     .await;
     let _ = &m.obs_s;
 }
+
+/// `/api/nodes/{pk}/paths` goes through the resolver: the six 1-byte-prefix packets near
+/// North run through North, those near South through South, never both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_paths_use_the_resolver() {
+    let m = mesh().await;
+    for (key, name) in [(&m.north, "North"), (&m.south, "South")] {
+        let (s, v) = get(m.server.addr, &format!("/api/nodes/{key}/paths")).await;
+        assert_eq!(s, 200, "{v}");
+        assert_eq!(v["totalTransmissions"], 6, "{name}: {v}");
+        for p in arr(&v, "paths") {
+            let h = &p["hops"][0];
+            assert_eq!(h["pubkey"], key.as_str(), "{v}");
+            assert_eq!(h["name"], name);
+            has(h, "confidence", "number");
+        }
+    }
+}
