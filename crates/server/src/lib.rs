@@ -246,6 +246,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/debug/affinity", get(api::neighbors::affinity))
         .route("/api/analytics/topology", get(api::paths::topology))
         .route("/api/analytics/distance", get(api::paths::distance))
+        .route("/api/resolve-hops", get(api::inspect::resolve_hops))
+        .route("/api/traces/{hash}", get(api::inspect::traces))
+        .route("/api/paths/inspect", post(api::inspect::inspect))
         .route("/api/observers", get(api::observers::list))
         .route("/api/observers/{id}", get(api::observers::detail))
         // Fixed segments win over `{id}` in the router, whatever the order.

@@ -581,3 +581,161 @@ async fn node_paths_use_the_resolver() {
         }
     }
 }
+
+/// `/api/resolve-hops`: CoreScope's `{resolved: {hop: {...}}}`; the shared byte heard from
+/// OriginN resolves to North, from OriginS to South; junk is a 400.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resolve_hops_weighs_the_path_ends() {
+    let m = mesh().await;
+    let b = &m.north[..2];
+    let (s, v) = get(
+        m.server.addr,
+        &format!("/api/resolve-hops?hops={b}&from_node={}", m.origin_n),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    let r = &v["resolved"][b];
+    for (k, ty) in [
+        ("name", "string"),
+        ("pubkey", "string"),
+        ("candidates", "array"),
+        ("conflicts", "array"),
+        ("confidence", "string"),
+        ("ambiguous", "boolean"),
+    ] {
+        has(r, k, ty);
+    }
+    assert_eq!(
+        (r["pubkey"].as_str(), r["confidence"].as_str()),
+        (Some(m.north.as_str()), Some("resolved")),
+        "{v}"
+    );
+    assert_eq!(r["bestCandidate"], m.north.as_str());
+    assert_eq!(arr(r, "candidates").len(), 2);
+    has(&arr(r, "candidates")[0], "affinityScore", "number");
+    let origin_s = key_of(&seed(4));
+    let (_, v) = get(
+        m.server.addr,
+        &format!("/api/resolve-hops?hops={b}&from_node={origin_s}"),
+    )
+    .await;
+    assert_eq!(v["resolved"][b]["pubkey"], m.south.as_str(), "{v}");
+    let (_, v) = get(
+        m.server.addr,
+        &format!("/api/resolve-hops?hops={}", &m.north[..4]),
+    )
+    .await;
+    assert_eq!(v["resolved"][&m.north[..4]]["confidence"], "unique_prefix");
+    let (_, v) = get(m.server.addr, "/api/resolve-hops?hops=").await;
+    assert_eq!(v, serde_json::json!({"resolved": {}}));
+    bad(m.server.addr, "/api/resolve-hops?hops=xyz", 400).await;
+    bad(m.server.addr, "/api/resolve-hops?hops=abcdef01", 400).await;
+    bad(
+        m.server.addr,
+        &format!(
+            "/api/resolve-hops?hops={}",
+            (0..70u8)
+                .map(|i| format!("{i:02x}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        ),
+        400,
+    )
+    .await;
+    bad(
+        m.server.addr,
+        &format!("/api/resolve-hops?hops=ab&from_node={}", "ef".repeat(32)),
+        404,
+    )
+    .await;
+}
+
+/// `/api/traces/{hash}`: every copy with its path and resolution; unknown → `[]`; junk → 400.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traces_by_hash() {
+    let m = mesh().await;
+    let (s, v) = get(m.server.addr, &format!("/api/traces/{}", m.hash_n1)).await;
+    assert_eq!(s, 200, "{v}");
+    let t = &arr(&v, "traces")[0];
+    for (k, ty) in [
+        ("observer", "string"),
+        ("observer_name", "string"),
+        ("time", "string"),
+        ("snr", "number"),
+        ("rssi", "number"),
+        ("path_json", "string"),
+        ("resolved_path", "array"),
+    ] {
+        has(t, k, ty);
+    }
+    assert_eq!(t["observer"], m.obs_n.as_str());
+    assert_eq!(t["resolved_path"][0], m.north.as_str());
+    let (s, v) = get(m.server.addr, "/api/traces/0123456789abcdef").await;
+    assert_eq!((s, v), (200, serde_json::json!({"traces": []})));
+    bad(m.server.addr, "/api/traces/nothex", 400).await;
+}
+
+async fn post(addr: std::net::SocketAddr, path: &str, body: String) -> (u16, Value) {
+    let p = path.to_string();
+    let (s, text) =
+        tokio::task::spawn_blocking(move || http_with_body(addr, "POST", &p, Some(&body)))
+            .await
+            .unwrap();
+    (
+        s,
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}")),
+    )
+}
+
+/// `POST /api/paths/inspect`: the likeliest node per hop with evidence; hostile bodies are
+/// 400s with a JSON error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paths_inspect_resolves_a_prefix_path() {
+    let m = mesh().await;
+    let b = &m.north[..2];
+    let (s, v) = post(
+        m.server.addr,
+        "/api/paths/inspect",
+        format!(
+            "{{\"prefixes\": [\"{b}\"], \"context\": {{\"observerId\": \"{}\"}}}}",
+            m.obs_n
+        ),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    has(&v, "candidates", "array");
+    has(&v, "input", "object");
+    has(&v, "stats", "object");
+    let c = &arr(&v, "candidates")[0];
+    for (k, ty) in [
+        ("path", "array"),
+        ("names", "array"),
+        ("score", "number"),
+        ("speculative", "boolean"),
+        ("evidence", "object"),
+    ] {
+        has(c, k, ty);
+    }
+    assert_eq!(c["path"][0], m.north.as_str(), "{v}");
+    let hop = &c["evidence"]["perHop"][0];
+    assert_eq!(hop["candidatesConsidered"], 2);
+    assert_eq!(hop["alternatives"][0]["publicKey"], m.south.as_str());
+    for body in [
+        "not json".to_string(),
+        "{}".into(),
+        "{\"prefixes\": []}".into(),
+        "{\"prefixes\": [\"zz\"]}".into(),
+        "{\"prefixes\": [\"ab\", \"abcd\"]}".into(),
+        "{\"prefixes\": [1]}".into(),
+        "{\"prefixes\": [\"ab\"], \"limit\": \"x\"}".into(),
+        format!("{{\"prefixes\": [{}]}}", vec!["\"ab\""; 65].join(",")),
+        format!(
+            "{{\"prefixes\": [\"ab\"], \"pad\": \"{}\"}}",
+            "x".repeat(5000)
+        ),
+    ] {
+        let (s, v) = post(m.server.addr, "/api/paths/inspect", body.clone()).await;
+        assert_eq!(s, 400, "{body}: {v}");
+        assert!(v["error"].is_string(), "{v}");
+    }
+}

@@ -12,6 +12,7 @@ pub mod collisions;
 pub mod config;
 pub mod corescope;
 pub mod fleet;
+pub mod inspect;
 pub mod neighbors;
 pub mod node_health;
 pub mod nodes;
