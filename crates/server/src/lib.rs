@@ -246,6 +246,15 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/debug/affinity", get(api::neighbors::affinity))
         .route("/api/analytics/topology", get(api::paths::topology))
         .route("/api/analytics/distance", get(api::paths::distance))
+        .route("/api/analytics/subpaths", get(api::paths::subpaths))
+        .route(
+            "/api/analytics/subpaths-bulk",
+            get(api::paths::subpaths_bulk),
+        )
+        .route(
+            "/api/analytics/subpath-detail",
+            get(api::paths::subpath_detail),
+        )
         .route("/api/resolve-hops", get(api::inspect::resolve_hops))
         .route("/api/traces/{hash}", get(api::inspect::traces))
         .route("/api/paths/inspect", post(api::inspect::inspect))

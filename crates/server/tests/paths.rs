@@ -739,3 +739,69 @@ async fn paths_inspect_resolves_a_prefix_path() {
         assert!(v["error"].is_string(), "{v}");
     }
 }
+
+/// The subpath routes: CoreScope's keys; the mesh's paths are single hops, so there is no run
+/// of two (`totalPaths` 0, arrays empty, never null); junk groups and lengths are 400s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn analytics_subpaths_shapes_and_hostile_input() {
+    let m = mesh().await;
+    let (s, v) = get(m.server.addr, "/api/analytics/subpaths").await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(
+        (v["subpaths"].clone(), v["totalPaths"].clone()),
+        (serde_json::json!([]), Value::from(0)),
+        "{v}"
+    );
+    let (s, v) = get(
+        m.server.addr,
+        "/api/analytics/subpaths-bulk?groups=2-2:50,3-8:15",
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(arr(&v, "results").len(), 2);
+    has(&v["results"][0], "subpaths", "array");
+    let (s, v) = get(
+        m.server.addr,
+        &format!(
+            "/api/analytics/subpath-detail?hops={},{}",
+            &m.origin_n[..2],
+            &m.north[..2]
+        ),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    for (k, ty) in [
+        ("hops", "array"),
+        ("nodes", "array"),
+        ("totalMatches", "integer"),
+        ("signal", "object"),
+        ("hourDistribution", "array"),
+        ("parentPaths", "array"),
+        ("observers", "array"),
+    ] {
+        has(&v, k, ty);
+    }
+    assert_eq!(arr(&v, "hourDistribution").len(), 24);
+    for path in [
+        "/api/analytics/subpaths?minLen=1",
+        "/api/analytics/subpaths?maxLen=99",
+        "/api/analytics/subpaths?minLen=5&maxLen=3",
+        "/api/analytics/subpaths?limit=0",
+        "/api/analytics/subpaths-bulk",
+        "/api/analytics/subpaths-bulk?groups=2-2",
+        "/api/analytics/subpaths-bulk?groups=1-2:5",
+        "/api/analytics/subpaths-bulk?groups=a-b:c",
+        "/api/analytics/subpath-detail",
+        "/api/analytics/subpath-detail?hops=ab",
+        "/api/analytics/subpath-detail?hops=ab,zz",
+    ] {
+        bad(m.server.addr, path, 400).await;
+    }
+}
+
+/// `/api/debug/affinity` is behind the admin key, as CoreScope's: 403 without one configured.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn debug_affinity_needs_the_admin_key() {
+    let m = mesh().await;
+    bad(m.server.addr, "/api/debug/affinity", 403).await;
+}

@@ -540,3 +540,269 @@ fn distance_json(topo: &Topology, scan: &Scan, region: Option<&HashSet<u32>>) ->
         "truncated": scan.truncated,
     })
 }
+
+/// Longest subpath counted.
+pub const MAX_SUBPATH_LEN: i64 = 16;
+
+/// Per window and region: how often each run of consecutive hops (by entity) occurs in the
+/// packets' paths, with the labels of its hops, and how many paths have 2 hops or more.
+type SubpathCounts = (HashMap<Vec<Ent>, u64>, Labels, u64);
+
+fn subpath_counts(
+    scan: &Scan,
+    region: Option<&HashSet<u32>>,
+    min: usize,
+    max: usize,
+) -> SubpathCounts {
+    let mut counts: HashMap<Vec<Ent>, u64> = HashMap::new();
+    let mut labels = Labels(HashMap::new());
+    let mut total = 0u64;
+    for pkt in &scan.packets {
+        let Some(copy) = copies_in(pkt, region).find(|c| !c.prefixes.is_empty()) else {
+            continue;
+        };
+        let ents: Vec<Ent> = (0..copy.prefixes.len()).map(|i| Ent::of(copy, i)).collect();
+        for (e, p) in ents.iter().zip(&copy.prefixes) {
+            labels.see(e, p);
+        }
+        if ents.len() < 2 {
+            continue;
+        }
+        total += 1;
+        // Each distinct run once per packet.
+        let mut seen: HashSet<&[Ent]> = HashSet::new();
+        for len in min..=max.min(ents.len()) {
+            for w in ents.windows(len) {
+                if seen.insert(w) {
+                    *counts.entry(w.to_vec()).or_default() += 1;
+                }
+            }
+        }
+    }
+    (counts, labels, total)
+}
+
+fn subpaths_json(
+    topo: &Topology,
+    c: &SubpathCounts,
+    min: usize,
+    max: usize,
+    limit: usize,
+) -> Value {
+    let (counts, labels, total) = c;
+    let mut list: Vec<(&Vec<Ent>, &u64)> = counts
+        .iter()
+        .filter(|(k, _)| (min..=max).contains(&k.len()))
+        .collect();
+    list.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+    list.truncate(limit);
+    let subpaths: Vec<Value> = list
+        .iter()
+        .map(|(ents, n)| {
+            let names: Vec<String> = ents
+                .iter()
+                .map(|e| match e {
+                    Ent::Node(n) => name_of(topo, *n).map_or_else(|| labels.get(e), str::to_owned),
+                    Ent::Prefix(_) => labels.get(e),
+                })
+                .collect();
+            json!({
+                "path": names.join(" → "),
+                "rawHops": ents.iter().map(|e| labels.get(e)).collect::<Vec<_>>(),
+                "pubkeys": ents.iter().map(|e| e.pubkey(topo)).collect::<Vec<_>>(),
+                "count": n,
+                "hops": ents.len(),
+                "pct": if *total > 0 { r2(**n as f64 * 100.0 / *total as f64) } else { 0.0 },
+            })
+        })
+        .collect();
+    json!({"subpaths": subpaths, "totalPaths": total})
+}
+
+/// `GET /api/analytics/subpaths?minLen=2&maxLen=8&limit=100&window&region` → CoreScope's
+/// `{subpaths: [{path, rawHops, count, hops, pct}], totalPaths}` plus each run's `pubkeys`
+/// and `truncated`: runs of consecutive hops of each packet's path, by the nodes they resolve
+/// to (a run heard under several prefix sizes counts once).
+pub async fn subpaths(
+    State(st): State<Arc<AppState>>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<axum::response::Response> {
+    let st2 = st.clone();
+    super::rf::cached(&st, "subpaths", &q.clone(), async move {
+        let p = Params(q);
+        let min = resolved::int_param(&p, "minLen", 2, 2, MAX_SUBPATH_LEN)? as usize;
+        let max = resolved::int_param(&p, "maxLen", 8, 2, MAX_SUBPATH_LEN)? as usize;
+        if max < min {
+            return Err(crate::error::ApiError::BadRequest(
+                "maxLen must be at least minLen".into(),
+            ));
+        }
+        let limit = p.limit(100, 200)? as usize;
+        let (topo, scan, region, _) = load(&st2, &p, DEFAULT_WINDOW_MS).await?;
+        let c = subpath_counts(&scan, region.as_ref(), min, max);
+        let mut v = subpaths_json(&topo, &c, min, max, limit);
+        v["truncated"] = scan.truncated.into();
+        Ok(Json(v))
+    })
+    .await
+}
+
+/// `GET /api/analytics/subpaths-bulk?groups=2-2:50,3-3:30` → `{results: [{subpaths,
+/// totalPaths}, ...]}`, one per group (`minLen-maxLen:limit`, limit at most 200, at most 10
+/// groups), from one pass over the window.
+pub async fn subpaths_bulk(
+    State(st): State<Arc<AppState>>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<axum::response::Response> {
+    let st2 = st.clone();
+    super::rf::cached(&st, "subpaths-bulk", &q.clone(), async move {
+        let p = Params(q);
+        let bad = |g: &str| {
+            crate::error::ApiError::BadRequest(format!(
+                "invalid group: {g:?} (minLen-maxLen:limit)"
+            ))
+        };
+        let list = p.list("groups", 10)?.ok_or_else(|| {
+            crate::error::ApiError::BadRequest(
+                "groups parameter required (e.g. groups=2-2:50,3-3:30)".into(),
+            )
+        })?;
+        let mut groups = Vec::new();
+        for g in list {
+            let (range, lim) = g.split_once(':').ok_or_else(|| bad(g))?;
+            let (a, b) = range.split_once('-').ok_or_else(|| bad(g))?;
+            let (a, b, lim) = match (a.parse::<i64>(), b.parse::<i64>(), lim.parse::<i64>()) {
+                (Ok(a), Ok(b), Ok(l)) if a >= 2 && b >= a && b <= MAX_SUBPATH_LEN && l >= 1 => {
+                    (a, b, l.min(200))
+                }
+                _ => return Err(bad(g)),
+            };
+            groups.push((a as usize, b as usize, lim as usize));
+        }
+        let (topo, scan, region, _) = load(&st2, &p, DEFAULT_WINDOW_MS).await?;
+        let lo = groups.iter().map(|g| g.0).min().unwrap_or(2);
+        let hi = groups.iter().map(|g| g.1).max().unwrap_or(2);
+        let c = subpath_counts(&scan, region.as_ref(), lo, hi);
+        let results: Vec<Value> = groups
+            .iter()
+            .map(|(a, b, l)| subpaths_json(&topo, &c, *a, *b, *l))
+            .collect();
+        Ok(Json(
+            json!({"results": results, "truncated": scan.truncated}),
+        ))
+    })
+    .await
+}
+
+/// `GET /api/analytics/subpath-detail?hops=AB,CD` → CoreScope's `{hops, nodes: [{hop, name,
+/// lat, lon, pubkey}], totalMatches, firstSeen, lastSeen, signal: {avgSnr, avgRssi, samples},
+/// hourDistribution (24), parentPaths: [{path, count}], observers: [{name, count}]}`: packets
+/// whose path has that run of hops (a hop matches when the node it resolves to has that key
+/// prefix, or, unresolved, the prefix itself), each counted once.
+pub async fn subpath_detail(
+    State(st): State<Arc<AppState>>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<Json<Value>> {
+    let p = Params(q);
+    let raw = p.str("hops").unwrap_or("");
+    let want: Vec<String> = raw
+        .split(',')
+        .map(|h| h.trim().to_ascii_lowercase())
+        .collect();
+    if want.len() < 2 || raw.is_empty() {
+        return Err(crate::error::ApiError::BadRequest(
+            "Need at least 2 hops".into(),
+        ));
+    }
+    if want.len() > 64
+        || want
+            .iter()
+            .any(|h| h.is_empty() || h.len() > 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()))
+    {
+        return Err(crate::error::ApiError::BadRequest(
+            "hops must be at most 64 hex prefixes".into(),
+        ));
+    }
+    let (topo, scan, region, _) = load(&st, &p, DEFAULT_WINDOW_MS).await?;
+    let matches = |copy: &ResolvedCopy, i: usize, w: &str| match copy.node(i) {
+        Some(n) => key_of(&topo, n).is_some_and(|k| k.starts_with(w)),
+        None => copy.prefixes.get(i).is_some_and(|p| p == w),
+    };
+    let mut total = 0u64;
+    let (mut first, mut last) = (i64::MAX, i64::MIN);
+    let (mut snr_sum, mut snr_n) = (0.0, 0u64);
+    let mut hours = [0u64; 24];
+    let mut parents: HashMap<String, u64> = HashMap::new();
+    let mut observers: HashMap<u32, u64> = HashMap::new();
+    let mut nodes: Vec<Option<NodeId>> = vec![None; want.len()];
+    for pkt in &scan.packets {
+        let Some(copy) = copies_in(pkt, region.as_ref()).find(|c| {
+            let n = c.prefixes.len();
+            n >= want.len()
+                && (0..=n - want.len())
+                    .any(|s| want.iter().enumerate().all(|(j, w)| matches(c, s + j, w)))
+        }) else {
+            continue;
+        };
+        total += 1;
+        if let Some(s) = (0..=copy.prefixes.len() - want.len()).find(|s| {
+            want.iter()
+                .enumerate()
+                .all(|(j, w)| matches(copy, s + j, w))
+        }) {
+            for (j, slot) in nodes.iter_mut().enumerate() {
+                if slot.is_none() {
+                    *slot = copy.node(s + j);
+                }
+            }
+        }
+        first = first.min(copy.received_at);
+        last = last.max(copy.received_at);
+        if let Some(s) = copy.snr {
+            snr_sum += s;
+            snr_n += 1;
+        }
+        if let Some(h) = usize::try_from(copy.received_at.rem_euclid(86_400_000) / 3_600_000)
+            .ok()
+            .and_then(|h| hours.get_mut(h))
+        {
+            *h += 1;
+        }
+        let names: Vec<String> = (0..copy.prefixes.len())
+            .map(|i| {
+                copy.node(i)
+                    .and_then(|n| name_of(&topo, n))
+                    .map_or_else(|| copy.prefixes[i].to_ascii_uppercase(), str::to_owned)
+            })
+            .collect();
+        *parents.entry(names.join(" → ")).or_default() += 1;
+        *observers.entry(copy.observer).or_default() += 1;
+    }
+    let nodes_json: Vec<Value> = want
+        .iter()
+        .zip(&nodes)
+        .map(|(h, n)| {
+            let (lat, lon) = n.map_or((Value::Null, Value::Null), |n| resolved::pos_json(&topo, n));
+            json!({"hop": h.to_ascii_uppercase(), "name": n.and_then(|n| name_of(&topo, n)).unwrap_or(h),
+                   "lat": lat, "lon": lon, "pubkey": n.and_then(|n| key_of(&topo, n))})
+        })
+        .collect();
+    let mut parent_list: Vec<(String, u64)> = parents.into_iter().collect();
+    parent_list.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    parent_list.truncate(10);
+    let mut obs_list: Vec<(u32, u64)> = observers.into_iter().collect();
+    obs_list.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    obs_list.truncate(20);
+    Ok(Json(json!({
+        "hops": want,
+        "nodes": nodes_json,
+        "totalMatches": total,
+        "firstSeen": (total > 0).then(|| iso(first)),
+        "lastSeen": (total > 0).then(|| iso(last)),
+        "signal": {"avgSnr": (snr_n > 0).then(|| snr_sum / snr_n as f64), "avgRssi": Value::Null, "samples": snr_n},
+        "hourDistribution": hours,
+        "parentPaths": parent_list.iter().map(|(p, c)| json!({"path": p, "count": c})).collect::<Vec<_>>(),
+        "observers": obs_list.iter().map(|(o, c)| json!({"name": observer_name(&scan, *o).1, "count": c})).collect::<Vec<_>>(),
+        "truncated": scan.truncated,
+    })))
+}
