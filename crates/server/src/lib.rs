@@ -238,6 +238,27 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/nodes/{pubkey}", get(api::nodes::detail))
         .route("/api/nodes/{pubkey}/health", get(api::node_health::health))
         .route("/api/nodes/{pubkey}/paths", get(api::node_health::paths))
+        .route(
+            "/api/nodes/{pubkey}/neighbors",
+            get(api::neighbors::neighbors),
+        )
+        .route("/api/nodes/{pubkey}/reach", get(api::neighbors::reach))
+        .route("/api/analytics/neighbor-graph", get(api::neighbors::graph))
+        .route("/api/debug/affinity", get(api::neighbors::affinity))
+        .route("/api/analytics/topology", get(api::paths::topology))
+        .route("/api/analytics/distance", get(api::paths::distance))
+        .route("/api/analytics/subpaths", get(api::paths::subpaths))
+        .route(
+            "/api/analytics/subpaths-bulk",
+            get(api::paths::subpaths_bulk),
+        )
+        .route(
+            "/api/analytics/subpath-detail",
+            get(api::paths::subpath_detail),
+        )
+        .route("/api/resolve-hops", get(api::inspect::resolve_hops))
+        .route("/api/traces/{hash}", get(api::inspect::traces))
+        .route("/api/paths/inspect", post(api::inspect::inspect))
         .route("/api/observers", get(api::observers::list))
         .route("/api/observers/{id}", get(api::observers::detail))
         // Fixed segments win over `{id}` in the router, whatever the order.

@@ -786,8 +786,19 @@ async fn expanded_observations_are_bounded_per_answer() {
         .iter()
         .map(|p| p["observations"].as_array().map_or(0, Vec::len))
         .collect();
-    assert_eq!(lists.len(), 48);
-    assert_eq!(lists.iter().sum::<usize>(), cap, "{lists:?}");
+    // Either every packet came with the answer's cap of observations, or the page's byte
+    // budget stopped the rows first (observations carry their resolved hops) and says where
+    // to go on.
+    match v["nextOffset"].as_u64() {
+        None => {
+            assert_eq!(lists.len(), 48);
+            assert_eq!(lists.iter().sum::<usize>(), cap, "{lists:?}");
+        }
+        Some(next) => {
+            assert_eq!(next as usize, lists.len());
+            assert!(lists.len() < 48 && lists.iter().sum::<usize>() <= cap, "{lists:?}");
+        }
+    }
     assert!(lists.iter().all(|n| *n <= 500), "{lists:?}");
     // Every packet still says how many observations it has.
     assert!(

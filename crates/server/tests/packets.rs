@@ -270,7 +270,7 @@ async fn get_api_packets_parameters_it_cannot_honour_are_refused() {
     let (st, _) = get_json(s.addr, "/api/packets?groupByHash=maybe").await;
     assert_eq!(st, 400);
     // A CoreScope path meshlens does not serve is a JSON 404.
-    let (st, v) = get_json(s.addr, "/api/traces/0011223344556677").await;
+    let (st, v) = get_json(s.addr, "/api/audio-lab/buckets").await;
     assert_eq!(st, 404);
     assert!(v["error"].is_string());
     s.shutdown().await;

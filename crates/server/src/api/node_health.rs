@@ -3,13 +3,13 @@
 //! read a bounded recent window (a week, capped row counts), so their cost follows traffic,
 //! not the age of the database.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Path, State};
 use serde_json::{Value, json};
-use store::rusqlite::{Connection, OptionalExtension};
+use store::rusqlite::Connection;
 use store::time::iso;
 
 use super::hex_prefix;
@@ -28,9 +28,6 @@ pub const HEALTH_MAX_OBSERVATIONS: i64 = 20_000;
 
 /// Packets listed in `recentPackets`, newest first (CoreScope lists 20).
 pub const HEALTH_RECENT: i64 = 20;
-
-/// Most recent observations `paths` scans for hops naming the node.
-pub const PATHS_MAX_SCAN: i64 = 50_000;
 
 /// Most distinct paths `paths` returns (CoreScope's cap); `totalPaths` counts them all.
 pub const MAX_PATHS: usize = 50;
@@ -245,163 +242,114 @@ struct PathGroup {
     hops: Vec<String>,
     count: usize,
     last: i64,
-    sample_tx: i64,
-}
-
-/// A hop resolved to the known nodes whose key starts with it: `(pubkey, name, lat, lon,
-/// ambiguous)`. The queried node's own hop resolves to it (these are paths through it);
-/// another hop resolves only when exactly one node has that prefix.
-type Resolved = (
-    Option<String>,
-    Option<String>,
-    Option<f64>,
-    Option<f64>,
-    bool,
-);
-
-fn resolve_hop(c: &Connection, hop: &str, target: &Found) -> ApiResult<Resolved> {
-    let mut stmt = sql(c.prepare_cached(
-        "SELECT public_key, name, lat, lon FROM nodes
-         WHERE public_key >= ?1 AND public_key < ?2 ORDER BY public_key LIMIT 2",
-    ))?;
-    let mut rows = sql(stmt
-        .query_map([hop.to_owned(), format!("{hop}g")], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, Option<String>>(1)?,
-                r.get::<_, Option<f64>>(2)?,
-                r.get::<_, Option<f64>>(3)?,
-            ))
-        })
-        .and_then(|m| m.collect::<Result<Vec<_>, _>>()))?;
-    let ambiguous = rows.len() > 1;
-    if target.key.starts_with(hop) {
-        return Ok((
-            Some(target.key.clone()),
-            target.name.clone(),
-            target.lat,
-            target.lon,
-            ambiguous,
-        ));
-    }
-    Ok(match (rows.pop(), ambiguous) {
-        (Some((k, n, la, lo)), false) => (Some(k), n, la, lo, false),
-        _ => (None, None, None, None, ambiguous),
-    })
+    sample: (usize, usize),
 }
 
 /// `GET /api/nodes/{pubkey}/paths` → `{node, paths, totalPaths, totalTransmissions}`: the
-/// observed paths (of the last week's most recent observations) with a hop equal to the
-/// node's key prefix at the path's hash size, one entry per hop sequence (`count`
-/// transmissions, `lastSeen`, `sampleHash`), newest first, each hop resolved to its node.
-/// A 1-byte hop can name several nodes: such hops say `ambiguous: true`.
+/// observed paths (of the last week's newest [`super::resolved::MAX_SCAN_ROWS`]
+/// observations) with a hop the resolver ATTRIBUTES to the node (confidence
+/// [`analytics::hops::RESOLVED`] or more; a prefix it merely shares is not enough), one entry
+/// per hop sequence (`count` transmissions, `lastSeen`, `sampleHash`), newest first, each hop
+/// as the resolver sees it in the newest copy: `pubkey`/`name` of the node it resolves to
+/// (`name` is the prefix when unresolved), `confidence`, and `ambiguous` when several known
+/// nodes share the prefix.
 pub async fn paths(
     State(st): State<Arc<AppState>>,
     Path(key): Path<String>,
 ) -> ApiResult<Json<Value>> {
     let key = key_param(&key)?;
-    let since = crate::now_ms() - WINDOW_MS;
+    let until = crate::now_ms();
+    let since = until - WINDOW_MS;
+    let topo = st.capability.current().topology.clone();
+    let generation = st.generation.load(std::sync::atomic::Ordering::Relaxed);
+    let t = topo.clone();
     let found = st
         .db
         .query(move |c| {
             let Some(node) = find_node(c, &key)? else {
                 return Ok(None);
             };
-            let key_bytes = hex::decode(&node.key).unwrap_or_default();
-            let mut stmt = sql(c.prepare_cached(&format!(
-                "SELECT transmission_id, head, received_at
-                 FROM observations INDEXED BY observations_received
-                 WHERE received_at >= ?1 ORDER BY received_at DESC LIMIT {PATHS_MAX_SCAN}"
-            )))?;
-            let mut rows = sql(stmt.query([since]))?;
-            // Per transmission: the longest path naming the node, and when it was last heard.
-            let mut per_tx: HashMap<i64, (Vec<String>, i64)> = HashMap::new();
-            while let Some(r) = sql(rows.next())? {
-                let tx: i64 = sql(r.get(0))?;
-                let head: Vec<u8> = sql(r.get(1))?;
-                let at: i64 = sql(r.get(2))?;
-                let Ok(p) = meshcore::Packet::decode(&head) else {
-                    continue;
-                };
-                let size = p.path_len().hash_size().bytes();
-                let Some(target) = key_bytes.get(..size) else {
-                    continue;
-                };
-                if !p.path_hops().any(|h| h == target) {
-                    continue;
-                }
-                let hops: Vec<String> = p.path_hops().map(hex::encode).collect();
-                let e = per_tx.entry(tx).or_insert_with(|| (Vec::new(), at));
-                e.1 = e.1.max(at);
-                if hops.len() > e.0.len() {
-                    e.0 = hops;
-                }
-            }
-            drop(rows);
-            let total_tx = per_tx.len();
-            let mut groups: HashMap<Vec<String>, PathGroup> = HashMap::new();
-            for (tx, (hops, at)) in per_tx {
-                let g = groups.entry(hops.clone()).or_insert(PathGroup {
-                    hops,
-                    count: 0,
-                    last: at,
-                    sample_tx: tx,
-                });
-                g.count += 1;
-                if at > g.last || (at == g.last && tx > g.sample_tx) {
-                    (g.last, g.sample_tx) = (at, tx);
-                }
-            }
-            let total_paths = groups.len();
-            let mut list: Vec<PathGroup> = groups.into_values().collect();
-            list.sort_by(|a, b| {
-                b.last
-                    .cmp(&a.last)
-                    .then(b.count.cmp(&a.count))
-                    .then(a.hops.cmp(&b.hops))
-            });
-            list.truncate(MAX_PATHS);
-            let distinct: BTreeSet<&String> = list.iter().flat_map(|g| &g.hops).collect();
-            let mut resolved: HashMap<String, Resolved> = HashMap::new();
-            for hop in distinct {
-                resolved.insert(hop.clone(), resolve_hop(c, hop, &node)?);
-            }
-            let mut stmt = sql(c.prepare_cached("SELECT hash FROM transmissions WHERE id = ?1"))?;
-            let mut out = Vec::with_capacity(list.len());
-            for g in &list {
-                let hash: Option<String> =
-                    sql(stmt.query_row([g.sample_tx], |r| r.get(0)).optional())?;
-                let hops: Vec<Value> = g
-                    .hops
-                    .iter()
-                    .map(|h| {
-                        let (pk, name, lat, lon, ambiguous) = resolved
-                            .get(h)
-                            .cloned()
-                            .unwrap_or((None, None, None, None, false));
-                        json!({
-                            "prefix": h,
-                            "name": name.unwrap_or_else(|| h.clone()),
-                            "pubkey": pk,
-                            "lat": lat,
-                            "lon": lon,
-                            "ambiguous": ambiguous,
-                        })
-                    })
-                    .collect();
-                out.push(json!({
-                    "hops": hops,
-                    "count": g.count,
-                    "lastSeen": iso(g.last),
-                    "sampleHash": hash,
-                }));
-            }
-            Ok(Some((node, out, total_paths, total_tx)))
+            let scan = super::resolved::scan_cached(c, &t, generation, since, until)?;
+            Ok(Some((node, scan)))
         })
         .await?;
-    let Some((node, paths, total_paths, total_tx)) = found else {
+    let Some((node, scan)) = found else {
         return Err(ApiError::NotFound("no such node".into()));
     };
+    let me = topo.dir.id_of_hex(&node.key);
+    // Per transmission: the longest copy through the node, and when it was last heard.
+    let mut per_tx: HashMap<usize, ((usize, usize), i64)> = HashMap::new();
+    for (pi, pkt) in scan.packets.iter().enumerate() {
+        for (ci, copy) in pkt.copies.iter().enumerate() {
+            if me.is_none() || !(0..copy.prefixes.len()).any(|i| copy.node(i) == me) {
+                continue;
+            }
+            let e = per_tx.entry(pi).or_insert(((pi, ci), copy.received_at));
+            let longest = &scan.packets[pi].copies[e.0.1];
+            if copy.prefixes.len() > longest.prefixes.len()
+                || (copy.prefixes.len() == longest.prefixes.len() && copy.received_at > e.1)
+            {
+                e.0 = (pi, ci);
+            }
+            e.1 = e.1.max(copy.received_at);
+        }
+    }
+    let total_tx = per_tx.len();
+    let mut groups: HashMap<Vec<String>, PathGroup> = HashMap::new();
+    for (_, ((pi, ci), at)) in per_tx {
+        let hops = scan.packets[pi].copies[ci].prefixes.clone();
+        let g = groups.entry(hops.clone()).or_insert(PathGroup {
+            hops,
+            count: 0,
+            last: at,
+            sample: (pi, ci),
+        });
+        g.count += 1;
+        if at > g.last || (at == g.last && scan.packets[pi].tx > scan.packets[g.sample.0].tx) {
+            (g.last, g.sample) = (at, (pi, ci));
+        }
+    }
+    let total_paths = groups.len();
+    let mut list: Vec<PathGroup> = groups.into_values().collect();
+    list.sort_by(|a, b| {
+        b.last
+            .cmp(&a.last)
+            .then(b.count.cmp(&a.count))
+            .then(a.hops.cmp(&b.hops))
+    });
+    list.truncate(MAX_PATHS);
+    let paths: Vec<Value> = list
+        .iter()
+        .map(|g| {
+            let pkt = &scan.packets[g.sample.0];
+            let copy = &pkt.copies[g.sample.1];
+            let hops: Vec<Value> = g
+                .hops
+                .iter()
+                .enumerate()
+                .map(|(i, h)| {
+                    let n = copy.node(i);
+                    let (lat, lon) =
+                        n.map_or((Value::Null, Value::Null), |n| super::resolved::pos_json(&topo, n));
+                    json!({
+                        "prefix": h,
+                        "name": n.and_then(|n| super::resolved::name_of(&topo, n)).unwrap_or(h),
+                        "pubkey": n.and_then(|n| super::resolved::key_of(&topo, n)),
+                        "lat": lat,
+                        "lon": lon,
+                        "confidence": super::resolved::round(copy.hops.get(i).map_or(0.0, |x| x.confidence)),
+                        "ambiguous": copy.hops.get(i).is_some_and(|x| x.candidates.len() > 1),
+                    })
+                })
+                .collect();
+            json!({
+                "hops": hops,
+                "count": g.count,
+                "lastSeen": iso(g.last),
+                "sampleHash": pkt.hash,
+            })
+        })
+        .collect();
     Ok(Json(json!({
         "node": {
             "public_key": node.key,
@@ -412,5 +360,6 @@ pub async fn paths(
         "paths": paths,
         "totalPaths": total_paths,
         "totalTransmissions": total_tx,
+        "truncated": scan.truncated,
     })))
 }

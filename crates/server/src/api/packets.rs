@@ -436,6 +436,7 @@ pub async fn list(
     // with `Retry-After` when every share is in use); its bytes may not exceed it.
     let reservation = st.http.large.reserve().await?;
     let budget = reservation.limit();
+    let topo = st.capability.current().topology.clone();
     // The page is read, decoded and serialized on the blocking thread holding the connection:
     // a 10,000-row page is a second of CPU in a debug build, which on an async worker would
     // stall every other connection of the process (the embedded broker's among them). Rows
@@ -454,7 +455,7 @@ pub async fn list(
                 "SELECT {TX_COLUMNS} FROM transmissions t {w} ORDER BY {sort} {order}, t.id {order} LIMIT {limit} OFFSET {offset}"
             )))?;
             let mut cursor = sql(stmt.query(args()))?;
-            let page = Page { grouped, expand, budget };
+            let page = Page { grouped, expand, budget, topo };
             let out = page.render(c, &state, &mut cursor, PageEnd { total, limit, offset })?;
             Ok((out, total))
         })
@@ -488,6 +489,8 @@ struct Page {
     /// its [`MAX_OBSERVATIONS`] observations is far below any budget), so a client paging by
     /// `nextOffset` always makes progress.
     budget: usize,
+    /// The resolver's world, for the observations' `resolved_path`.
+    topo: std::sync::Arc<crate::topology::Topology>,
 }
 
 /// The envelope's numbers.
@@ -535,6 +538,7 @@ impl Page {
             } else {
                 Default::default()
             };
+            super::resolved::annotate_all(c, &self.topo, &mut obs)?;
             for r in &batch {
                 let first = firsts.get(&r.id).unwrap_or(&none);
                 let mut v = r.to_json_with(state, Some(first));
@@ -743,6 +747,7 @@ pub async fn detail(
                 ApiError::BadRequest("expected a numeric id or a 16-hex hash".into())
             })?)
         };
+    let topo = st.capability.current().topology.clone();
     let found = st
         .db
         .query(move |c| {
@@ -765,6 +770,7 @@ pub async fn detail(
                 Err(e) => return Err(e.into()),
             };
             let (mut obs, _) = observations_for(c, &[row.id], MAX_OBSERVATIONS as usize)?;
+            super::resolved::annotate_all(c, &topo, &mut obs)?;
             Ok(Some((obs.remove(&row.id).unwrap_or_default(), row)))
         })
         .await?;
@@ -882,6 +888,7 @@ pub async fn batch_observations(
     body: axum::body::Bytes,
 ) -> ApiResult<Json<Value>> {
     let hashes = batch_hashes(&body)?;
+    let topo = st.capability.current().topology.clone();
     let found = st
         .db
         .query(move |c| {
@@ -898,7 +905,8 @@ pub async fn batch_observations(
             let known: Vec<i64> = ids.iter().filter_map(|(_, id)| *id).collect();
             // Never read past the bound: 200 dense-mesh packets would otherwise be 100,000
             // rows in memory before being cut.
-            let (obs, truncated) = observations_for(c, &known, MAX_BATCH_OBSERVATIONS)?;
+            let (mut obs, truncated) = observations_for(c, &known, MAX_BATCH_OBSERVATIONS)?;
+            super::resolved::annotate_all(c, &topo, &mut obs)?;
             Ok((ids, obs, truncated))
         })
         .await?;
