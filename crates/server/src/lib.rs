@@ -436,6 +436,7 @@ impl Server {
             generation.clone(),
             newest.clone(),
             stop.clone(),
+            cap_state.clone(),
         )
         .map_err(|e| e.to_string())?;
         let (shutdown, rx) = tokio::sync::watch::channel(false);

@@ -130,6 +130,7 @@ pub fn spawn_tailer(
     generation: Arc<AtomicU64>,
     newest: Arc<Newest>,
     stop: Arc<AtomicBool>,
+    capability: Arc<crate::capability::CapState>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new()
         .name("meshlens-live".into())
@@ -175,7 +176,8 @@ pub fn spawn_tailer(
                     continue;
                 }
                 loop {
-                    match new_observations(c, watermark, &decode) {
+                    let topo = capability.current().topology.clone();
+                    match new_observations(c, watermark, &decode, &topo) {
                         Ok(rows) => {
                             let n = rows.len() as i64;
                             for (id, msg) in rows {
@@ -205,14 +207,21 @@ pub fn spawn_tailer(
 /// `decoded.payload`, `decoded.path` (its `{hops}` object; the flat hop list is `path` and
 /// `decoded.path_hops`) and `packet`, the transmission as CoreScope's packets page reads it
 /// (there `id` is the transmission and `timestamp` its first-seen time).
+///
+/// Each message also carries the copy's `resolved_path`, `resolved_confidence` and `hops`
+/// (as observations do in the API), resolved from this copy alone with the current topology:
+/// the other copies may not have arrived yet, and the feed must not query per observation.
 fn new_observations(
     c: &store::rusqlite::Connection,
     after: i64,
     decode: &DecodeOptions,
+    topo: &crate::topology::Topology,
 ) -> store::rusqlite::Result<Vec<(i64, Arc<str>)>> {
     let mut stmt = c.prepare_cached(
         "SELECT o.id, o.received_at, o.snr, o.rssi, o.head, ob.id, ob.name, ob.iata,
-                t.id, t.hash, t.raw, t.observation_count, t.channel, t.first_seen
+                t.id, t.hash, t.raw, t.observation_count, t.channel, t.first_seen,
+                o.observer_idx, t.payload_type,
+                CASE WHEN t.payload_type = 4 THEN t.from_pubkey END
          FROM observations o JOIN transmissions t ON t.id = o.transmission_id
          JOIN observers ob ON ob.idx = o.observer_idx
          WHERE o.id > ?1 ORDER BY o.id LIMIT ?2",
@@ -257,7 +266,25 @@ fn new_observations(
             "direction": Value::Null,
             "observation_count": observation_count,
         });
-        let msg = json!({"type": "packet", "data": {
+        let resolved = resolve_copy(
+            topo,
+            crate::topology::Group {
+                hash: hash.clone(),
+                payload_type: r.get(15)?,
+                advert_from: r.get(16)?,
+                payload: meshcore::Packet::decode(&frame)
+                    .ok()
+                    .map(|p| p.payload_bytes().to_vec()),
+                copies: vec![crate::topology::Pending {
+                    received_at: r.get(1)?,
+                    observer: u32::try_from(r.get::<_, i64>(14)?).unwrap_or(u32::MAX),
+                    head: head.clone(),
+                }],
+            },
+            id,
+            snr,
+        );
+        let mut msg = json!({"type": "packet", "data": {
             "id": id,
             "transmission_id": tx_id,
             "hash": hash,
@@ -283,9 +310,42 @@ fn new_observations(
             "decoded": crate::api::corescope::decoded_object(&decoded),
             "packet": packet,
         }});
+        if let Some(copy) = &resolved {
+            crate::api::resolved::annotate_one(topo, copy, &mut msg["data"]);
+        } else {
+            msg["data"]["resolved_path"] = json!([]);
+            msg["data"]["resolved_confidence"] = json!([]);
+            msg["data"]["hops"] = json!([]);
+        }
         Ok((id, Arc::<str>::from(msg.to_string())))
     })?;
     rows.collect()
+}
+
+/// One copy resolved alone (see [`new_observations`]); `None` when its path is not hops.
+fn resolve_copy(
+    topo: &crate::topology::Topology,
+    group: crate::topology::Group,
+    obs_id: i64,
+    snr: Option<f64>,
+) -> Option<crate::api::resolved::ResolvedCopy> {
+    let (_, copies, mut solved) =
+        crate::topology::resolve_group(&topo.dir, &topo.graph, &topo.observer_node, &group);
+    let copy = copies.into_iter().next().flatten()?;
+    let pending = group.copies.first()?;
+    Some(crate::api::resolved::ResolvedCopy {
+        obs_id,
+        observer: pending.observer,
+        received_at: pending.received_at,
+        snr,
+        direct: copy.direct,
+        prefixes: copy
+            .path
+            .chunks(copy.hash_size.bytes())
+            .map(hex::encode)
+            .collect(),
+        hops: solved.pop().unwrap_or_default(),
+    })
 }
 
 /// The client's address, when the accept loop recorded it (`ConnectInfo`); without it the

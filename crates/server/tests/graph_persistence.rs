@@ -10,38 +10,6 @@ mod support;
 
 use support::*;
 
-/// Seeds whose keys start with distinct bytes: two repeaters and a companion.
-fn seeds() -> [[u8; 32]; 3] {
-    let mut out = Vec::new();
-    let mut firsts = std::collections::HashSet::new();
-    for i in 0u8..=255 {
-        let s = [i.wrapping_mul(7).wrapping_add(3); 32];
-        if firsts.insert(meshcore::payload::public_key_of(&s)[0]) {
-            out.push(s);
-        }
-        if out.len() == 3 {
-            break;
-        }
-    }
-    [out[0], out[1], out[2]]
-}
-
-/// The advert frame `hex` (a zero-hop flood) re-framed as heard through `path`.
-fn through(hex: &str, path: &[u8]) -> String {
-    let raw = meshcore::report::parse_hex(hex).unwrap();
-    let p = meshcore::Packet::decode(&raw).unwrap();
-    let len = meshcore::PathLen::new(meshcore::PathHashSize::One, path.len() as u8).unwrap();
-    let framed = meshcore::Packet::new(
-        meshcore::Route::Flood,
-        meshcore::PayloadType::Advert,
-        len,
-        path,
-        p.payload_bytes(),
-    )
-    .unwrap();
-    hex::encode(framed.to_bytes())
-}
-
 fn short(hex_key: &str) -> u64 {
     let mut k = [0u8; 32];
     hex::decode_to_slice(hex_key, &mut k).unwrap();
@@ -53,7 +21,7 @@ async fn the_neighbor_graph_is_published_persisted_and_served_after_a_restart() 
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("meshlens.db");
     let mut w = store::Writer::open(&db, 0).unwrap();
-    let [r1, r2, c] = seeds();
+    let [r1, r2, c] = distinct_seeds();
     let r1_advert = advert(&r1, 2, "R1", Some((47.60, -122.30)));
     let r2_advert = advert(&r2, 2, "R2", Some((47.64, -122.30)));
     let c_advert = advert(&c, 1, "<img src=x>", Some((47.56, -122.30)));
@@ -66,7 +34,7 @@ async fn the_neighbor_graph_is_published_persisted_and_served_after_a_restart() 
         item_sea(&r2_advert, OBS_A, now - 4_000),
         item_sea(&c_advert, OBS_A, now - 3_000),
         // The companion's advert as relayed by R1 then R2.
-        item_sea(&through(&c_advert, &[p1, p2]), OBS_B, now - 2_000),
+        item_sea(&advert_through(&c_advert, &[p1, p2]), OBS_B, now - 2_000),
     ])
     .unwrap();
 

@@ -796,7 +796,10 @@ async fn expanded_observations_are_bounded_per_answer() {
         }
         Some(next) => {
             assert_eq!(next as usize, lists.len());
-            assert!(lists.len() < 48 && lists.iter().sum::<usize>() <= cap, "{lists:?}");
+            assert!(
+                lists.len() < 48 && lists.iter().sum::<usize>() <= cap,
+                "{lists:?}"
+            );
         }
     }
     assert!(lists.iter().all(|n| *n <= 500), "{lists:?}");

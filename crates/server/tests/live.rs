@@ -245,3 +245,54 @@ async fn a_slow_live_client_is_told_it_lagged() {
     assert!(lagged.is_some_and(|n| n > 0), "no lagged notice");
     s.shutdown().await;
 }
+
+/// Each live message carries the copy's hops resolved with the current topology: a companion's
+/// advert relayed by two known repeaters names both, with their confidences.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_messages_carry_the_resolved_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("meshlens.db");
+    let mut w = store::Writer::open(&db, 0).unwrap();
+    let [r1, r2, c] = support::distinct_seeds();
+    let c_advert = support::advert(&c, 1, "<img src=x>", Some((47.56, -122.30)));
+    let now = server::now_ms();
+    w.write_batch(&[
+        item_sea(
+            &support::advert(&r1, 2, "R1", Some((47.60, -122.30))),
+            OBS_A,
+            now - 3_000,
+        ),
+        item_sea(
+            &support::advert(&r2, 2, "R2", Some((47.64, -122.30))),
+            OBS_A,
+            now - 2_000,
+        ),
+        item_sea(&c_advert, OBS_A, now - 1_000),
+    ])
+    .unwrap();
+    // The topology a starting reader serves holds the three nodes.
+    let s = start(config(&db)).await;
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/ws", s.addr))
+        .await
+        .unwrap();
+    let p1 = meshcore::payload::public_key_of(&r1)[0];
+    let p2 = meshcore::payload::public_key_of(&r2)[0];
+    w.write_batch(&[item_sea(
+        &support::advert_through(&c_advert, &[p1, p2]),
+        OBS_B,
+        now,
+    )])
+    .unwrap();
+    let v = next_packet(&mut ws).await;
+    let d = &v["data"];
+    assert_eq!(
+        d["resolved_path"],
+        serde_json::json!([support::key_of(&r1), support::key_of(&r2)]),
+        "{d}"
+    );
+    let conf = d["resolved_confidence"].as_array().unwrap();
+    assert!(conf.iter().all(|c| c.as_f64().unwrap() >= 0.5), "{conf:?}");
+    assert_eq!(d["hops"][0]["name"], "R1");
+    assert_eq!(d["hops"][1]["prefix"], hex::encode([p2]));
+    s.shutdown().await;
+}

@@ -603,3 +603,35 @@ pub fn config_with_alerts(db: &Path, dir: &Path) -> ServerConfig {
         ..config(db)
     }
 }
+
+/// Three seeds whose keys start with distinct bytes.
+pub fn distinct_seeds() -> [[u8; 32]; 3] {
+    let mut out = Vec::new();
+    let mut firsts = std::collections::HashSet::new();
+    for i in 0u8..=255 {
+        let s = [i.wrapping_mul(7).wrapping_add(3); 32];
+        if firsts.insert(meshcore::payload::public_key_of(&s)[0]) {
+            out.push(s);
+        }
+        if out.len() == 3 {
+            break;
+        }
+    }
+    [out[0], out[1], out[2]]
+}
+
+/// The advert frame `hex` (a zero-hop flood) re-framed as heard through `path`.
+pub fn advert_through(hex: &str, path: &[u8]) -> String {
+    let raw = meshcore::report::parse_hex(hex).unwrap();
+    let p = meshcore::Packet::decode(&raw).unwrap();
+    let len = meshcore::PathLen::new(meshcore::PathHashSize::One, path.len() as u8).unwrap();
+    let framed = meshcore::Packet::new(
+        meshcore::Route::Flood,
+        meshcore::PayloadType::Advert,
+        len,
+        path,
+        p.payload_bytes(),
+    )
+    .unwrap();
+    hex::encode(framed.to_bytes())
+}
