@@ -90,6 +90,8 @@ pub struct Directory {
     link_scale_km: f64,
     unknown_share: f64,
     forwarding: usize,
+    /// [`short_id`] per node, computed once.
+    short: Vec<u64>,
 }
 
 /// The link scale used until the mesh's own links say otherwise, km.
@@ -113,6 +115,7 @@ impl Directory {
             link_scale_km: DEFAULT_LINK_SCALE_KM,
             unknown_share: DEFAULT_UNKNOWN_SHARE,
             forwarding: 0,
+            short: Vec::new(),
         };
         for n in nodes {
             if dir.by_key.contains_key(&n.public_key) {
@@ -129,6 +132,7 @@ impl Directory {
                 }
             }
             dir.forwarding += usize::from(n.forwards);
+            dir.short.push(short_id(&n.public_key));
             dir.nodes.push(n);
         }
         dir
@@ -476,12 +480,11 @@ fn geo(d: f64, s: f64) -> f64 {
 struct Solver<'d> {
     dir: &'d Directory,
     graph: &'d Graph,
-    short: Vec<u64>,
 }
 
 impl Solver<'_> {
     fn short(&self, id: NodeId) -> u64 {
-        self.short.get(id as usize).copied().unwrap_or(0)
+        self.dir.short.get(id as usize).copied().unwrap_or(0)
     }
 
     /// Likelihood that the transmitter in state `a` is heard by the one in state `b`
@@ -563,11 +566,7 @@ fn endpoint_states(dir: &Directory, e: Endpoint) -> (Vec<State>, Vec<f64>) {
 /// Resolves every hop of every copy of one packet. The answer has one entry per copy, each
 /// with one [`Hop`] per path hop, in path order.
 pub fn resolve(dir: &Directory, graph: &Graph, ends: Ends, copies: &[Copy<'_>]) -> Vec<Vec<Hop>> {
-    let solver = Solver {
-        dir,
-        graph,
-        short: dir.nodes.iter().map(|n| short_id(&n.public_key)).collect(),
-    };
+    let solver = Solver { dir, graph };
     // The forest: tree nodes in creation order (parents before children).
     let mut tree: Vec<TreeNode> = Vec::new();
     // Per copy: the tree node of each hop, in path order.
@@ -719,20 +718,23 @@ fn belief_propagation(solver: &Solver<'_>, tree: &[TreeNode]) -> Vec<Vec<f64>> {
     let mut up: Vec<Vec<f64>> = tree.iter().map(|t| t.local.clone()).collect();
     // msg[v][s_parent]: v's message to its parent.
     let mut msg: Vec<Vec<f64>> = vec![Vec::new(); n];
+    // links[v][i * |states(v)| + j]: parent state i heard by v in state j (computed once, used
+    // on the way up and down).
+    let mut links: Vec<Vec<f64>> = vec![Vec::new(); n];
     for v in (0..n).rev() {
         let Some(p) = tree[v].parent else { continue };
-        let m: Vec<f64> = tree[p]
+        let width = tree[v].states.len();
+        let matrix: Vec<f64> = tree[p]
             .states
             .iter()
-            .map(|&sp| {
-                tree[v]
-                    .states
-                    .iter()
-                    .zip(&up[v])
-                    .map(|(&sv, &u)| solver.link(sp, sv, 1.0) * u)
-                    .sum::<f64>()
-            })
+            .flat_map(|&sp| tree[v].states.iter().map(move |&sv| (sp, sv)))
+            .map(|(sp, sv)| solver.link(sp, sv, 1.0))
             .collect();
+        let m: Vec<f64> = matrix
+            .chunks(width.max(1))
+            .map(|row| row.iter().zip(&up[v]).map(|(l, u)| l * u).sum::<f64>())
+            .collect();
+        links[v] = matrix;
         let m = normalised(m);
         for (u, x) in up[p].iter_mut().zip(&m) {
             *u *= x;
@@ -752,15 +754,14 @@ fn belief_propagation(solver: &Solver<'_>, tree: &[TreeNode]) -> Vec<Vec<f64>> {
                 .zip(&msg[v])
                 .map(|(&b, &m)| if m > 0.0 { b / m } else { 0.0 })
                 .collect();
-            let d: Vec<f64> = tree[v]
-                .states
-                .iter()
-                .map(|&sv| {
-                    tree[p]
-                        .states
+            let width = tree[v].states.len();
+            let matrix = &links[v];
+            let d: Vec<f64> = (0..width)
+                .map(|j| {
+                    outside
                         .iter()
-                        .zip(&outside)
-                        .map(|(&sp, &o)| solver.link(sp, sv, 1.0) * o)
+                        .enumerate()
+                        .map(|(i, &o)| matrix.get(i * width + j).copied().unwrap_or(0.0) * o)
                         .sum::<f64>()
                 })
                 .collect();
