@@ -29,18 +29,39 @@ use crate::AppState;
 use crate::db::sql;
 use crate::error::{ApiError, ApiResult};
 
-/// Answers of analytics that read a window of rows, kept for [`AnswerCache::FRESH`] by route
-/// and query: under a dashboard's polling (and a benchmark's 16 clients) each is computed once
-/// per few seconds rather than per request, as CoreScope's recomputer does. Bounded in
-/// entries and bytes; the oldest goes first.
+/// Answers of analytics that read a window of rows, kept by route and query: under a
+/// dashboard's polling (and a benchmark's 16 clients) each is computed once per few seconds
+/// rather than per request, as CoreScope's recomputer does. Fresh for [`AnswerCache::FRESH`];
+/// after that, for up to [`AnswerCache::STALE`], the last answer is served at once while one
+/// background task computes the next (stale-while-revalidate), so only the very first request
+/// for a query waits for the computation, never one of a steady stream. Bounded in entries
+/// and bytes; the oldest goes first.
 #[derive(Default)]
 pub struct AnswerCache {
-    inner: std::sync::Mutex<HashMap<String, (std::time::Instant, axum::body::Bytes)>>,
+    inner: std::sync::Mutex<CacheState>,
+}
+
+#[derive(Default)]
+struct CacheState {
+    answers: HashMap<String, (std::time::Instant, axum::body::Bytes)>,
+    /// Keys being recomputed in the background (at most one task per key).
+    refreshing: std::collections::HashSet<String>,
+}
+
+/// What the cache holds for a key.
+#[derive(Debug, PartialEq)]
+enum Lookup {
+    Fresh(axum::body::Bytes),
+    /// Old but servable; `refresh` when this caller should start the recomputation.
+    Stale(axum::body::Bytes, bool),
+    Missing,
 }
 
 impl AnswerCache {
-    /// How long an answer is served.
+    /// How long an answer is served as it is.
     pub const FRESH: std::time::Duration = std::time::Duration::from_secs(10);
+    /// How long an older answer is still served while the next one is computed.
+    pub const STALE: std::time::Duration = std::time::Duration::from_secs(600);
     /// Answers kept at most.
     const CAPACITY: usize = 64;
     /// Largest answer kept.
@@ -49,36 +70,59 @@ impl AnswerCache {
     /// pin memory.
     const TOTAL_BYTES: usize = 8 << 20;
 
-    fn get(&self, key: &str) -> Option<axum::body::Bytes> {
-        let c = self.inner.lock().ok()?;
-        c.get(key)
-            .filter(|(at, _)| at.elapsed() < Self::FRESH)
-            .map(|(_, b)| b.clone())
+    fn lookup(&self, key: &str, now: std::time::Instant) -> Lookup {
+        let Ok(mut c) = self.inner.lock() else {
+            return Lookup::Missing;
+        };
+        let Some((at, body)) = c.answers.get(key).cloned() else {
+            return Lookup::Missing;
+        };
+        let age = now.saturating_duration_since(at);
+        if age < Self::FRESH {
+            return Lookup::Fresh(body);
+        }
+        if age >= Self::STALE {
+            return Lookup::Missing;
+        }
+        let refresh = c.refreshing.len() < Self::CAPACITY && c.refreshing.insert(key.to_owned());
+        Lookup::Stale(body, refresh)
     }
 
-    fn put(&self, key: String, body: axum::body::Bytes) {
+    fn put(&self, key: String, body: axum::body::Bytes, now: std::time::Instant) {
+        let Ok(mut c) = self.inner.lock() else { return };
+        c.refreshing.remove(&key);
         if body.len() > Self::MAX_BYTES {
             return;
         }
-        let Ok(mut c) = self.inner.lock() else { return };
-        c.retain(|_, (at, _)| at.elapsed() < Self::FRESH);
-        while c.len() >= Self::CAPACITY
-            || c.values().map(|(_, b)| b.len()).sum::<usize>() + body.len() > Self::TOTAL_BYTES
+        c.answers
+            .retain(|_, (at, _)| now.saturating_duration_since(*at) < Self::STALE);
+        while c.answers.len() >= Self::CAPACITY
+            || c.answers.values().map(|(_, b)| b.len()).sum::<usize>() + body.len()
+                > Self::TOTAL_BYTES
         {
             let Some(oldest) = c
+                .answers
                 .iter()
                 .min_by_key(|(_, (at, _))| *at)
                 .map(|(k, _)| k.clone())
             else {
                 break;
             };
-            c.remove(&oldest);
+            c.answers.remove(&oldest);
         }
-        c.insert(key, (std::time::Instant::now(), body));
+        c.answers.insert(key, (now, body));
+    }
+
+    /// A background recomputation ended without an answer: the next stale hit retries.
+    fn refresh_failed(&self, key: &str) {
+        if let Ok(mut c) = self.inner.lock() {
+            c.refreshing.remove(key);
+        }
     }
 }
 
-/// The answer for `route` and query `q` from the cache, or computed by `f` and kept.
+/// The answer for `route` and query `q` from the cache, or computed by `f` and kept. A stale
+/// answer is returned at once and `f` runs in the background to replace it.
 pub async fn cached<F>(
     st: &Arc<AppState>,
     route: &str,
@@ -86,19 +130,80 @@ pub async fn cached<F>(
     f: F,
 ) -> ApiResult<axum::response::Response>
 where
-    F: std::future::Future<Output = ApiResult<Json<Value>>>,
+    F: std::future::Future<Output = ApiResult<Json<Value>>> + Send + 'static,
 {
     let mut params: Vec<_> = q.iter().collect();
     params.sort();
     let key = format!("{route}?{params:?}");
-    if let Some(body) = st.analytics_answers.get(&key) {
-        return Ok(super::json_response(body.to_vec()));
+    match st.analytics_answers.lookup(&key, std::time::Instant::now()) {
+        Lookup::Fresh(body) | Lookup::Stale(body, false) => {
+            return Ok(super::json_response(body.to_vec()));
+        }
+        Lookup::Stale(body, true) => {
+            let st = st.clone();
+            tokio::spawn(async move {
+                match f.await.and_then(|Json(v)| {
+                    serde_json::to_vec(&v).map_err(|e| ApiError::Internal(e.to_string()))
+                }) {
+                    Ok(bytes) => st.analytics_answers.put(
+                        key,
+                        axum::body::Bytes::from(bytes),
+                        std::time::Instant::now(),
+                    ),
+                    Err(_) => st.analytics_answers.refresh_failed(&key),
+                }
+            });
+            return Ok(super::json_response(body.to_vec()));
+        }
+        Lookup::Missing => {}
     }
     let Json(v) = f.await?;
     let body = serde_json::to_vec(&v).map_err(|e| ApiError::Internal(e.to_string()))?;
-    st.analytics_answers
-        .put(key, axum::body::Bytes::from(body.clone()));
+    st.analytics_answers.put(
+        key,
+        axum::body::Bytes::from(body.clone()),
+        std::time::Instant::now(),
+    );
     Ok(super::json_response(body))
+}
+
+#[cfg(test)]
+mod cache_tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn fresh_then_stale_with_one_refresher_then_gone() {
+        let c = AnswerCache::default();
+        let t0 = Instant::now();
+        assert_eq!(c.lookup("k", t0), Lookup::Missing);
+        c.put("k".into(), axum::body::Bytes::from_static(b"1"), t0);
+        assert!(matches!(
+            c.lookup("k", t0 + Duration::from_secs(5)),
+            Lookup::Fresh(_)
+        ));
+        let later = t0 + AnswerCache::FRESH + Duration::from_secs(1);
+        assert!(
+            matches!(c.lookup("k", later), Lookup::Stale(_, true)),
+            "first stale hit refreshes"
+        );
+        assert!(
+            matches!(c.lookup("k", later), Lookup::Stale(_, false)),
+            "one refresher per key"
+        );
+        c.put("k".into(), axum::body::Bytes::from_static(b"2"), later);
+        assert_eq!(
+            c.lookup("k", later),
+            Lookup::Fresh(axum::body::Bytes::from_static(b"2"))
+        );
+        let gone = later + AnswerCache::STALE;
+        assert_eq!(c.lookup("k", gone), Lookup::Missing, "too old to serve");
+        // A failed refresh lets the next stale hit try again.
+        let stale = later + AnswerCache::FRESH + Duration::from_secs(1);
+        assert!(matches!(c.lookup("k", stale), Lookup::Stale(_, true)));
+        c.refresh_failed("k");
+        assert!(matches!(c.lookup("k", stale), Lookup::Stale(_, true)));
+    }
 }
 
 /// Longest window.
