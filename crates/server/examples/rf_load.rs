@@ -2,7 +2,9 @@
 //! OBSERVERS observers with a status every 5 minutes for DAYS days, OBSERVATIONS observations
 //! of the last 24 hours (each transmission heard by 5 observers, with envelope timestamps),
 //! and NODES nodes advertising every 3 hours for 7 days. Seven sequential requests per route;
-//! prints the first (computed; later ones may come from the answer cache), median and maximum.
+//! prints the first (computed; later ones may come from the answer cache), median and maximum;
+//! then 16 concurrent clients cycle through every route for `LOAD_SECS` (default 20): p50/p99
+//! per route and the process's peak RSS.
 //!
 //! ```sh
 //! cargo run -p server --example rf_load -- [OBSERVATIONS] [OBSERVERS] [DAYS] [NODES]
@@ -200,8 +202,17 @@ fn main() {
             "/api/analytics/rf".to_string(),
             "/api/analytics/relay-airtime-share".to_string(),
             "/api/observers".to_string(),
+            "/api/analytics/roles".to_string(),
+            "/api/scope-stats".to_string(),
+            "/api/analytics/topology".to_string(),
+            "/api/analytics/neighbor-graph".to_string(),
+            "/api/analytics/distance".to_string(),
+            "/api/analytics/subpaths".to_string(),
+            format!("/api/nodes/{n0}/neighbors"),
+            format!("/api/nodes/{n0}/reach"),
+            format!("/api/nodes/{n0}/battery"),
         ];
-        for r in routes {
+        for r in routes.clone() {
             let mut times = Vec::new();
             let mut bytes = 0;
             for _ in 0..7 {
@@ -239,6 +250,60 @@ fn main() {
                 bytes
             );
         }
+        // Then 16 concurrent clients cycling through every route for LOAD_SECS (default 20),
+        // as dashboards poll: p50/p99 per route.
+        let secs: u64 = std::env::var("LOAD_SECS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(20);
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        let mut clients = Vec::new();
+        for c in 0..16usize {
+            let routes = routes.clone();
+            clients.push(tokio::task::spawn_blocking(move || {
+                use std::io::{Read, Write};
+                let mut out: Vec<(usize, Duration)> = Vec::new();
+                let mut i = c;
+                while Instant::now() < deadline {
+                    let k = i % routes.len();
+                    i += 1;
+                    let start = Instant::now();
+                    let mut s = std::net::TcpStream::connect(addr).unwrap();
+                    write!(
+                        s,
+                        "GET {} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n",
+                        routes[k]
+                    )
+                    .unwrap();
+                    let mut v = Vec::new();
+                    s.read_to_end(&mut v).unwrap();
+                    assert!(v.starts_with(b"HTTP/1.1 200"), "{}", routes[k]);
+                    out.push((k, start.elapsed()));
+                }
+                out
+            }));
+        }
+        let mut per: Vec<Vec<Duration>> = vec![Vec::new(); routes.len()];
+        for c in clients {
+            for (k, d) in c.await.unwrap() {
+                per[k].push(d);
+            }
+        }
+        println!("16 concurrent clients for {secs} s:");
+        for (r, mut t) in routes.iter().zip(per) {
+            t.sort();
+            let q = |f: f64| t[((t.len() as f64 - 1.0) * f) as usize].as_secs_f64() * 1e3;
+            println!("  {r}: n={} p50 {:.2} ms p99 {:.2} ms", t.len(), q(0.5), q(0.99));
+        }
+        let rss = std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("VmHWM:"))
+                    .map(|l| l.split_whitespace().nth(1).unwrap_or("?").to_string())
+            })
+            .unwrap_or_default();
+        println!("peak RSS {rss} kB");
         srv.shutdown().await;
     });
 }
