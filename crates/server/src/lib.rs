@@ -287,6 +287,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/backup", get(api::admin::backup))
         .route("/api/alerts", get(api::alerts::list))
         .route("/api/analytics/roles", get(api::roles::roles))
+        .route("/api/analytics/channels", get(api::channel_stats::channels))
         .route("/api/scope-stats", get(api::scopes::scope_stats))
         .route("/api/nodes/{pubkey}/battery", get(api::battery::battery))
         // CoreScope serves an interactive reference here; meshlens's is a page of its UI.

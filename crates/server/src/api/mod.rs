@@ -6,6 +6,7 @@ pub mod alerts;
 pub mod analytics;
 pub mod areas;
 pub mod battery;
+pub mod channel_stats;
 pub mod channels;
 pub mod clock_skew;
 pub mod collisions;
