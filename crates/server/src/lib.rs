@@ -290,6 +290,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/analytics/channels", get(api::channel_stats::channels))
         .route("/api/scope-stats", get(api::scopes::scope_stats))
         .route("/api/nodes/{pubkey}/battery", get(api::battery::battery))
+        .route(
+            "/api/nodes/{pubkey}/analytics",
+            get(api::node_analytics::analytics),
+        )
         // CoreScope serves an interactive reference here; meshlens's is a page of its UI.
         .route(
             "/api/docs",

@@ -13,6 +13,7 @@ pub mod collisions;
 pub mod config;
 pub mod corescope;
 pub mod fleet;
+pub mod node_analytics;
 pub mod node_health;
 pub mod nodes;
 pub mod observer_metrics;
