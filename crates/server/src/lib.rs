@@ -294,6 +294,12 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/api/nodes/{pubkey}/analytics",
             get(api::node_analytics::analytics),
         )
+        .route(
+            "/api/nodes/{pubkey}/rx-coverage",
+            get(api::coverage::node_rx_coverage),
+        )
+        .route("/api/rx-coverage", get(api::coverage::rx_coverage))
+        .route("/api/rx-leaderboard", get(api::coverage::rx_leaderboard))
         // CoreScope serves an interactive reference here; meshlens's is a page of its UI.
         .route(
             "/api/docs",

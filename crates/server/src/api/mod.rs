@@ -12,6 +12,7 @@ pub mod clock_skew;
 pub mod collisions;
 pub mod config;
 pub mod corescope;
+pub mod coverage;
 pub mod fleet;
 pub mod node_analytics;
 pub mod node_health;
