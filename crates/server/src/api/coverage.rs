@@ -241,11 +241,14 @@ fn resolve(topo: &Topology, heard: &str) -> Option<(String, Option<String>)> {
 }
 
 /// A cell's tally: per node (by resolved key or heard key) count, latest SNR, display prefix.
+/// Per node in a cell: receptions, latest time, its SNR, display prefix, name.
+type NodeTally = (u64, i64, Option<f64>, String, Option<String>);
+
 #[derive(Default)]
 struct Cell {
     count: u64,
     best: Option<f64>,
-    nodes: HashMap<String, (u64, i64, Option<f64>, String, Option<String>)>,
+    nodes: HashMap<String, NodeTally>,
 }
 
 /// The GeoJSON of `recs` inside `bb` at `res`, and how many had no position.

@@ -125,6 +125,9 @@ struct Obs {
     last: i64,
 }
 
+/// A packet's first observation: time, SNR, RSSI, observer id, observer name.
+type First = (i64, Option<f64>, Option<f64>, String, Option<String>);
+
 /// What the relay scan found.
 #[derive(Default)]
 struct Relayed {
@@ -184,8 +187,7 @@ async fn answer(
                 MAX_OWN_OBSERVATIONS
             ]))?;
             let mut observers: HashMap<String, Obs> = HashMap::new();
-            // Per packet: its first observation (time, snr, rssi, observer id, name).
-            type First = (i64, Option<f64>, Option<f64>, String, Option<String>);
+            // Per packet: its first observation.
             let mut firsts: HashMap<i64, First> = HashMap::new();
             let mut n_obs = 0i64;
             while let Some(r) = sql(rows.next())? {
@@ -279,8 +281,7 @@ async fn answer(
             }
         }
     }
-    let mut trend: Vec<&(i64, Option<f64>, Option<f64>, String, Option<String>)> =
-        firsts.values().filter(|f| f.1.is_some()).collect();
+    let mut trend: Vec<&First> = firsts.values().filter(|f| f.1.is_some()).collect();
     trend.sort_by(|a, b| a.0.cmp(&b.0).then(a.3.cmp(&b.3)));
     let snrs: Vec<f64> = trend.iter().filter_map(|f| f.1).collect();
     let (mean, sd) = if snrs.is_empty() {
