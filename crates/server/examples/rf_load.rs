@@ -293,7 +293,12 @@ fn main() {
         for (r, mut t) in routes.iter().zip(per) {
             t.sort();
             let q = |f: f64| t[((t.len() as f64 - 1.0) * f) as usize].as_secs_f64() * 1e3;
-            println!("  {r}: n={} p50 {:.2} ms p99 {:.2} ms", t.len(), q(0.5), q(0.99));
+            println!(
+                "  {r}: n={} p50 {:.2} ms p99 {:.2} ms",
+                t.len(),
+                q(0.5),
+                q(0.99)
+            );
         }
         let rss = std::fs::read_to_string("/proc/self/status")
             .ok()

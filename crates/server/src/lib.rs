@@ -308,8 +308,19 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/backup", get(api::admin::backup))
         .route("/api/alerts", get(api::alerts::list))
         .route("/api/analytics/roles", get(api::roles::roles))
+        .route("/api/analytics/channels", get(api::channel_stats::channels))
         .route("/api/scope-stats", get(api::scopes::scope_stats))
         .route("/api/nodes/{pubkey}/battery", get(api::battery::battery))
+        .route(
+            "/api/nodes/{pubkey}/analytics",
+            get(api::node_analytics::analytics),
+        )
+        .route(
+            "/api/nodes/{pubkey}/rx-coverage",
+            get(api::coverage::node_rx_coverage),
+        )
+        .route("/api/rx-coverage", get(api::coverage::rx_coverage))
+        .route("/api/rx-leaderboard", get(api::coverage::rx_leaderboard))
         // CoreScope serves an interactive reference here; meshlens's is a page of its UI.
         .route(
             "/api/docs",

@@ -622,23 +622,46 @@ mod tests {
     #[test]
     fn answer_cache_is_bounded() {
         let c = AnswerCache::default();
+        let now = std::time::Instant::now();
+        let fresh = |c: &AnswerCache, k: &str| {
+            matches!(
+                c.lookup(k, now + std::time::Duration::from_secs(1)),
+                Lookup::Fresh(_)
+            )
+        };
         for i in 0..200 {
-            c.put(format!("k{i}"), axum::body::Bytes::from(vec![b'x'; 1000]));
+            c.put(
+                format!("k{i}"),
+                axum::body::Bytes::from(vec![b'x'; 1000]),
+                now,
+            );
         }
-        assert!(c.inner.lock().unwrap().len() <= AnswerCache::CAPACITY);
-        assert!(c.get("k199").is_some());
-        assert!(c.get("k0").is_none());
+        assert!(c.inner.lock().unwrap().answers.len() <= AnswerCache::CAPACITY);
+        assert!(fresh(&c, "k199"));
+        assert!(!fresh(&c, "k0"));
         // Large answers: never more than the total, an oversized one not at all.
         for i in 0..20 {
             c.put(
                 format!("big{i}"),
                 axum::body::Bytes::from(vec![b'x'; 900_000]),
+                now,
             );
         }
-        let total: usize = c.inner.lock().unwrap().values().map(|(_, b)| b.len()).sum();
+        let total: usize = c
+            .inner
+            .lock()
+            .unwrap()
+            .answers
+            .values()
+            .map(|(_, b)| b.len())
+            .sum();
         assert!(total <= AnswerCache::TOTAL_BYTES, "{total}");
-        c.put("huge".into(), axum::body::Bytes::from(vec![b'x'; 2 << 20]));
-        assert!(c.get("huge").is_none());
+        c.put(
+            "huge".into(),
+            axum::body::Bytes::from(vec![b'x'; 2 << 20]),
+            now,
+        );
+        assert!(!fresh(&c, "huge"));
     }
 
     #[test]
