@@ -23,6 +23,7 @@ import { animationLayer } from '../components/liveanim.js';
 export const title = 'Live';
 
 const KEEP = 500; // lines in the text list
+const LIST_MS = 250; // how often the text list takes what arrived
 const MAX_NODES = 2000;
 const MAX_ACTIVE = 200; // events animating at once
 const MERGE_MS = 5000; // copies of one hash this close together are one event
@@ -300,9 +301,10 @@ export function mount(root, ctx) {
   function toList(d) {
     queue.push(d);
     if (queue.length > KEEP * 2) queue = queue.slice(-KEEP);
-    if (!frame) frame = requestAnimationFrame(flush);
+    // A few times a second is enough for text, and leaves the frames to the map.
+    if (!frame) frame = setTimeout(flush, LIST_MS);
   }
-  ctx.onCleanup(() => cancelAnimationFrame(frame));
+  ctx.onCleanup(() => clearTimeout(frame));
 
   /** Does a live observation pass the filters? (the server applies them to replay pages) */
   function passes(d) {
