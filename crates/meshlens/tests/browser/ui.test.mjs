@@ -850,3 +850,198 @@ test('hostile node: reception and paths sections render its name as text', T, as
   await shot(page, 'node-hostile-reception');
   await close();
 });
+
+// ---- The live map (#/live, issue 15) ----
+
+/** The live page's debug counters (read-only dataset of its section), as numbers. */
+async function liveStats(page) {
+  return page.evaluate(() => Object.fromEntries(Object.entries(document.querySelector('section[data-page="live"]').dataset)
+    .filter(([k]) => k !== 'page').map(([k, v]) => [k, Number(v)])));
+}
+
+test('live map: a packet published over MQTT while the page is open is animated on the map', T, async () => {
+  const { page, close } = await open('#/live');
+  await page.waitForSelector('#live-map[data-ready="true"]', { timeout: 30_000 });
+  assert.ok(Number(await page.getAttribute('#live-map', 'data-markers')) > 0, 'no node markers on the live map');
+  const opened = Date.now();
+  const s0 = await liveStats(page);
+  // The fixture publishes an advert ("Live-N") over MQTT every 250 ms.
+  await page.waitForFunction((n) => Number(document.querySelector('section[data-page="live"]').dataset.events) > n, s0.events, { timeout: 20_000 });
+  const s1 = await liveStats(page);
+  assert.ok(s1.active >= 1 && s1.active <= 200, `active animations ${s1.active}`);
+  const hash = await page.getAttribute('ol.feed li[data-hash]', 'data-hash');
+  const detail = await api(`/api/packets/${hash}`);
+  assert.equal(detail.packet.payload_type_name, 'ADVERT');
+  assert.match(detail.packet.decoded.name, /^Live-\d+$/, 'the newest line is not a fixture packet');
+  assert.ok(Date.parse(detail.packet.first_seen) >= opened - 2000, 'the animated packet was not published while the page was open');
+  await page.waitForSelector('canvas.live-anim');
+  await shot(page, 'live-map');
+  await close();
+});
+
+test('live map: replay of the recorded hour plays its packets, reading the API a page at a time', T, async () => {
+  const { page, close } = await open('#/');
+  const requests = [];
+  page.on('request', (r) => {
+    const u = new URL(r.url());
+    if (u.pathname === '/api/packets') requests.push(u.searchParams);
+  });
+  await page.goto(`${BASE}/#/live?mode=replay&hours=1&speed=60`);
+  await page.waitForSelector('#live-map[data-ready="true"]', { timeout: 30_000 });
+  await page.waitForFunction(() => {
+    const d = document.querySelector('section[data-page="live"]').dataset;
+    return Number(d.events) > 0 && Number(d.segments) > 0 && Number(d.pages) >= 2;
+  }, null, { timeout: 60_000 });
+  const stats = await liveStats(page);
+  assert.ok(requests.length >= 2, `${requests.length} page requests`);
+  for (const q of requests) {
+    assert.ok(Number(q.get('limit')) > 0 && Number(q.get('limit')) <= 200, `a replay request asked for limit=${q.get('limit')}`);
+    assert.ok(q.get('since') && q.get('until'), 'a replay request without since/until');
+    assert.equal(q.get('order'), 'asc');
+    assert.equal(q.get('expand'), 'observations');
+  }
+  const since = Date.parse(requests[0].get('since'));
+  const until = Date.parse(requests[0].get('until'));
+  assert.ok(until - since >= 3_590_000 && until - since <= 3_610_000, 'the replay window is not one hour');
+  const offsets = requests.map((q) => Number(q.get('offset')));
+  assert.deepEqual(offsets.slice(0, 2), [0, offsets[1]], 'pages do not start at offset 0');
+  assert.ok(offsets[1] > 0, 'the second page did not move on');
+  const hashes = await page.$$eval('ol.feed li[data-replay="true"]', (l) => l.slice(0, 5).map((li) => li.dataset.hash));
+  assert.ok(hashes.length > 0, 'no replayed packets in the list');
+  for (const hash of hashes) {
+    const p = (await api(`/api/packets/${hash}`)).packet;
+    const t = Date.parse(p.first_seen);
+    assert.ok(t >= since && t <= until, `replayed packet ${hash} is outside the window`);
+  }
+  assert.ok(stats.uncertain <= stats.segments);
+  // Pause holds the playhead; the scrub bar and "now" are there.
+  await page.click('.replay-bar button[aria-pressed="true"]');
+  const pos = await page.textContent('.replay-pos');
+  await page.waitForTimeout(800);
+  assert.equal(await page.textContent('.replay-pos'), pos, 'the playhead moved while paused');
+  assert.equal(await page.locator('.replay-bar input[type="range"][name="scrub"]').count(), 1);
+  await page.click('.replay-bar a[href="#/live"]');
+  await page.waitForSelector('section[data-page="live"] h1:text-is("Live")');
+  await shot(page, 'live-replay');
+  await close();
+});
+
+test('live map: replay filters deep-link to the API and hostile names stay text', T, async () => {
+  const found = await api(`/api/nodes/search?q=${encodeURIComponent(HOSTILE)}`);
+  const node = found.nodes.find((n) => n.name === HOSTILE);
+  assert.ok(node, `no node named ${HOSTILE}`);
+  const prefix = node.public_key.slice(0, 12);
+  const { page, close } = await open('#/');
+  const requests = [];
+  page.on('request', (r) => {
+    const u = new URL(r.url());
+    if (u.pathname === '/api/packets') requests.push(u.searchParams);
+  });
+  await page.goto(`${BASE}/#/live?mode=replay&hours=24&speed=60&type=ADVERT&node=${prefix}`);
+  await page.waitForSelector('ol.feed li[data-replay="true"]', { timeout: 60_000 });
+  assert.ok(requests.length >= 1);
+  for (const q of requests) {
+    assert.equal(q.get('node'), prefix);
+    assert.equal(q.get('type'), 'ADVERT');
+  }
+  assert.equal(await page.inputValue('input[name="node"]'), prefix);
+  assert.equal(await page.inputValue('select[name="type"]'), 'ADVERT');
+  const lines = await page.$$eval('ol.feed li[data-replay="true"]', (l) => l.map((li) => li.textContent));
+  assert.ok(lines.some((t) => t.includes(HOSTILE)), `the hostile advert is not listed as text: ${lines.slice(0, 3)}`);
+  assert.equal(await page.locator('ol.feed svg').count(), 0, 'the hostile name became an element');
+  assert.equal(await page.evaluate(() => window.__xss), undefined);
+  await close();
+});
+
+test('live map: smooth and bounded at 50 packets/s', T, async () => {
+  // Real paths from the recorded data, replayed as new packets (fresh hashes, a third of them a
+  // second observer's copy of the one before) through the page's own WebSocket handler.
+  const recorded = (await api('/api/packets?limit=200&expand=observations')).packets;
+  const copies = recorded.flatMap((p) => (p.observations || []).filter((o) => o.path && o.path.length).map((o) => ({ p, o })));
+  assert.ok(copies.length > 20, 'not enough recorded paths to replay');
+  const { page, problems, close } = await open('#/live');
+  await page.emulateMedia({ reducedMotion: 'no-preference' });
+  let socket = null;
+  await page.routeWebSocket(/\/ws$/, (ws) => {
+    ws.connectToServer();
+    socket = ws;
+  });
+  await page.reload();
+  await page.waitForSelector('#live-map[data-ready="true"]', { timeout: 30_000 });
+  const t0 = Date.now();
+  while (!socket && Date.now() - t0 < 10_000) await new Promise((r) => setTimeout(r, 50));
+  assert.ok(socket, 'the page did not open its WebSocket');
+  const cdp = await page.context().newCDPSession(page);
+  await cdp.send('Performance.enable');
+  const metric = async (name) => (await cdp.send('Performance.getMetrics')).metrics.find((m) => m.name === name).value;
+  async function heap() {
+    await cdp.send('HeapProfiler.collectGarbage');
+    return metric('JSHeapUsedSize');
+  }
+  // The page's main-thread time (seconds of tasks), to tell its own cost from a busy machine.
+  const task0 = await metric('TaskDuration');
+  await page.evaluate(() => {
+    window.__frames = 0;
+    window.__maxGap = 0;
+    let last = 0;
+    const f = (t) => {
+      if (last && t - last > window.__maxGap) window.__maxGap = t - last;
+      last = t;
+      window.__frames++;
+      requestAnimationFrame(f);
+    };
+    requestAnimationFrame(f);
+  });
+  const s0 = await liveStats(page);
+  let sent = 0;
+  let prev = null;
+  const hex = () => Array.from({ length: 16 }, () => '0123456789abcdef'[Math.floor(Math.random() * 16)]).join('');
+  // Paced by the clock, not by the timer: a late tick sends what is due, so the feed stays at
+  // 50 packets/s however busy the machine is.
+  const send = () => {
+    const due = Math.floor(((Date.now() - start) / 1000) * 50);
+    while (sent < due) {
+      const { p, o } = copies[sent % copies.length];
+      const hash = prev && sent % 3 === 2 ? prev : hex();
+      prev = hash;
+      const data = {
+        id: sent, hash, timestamp: new Date().toISOString(), observer: o.observer_id, observer_id: o.observer_id,
+        observer_name: o.observer_name, iata: o.iata, path: o.path, hash_size: o.hash_size, snr: o.snr, rssi: o.rssi,
+        decoded: p.decoded,
+      };
+      if (sent % 2) Object.assign(data, { resolved_path: o.resolved_path, resolved_confidence: o.resolved_confidence });
+      socket.send(JSON.stringify({ type: 'packet', data }));
+      sent++;
+    }
+  };
+  const start = Date.now();
+  const timer = setInterval(send, 20);
+  let heap2 = 0;
+  let frames2 = 0;
+  try {
+    await new Promise((r) => setTimeout(r, 2000));
+    heap2 = await heap();
+    frames2 = await page.evaluate(() => window.__frames);
+    await new Promise((r) => setTimeout(r, 8000));
+  } finally {
+    clearInterval(timer);
+  }
+  const elapsed = (Date.now() - start) / 1000;
+  const frames10 = await page.evaluate(() => window.__frames);
+  const maxGap = await page.evaluate(() => window.__maxGap);
+  const heap10 = await heap();
+  const busy = ((await metric('TaskDuration')) - task0) / elapsed;
+  const s1 = await liveStats(page);
+  const fps = (frames10 - frames2) / (elapsed - 2);
+  console.log(`live map load: ${sent} packets in ${elapsed.toFixed(1)} s (${(sent / elapsed).toFixed(1)}/s); ${fps.toFixed(1)} fps under load (longest frame ${maxGap.toFixed(0)} ms; main thread busy ${(100 * busy).toFixed(0)} % of the time); JS heap ${(heap2 / 1048576).toFixed(1)} MB after 2 s, ${(heap10 / 1048576).toFixed(1)} MB after ${elapsed.toFixed(0)} s; events ${s1.events - s0.events}, merged ${s1.merged - s0.merged}, dropped ${s1.dropped - s0.dropped}, active ${s1.active}`);
+  assert.ok(sent / elapsed >= 45, `only ${sent} packets sent in ${elapsed} s`);
+  assert.ok(fps >= 10, `${fps.toFixed(1)} frames per second under load`);
+  assert.ok(heap10 < 2 * heap2 + 4 * 1048576, `JS heap grew from ${heap2} to ${heap10} bytes`);
+  assert.ok(s1.events - s0.events >= 100, `only ${s1.events - s0.events} events drawn`);
+  assert.ok(s1.merged > s0.merged, 'no copies were merged into one event');
+  assert.ok(s1.active <= 200, `${s1.active} concurrent animations`);
+  assert.ok(await page.locator('ol.feed li').count() <= 500, 'the text list is unbounded');
+  assert.deepEqual(problems, []);
+  await shot(page, 'live-load');
+  await close();
+});
