@@ -629,11 +629,12 @@ mod tests {
                 Lookup::Fresh(_)
             )
         };
+        // Each a millisecond newer than the last: the oldest goes first.
         for i in 0..200 {
             c.put(
                 format!("k{i}"),
                 axum::body::Bytes::from(vec![b'x'; 1000]),
-                now,
+                now + std::time::Duration::from_millis(i),
             );
         }
         assert!(c.inner.lock().unwrap().answers.len() <= AnswerCache::CAPACITY);
