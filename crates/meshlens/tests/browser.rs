@@ -153,6 +153,14 @@ async fn web_ui_in_headless_chromium() {
         |b| b.contains("onload"),
     )
     .await;
+    // The hostile node relays the fixture's chain: it is in the neighbor graph.
+    wait_for(
+        http,
+        "/api/analytics/neighbor-graph",
+        Duration::from_secs(120),
+        |b| b.contains("onload"),
+    )
+    .await;
     // The capability cycle has run over the simulated traffic.
     wait_for(
         http,

@@ -805,3 +805,49 @@ async fn debug_affinity_needs_the_admin_key() {
     let m = mesh().await;
     bad(m.server.addr, "/api/debug/affinity", 403).await;
 }
+
+/// `bridges` of `/api/analytics/neighbor-graph`: OriginN – North – ObsN is a chain (each link
+/// seen six times, confidently), so North holds it together and its loss cuts off one node
+/// from the rest; the chain's ends are no bridges. The list is the whole graph's, whatever
+/// the answer's filters.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn neighbor_graph_lists_bridges() {
+    let m = mesh().await;
+    let (s, g) = get(m.server.addr, "/api/analytics/neighbor-graph").await;
+    assert_eq!(s, 200, "{g}");
+    let bridges = arr(&g, "bridges");
+    let north = bridges
+        .iter()
+        .find(|b| b["pubkey"] == m.north.as_str())
+        .unwrap_or_else(|| panic!("North is not a bridge: {g}"));
+    for (k, ty) in [
+        ("pubkey", "string"),
+        ("name", "string"),
+        ("cut_off", "integer"),
+        ("pieces", "integer"),
+    ] {
+        has(north, k, ty);
+    }
+    assert_eq!(north["name"], "North");
+    assert_eq!(north["cut_off"], 1, "{g}");
+    assert_eq!(north["pieces"], 2, "{g}");
+    for end in [&m.origin_n, &m.obs_n] {
+        assert!(
+            !bridges.iter().any(|b| b["pubkey"] == end.as_str()),
+            "{end} is a chain's end, not a bridge: {g}"
+        );
+    }
+    // Most cut off first.
+    let cut: Vec<u64> = bridges
+        .iter()
+        .map(|b| b["cut_off"].as_u64().unwrap())
+        .collect();
+    assert!(cut.windows(2).all(|w| w[0] >= w[1]), "{cut:?}");
+    let (_, none) = get(
+        m.server.addr,
+        "/api/analytics/neighbor-graph?min_count=1000",
+    )
+    .await;
+    assert_eq!(arr(&none, "edges").len(), 0);
+    assert_eq!(none["bridges"], g["bridges"]);
+}

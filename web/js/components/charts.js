@@ -76,3 +76,27 @@ export function stackBar(segments, { label = 'distribution' } = {}) {
     h('span', { class: `swatch series-${s.key}`, 'aria-hidden': 'true' }), `${s.label}: `, h('strong', null, String(s.value ?? 0)))));
   return h('div', { class: 'stackbar-wrap' }, bar, legend);
 }
+
+/**
+ * Columns of a distribution: `rows` are [{label, value}], each a column with its label under
+ * it and its value in a tooltip (`series-<key>` when given, else the accent colour).
+ */
+export function columns(rows, { width = 480, height = 160, label = 'distribution', key = null } = {}) {
+  const root = svg('svg', { class: 'chart columns', viewBox: `0 0 ${width} ${height}`, role: 'img',
+    'aria-label': `${label}: ${rows.map((r) => `${r.label} ${r.value}`).join(', ')}` });
+  const n = rows.length;
+  if (!n) return root;
+  const max = Math.max(1, ...rows.map((r) => (Number.isFinite(r.value) ? r.value : 0)));
+  const base = height - 18;
+  const colW = width / n;
+  const gap = Math.min(8, colW * 0.2);
+  rows.forEach((r, i) => {
+    const v = Number.isFinite(r.value) ? r.value : 0;
+    const hgt = Math.max(v ? 1 : 0, (v / max) * (base - 4));
+    root.append(
+      svg('rect', { class: key ? `series-${key}` : 'col-bar', x: i * colW + gap / 2, y: base - hgt, width: Math.max(1, colW - gap), height: hgt,
+        'data-label': r.label, 'data-value': v }, svg('title', null, `${r.label}: ${v}`)),
+      svg('text', { x: i * colW + colW / 2, y: height - 4, 'text-anchor': 'middle', 'font-size': '11', class: 'col-label' }, String(r.label)));
+  });
+  return root;
+}

@@ -1,18 +1,25 @@
 // Map (#/map): nodes with a location, coloured by role or — in the multi-byte overlay — by
 // capability status, with repeaters that hold multi-byte back (the rows' own
 // `multi_byte_legacy_suspect` flag) ringed in red. Popups and tooltips are DOM nodes built
-// with textContent (Leaflet would take HTML strings; we never give it any). `?mode=capability`
-// and `?node=<pubkey>` deep-link.
+// with textContent (Leaflet would take HTML strings; we never give it any). Neighbor links
+// from `/api/analytics/neighbor-graph` join located nodes: width by packets seen, opacity and
+// colour by confidence, filtered by the server (`min_count`, `min_score`); bridges (nodes whose
+// loss splits the mesh) are ringed. `?mode=capability`, `?node=<pubkey>`, `?links=0`,
+// `?min_count=` and `?min_score=` deep-link.
 
 import { h, replace, notice, select } from '../dom.js';
 import { get } from '../api.js';
-import { ago, shortKey, ROLES, ROLE_LABEL } from '../format.js';
+import { ago, shortKey, num, ROLES, ROLE_LABEL } from '../format.js';
 import { roleBadge, capBadge } from '../components/badges.js';
 import { loadLeaflet } from '../components/leaflet.js';
 
 export const title = 'Map';
 
 const MAX_NODES = 2000;
+// The neighbor graph's own defaults (CoreScope's).
+const MIN_COUNT = 5;
+const MIN_SCORE = 0.1;
+const SCORES = [['0', 'any'], ['0.1', '10 %'], ['0.5', '50 %'], ['0.7', '70 %'], ['0.9', '90 %']];
 
 function cssVar(name) {
   return getComputedStyle(document.documentElement).getPropertyValue(name).trim() || '#888';
@@ -23,10 +30,23 @@ function escapeText(s) {
   return String(s).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 }
 
-function popupFor(n, legacy) {
+function pctOf(p) {
+  return typeof p === 'number' && Number.isFinite(p) ? `${Math.round(p * 100)} %` : '—';
+}
+
+/** A link's tooltip: both ends by name (text nodes), packets, confidence and distance. */
+function linkTip(e, a, b) {
+  return h('span', { class: 'link-tip' },
+    h('strong', null, a.name || shortKey(a.public_key)), ' ↔ ', h('strong', null, b.name || shortKey(b.public_key)),
+    h('br'), `${num(e.weight)} packets · confidence ${pctOf(e.score)}`,
+    typeof e.distance_km === 'number' ? ` · ${e.distance_km.toFixed(1)} km` : '');
+}
+
+function popupFor(n, legacy, bridge) {
   return h('div', { class: 'map-popup', 'data-pubkey': n.public_key },
     h('strong', null, h('a', { href: `#/nodes/${encodeURIComponent(n.public_key)}`, class: 'popup-name' }, n.name || '(no name)')),
     h('div', null, roleBadge(n.role), ' ', capBadge(n.multi_byte_status, legacy)),
+    bridge ? h('div', { class: 'bridge-note' }, `Bridge: without it ${num(bridge.cut_off)} node${bridge.cut_off === 1 ? '' : 's'} would be cut off`) : null,
     h('div', { class: 'muted' }, `last heard ${ago(n.last_seen)} · ${shortKey(n.public_key, 10)}`));
 }
 
@@ -45,6 +65,27 @@ export function mount(root, ctx) {
     ctx.setQuery({ ...q, mode: v === 'role' ? '' : v });
     draw();
   }, { name: 'mode' });
+  const intParam = (v, d) => (/^[1-9][0-9]{0,8}$/.test(v || '') ? Number(v) : d);
+  const scoreParam = (v) => (SCORES.some(([x]) => x === v) ? v : String(MIN_SCORE));
+  const linksBox = h('input', { type: 'checkbox', checked: q.links !== '0', name: 'links', onchange: () => {
+    setLinkQuery();
+    drawLinks();
+    drawLegend();
+  } });
+  const minCount = h('input', { type: 'number', name: 'min_count', min: '1', step: '1', value: String(intParam(q.min_count, MIN_COUNT)), inputmode: 'numeric', onchange: () => {
+    minCount.value = String(intParam(minCount.value, MIN_COUNT));
+    setLinkQuery();
+    loadLinks();
+  } });
+  const minScore = select('Minimum confidence of a link', SCORES, scoreParam(q.min_score), () => {
+    setLinkQuery();
+    loadLinks();
+  }, { name: 'min_score' });
+  function setLinkQuery() {
+    ctx.setQuery({ ...q, links: linksBox.checked ? '' : '0',
+      min_count: Number(minCount.value) === MIN_COUNT ? '' : minCount.value,
+      min_score: Number(minScore.value) === MIN_SCORE ? '' : minScore.value });
+  }
   const findInput = h('input', { type: 'search', placeholder: 'name or key prefix', name: 'find', spellcheck: 'false', autocomplete: 'off' });
   const controls = h('form', { class: 'filters', 'aria-label': 'map controls', onsubmit: (e) => {
     e.preventDefault();
@@ -53,6 +94,10 @@ export function mount(root, ctx) {
   h('label', null, 'Colour by', modeSel),
   h('fieldset', { class: 'roles-fieldset' }, h('legend', { class: 'sr-only' }, 'Roles shown'),
     roleBoxes.map(([r, box]) => h('label', { class: 'check' }, box, `${ROLE_LABEL[r]}s`))),
+  h('fieldset', { class: 'roles-fieldset' }, h('legend', { class: 'sr-only' }, 'Neighbor links'),
+    h('label', { class: 'check' }, linksBox, 'Neighbor links'),
+    h('label', null, 'Seen in at least (packets)', minCount),
+    h('label', null, 'Confidence at least', minScore)),
   h('label', null, 'Find a node', findInput),
   h('button', { type: 'submit' }, 'Find'));
   root.append(h('h1', { tabindex: '-1' }, 'Map'), controls, status, h('div', { class: 'map-wrap' }, mapEl), legend);
@@ -60,7 +105,12 @@ export function mount(root, ctx) {
   let L = null;
   let map = null;
   let layer = null;
+  let linkLayer = null;
   let nodes = [];
+  let graph = null; // the last neighbor-graph answer, null while links are off or loading
+  let bridges = new Map();
+  let linkSeq = 0;
+  let shownCount = 0;
   const markers = new Map();
 
   ctx.onCleanup(() => {
@@ -80,7 +130,9 @@ export function mount(root, ctx) {
       const sw = h('span', { class: 'swatch', 'aria-hidden': 'true' });
       sw.style.background = cssVar(`--${v}`);
       return h('li', null, sw, label);
-    }), h('li', null, h('span', { class: 'swatch sw-legacy', 'aria-hidden': 'true' }), 'holding back multi-byte (legacy suspect)'));
+    }), h('li', null, h('span', { class: 'swatch sw-legacy', 'aria-hidden': 'true' }), 'holding back multi-byte (legacy suspect)'),
+    h('li', null, h('span', { class: 'swatch sw-bridge', 'aria-hidden': 'true' }), 'bridge: its loss would split the mesh'),
+    linksBox.checked ? h('li', null, h('span', { class: 'swatch sw-link', 'aria-hidden': 'true' }), 'neighbor link (wider: more packets; fainter and amber: less sure)') : null);
   }
 
   function draw() {
@@ -101,7 +153,7 @@ export function mount(root, ctx) {
         fillOpacity: 0.9,
         className: `node-marker${isLegacy ? ' legacy' : ''}`,
       });
-      m.bindPopup(() => popupFor(n, isLegacy));
+      m.bindPopup(() => popupFor(n, isLegacy, bridges.get(n.public_key)));
       m.bindTooltip(h('span', null, n.name || shortKey(n.public_key)), { direction: 'top', offset: [0, -6] });
       m.addTo(layer);
       const el = m.getElement();
@@ -109,9 +161,90 @@ export function mount(root, ctx) {
       markers.set(n.public_key, m);
       count++;
     }
+    shownCount = count;
     mapEl.dataset.markers = String(count);
+    ringBridges();
+    drawLinks();
     drawLegend();
-    status.textContent = `${count} nodes with a location shown${nodes.length >= MAX_NODES ? ` (first ${MAX_NODES})` : ''}.`;
+  }
+
+  /** Rings the bridges among the markers (markers stay: an open popup stays open). */
+  function ringBridges() {
+    const byKey = new Map(nodes.map((n) => [n.public_key, n]));
+    for (const [key, m] of markers) {
+      const n = byKey.get(key);
+      if (!n || n.multi_byte_legacy_suspect) continue; // the red ring says more
+      const bridge = bridges.has(key);
+      m.setStyle({ color: bridge ? cssVar('--fg') : cssVar('--panel'), weight: bridge ? 4 : 1.5, dashArray: bridge ? '3 3' : null });
+      const el = m.getElement();
+      if (el) el.classList.toggle('bridge', bridge);
+    }
+  }
+
+  function showStatus(links) {
+    status.textContent = `${shownCount} nodes with a location shown${nodes.length >= MAX_NODES ? ` (first ${MAX_NODES})` : ''}`
+      + `${links === null ? '' : `, ${links} neighbor link${links === 1 ? '' : 's'} between them${graph && graph.truncated ? ' (the strongest only)' : ''}`}.`;
+  }
+
+  /** Draws the graph's edges between shown markers (only the links layer is redrawn). */
+  function drawLinks() {
+    linkLayer.clearLayers();
+    if (!linksBox.checked || !graph) {
+      mapEl.dataset.links = linksBox.checked ? '' : '0';
+      showStatus(null);
+      return;
+    }
+    const byKey = new Map(nodes.map((n) => [n.public_key, n]));
+    const good = cssVar('--accent');
+    const weak = cssVar('--warn');
+    let drawn = 0;
+    for (const e of graph.edges || []) {
+      const a = byKey.get(e.source);
+      const b = byKey.get(e.target);
+      if (!a || !b || !markers.has(a.public_key) || !markers.has(b.public_key)) continue;
+      const score = typeof e.score === 'number' ? Math.min(1, Math.max(0, e.score)) : 0;
+      const line = L.polyline([[a.lat, a.lon], [b.lat, b.lon]], {
+        color: score >= 0.7 ? good : weak,
+        weight: Math.min(8, 1 + Math.log2(Math.max(1, e.weight || 1)) / 2),
+        opacity: 0.2 + 0.6 * score,
+        className: `neighbor-link${score >= 0.7 ? '' : ' link-weak'}`,
+        interactive: true,
+      });
+      line.bindTooltip(linkTip(e, a, b), { sticky: true });
+      line.addTo(linkLayer);
+      const el = line.getElement();
+      if (el) {
+        el.setAttribute('data-source', e.source);
+        el.setAttribute('data-target', e.target);
+        el.setAttribute('data-weight', String(e.weight));
+      }
+      drawn++;
+    }
+    mapEl.dataset.links = String(drawn);
+    showStatus(drawn);
+  }
+
+  /**
+   * Fetches the neighbor graph under the current filter (the server filters), then redraws.
+   * Fetched with links off too: the bridges come with it.
+   */
+  async function loadLinks() {
+    const mine = ++linkSeq;
+    mapEl.removeAttribute('data-links-ready');
+    try {
+      const g = await get('/api/analytics/neighbor-graph', { min_count: minCount.value, min_score: minScore.value }, ctx.signal);
+      if (mine !== linkSeq || ctx.signal.aborted) return;
+      graph = g;
+      bridges = new Map((g.bridges || []).map((b) => [b.pubkey, b]));
+    } catch (e) {
+      if (mine !== linkSeq || ctx.signal.aborted) return;
+      status.textContent = `Neighbor links could not be loaded: ${e.message}`;
+      return;
+    }
+    ringBridges();
+    drawLinks();
+    mapEl.dataset.bridges = String([...bridges.keys()].filter((k) => markers.has(k)).length);
+    mapEl.dataset.linksReady = 'true';
   }
 
   function find(text) {
@@ -149,10 +282,12 @@ export function mount(root, ctx) {
       L.tileLayer(cfg.tileUrl, { attribution: escapeText(cfg.attribution || ''), maxZoom: 19 }).addTo(map);
       if (nodes.length) map.fitBounds(L.latLngBounds(nodes.map((n) => [n.lat, n.lon])), { padding: [30, 30], maxZoom: 14 });
       else map.setView([20, 0], 2);
+      linkLayer = L.layerGroup().addTo(map);
       layer = L.layerGroup().addTo(map);
       draw();
       if (q.node) find(q.node);
       mapEl.dataset.ready = 'true';
+      loadLinks();
     } catch (e) {
       if (ctx.signal.aborted) return;
       replace(status, notice(`The map could not be shown: ${e.message}`, 'error'));

@@ -1,6 +1,7 @@
 // Node detail (#/nodes/<pubkey>): what is known about one node, its recent adverts, the path
 // hash size of each advert over time, and the multi-byte capability evidence (status,
-// confidence, counters with first/last times, sample packets, upgraded_at, legacy_suspect).
+// confidence, counters with first/last times, sample packets, upgraded_at, legacy_suspect),
+// who hears it (reception), its neighbors in the neighbor graph and the paths through it.
 
 import { h, replace, notice, defList, svg } from '../dom.js';
 import { get } from '../api.js';
@@ -125,6 +126,31 @@ function pathsPanel(d, self) {
     t.el);
 }
 
+/** Neighbors (#nd-nb): nodes heard next to this one in the neighbor graph, strongest first. */
+function neighborsPanel(d) {
+  const list = Array.isArray(d.neighbors) ? d.neighbors : [];
+  const t = sortableTable({
+    label: 'neighbors of this node', sortKey: 'confidence', sortDir: 'desc',
+    rowAttrs: (x) => ({ 'data-neighbor': x.pubkey }),
+    empty: 'No neighbor heard yet: no resolved hop next to this node.',
+    columns: [
+      { key: 'name', label: 'Neighbor', value: (x) => x.name || x.pubkey,
+        render: (x) => h('a', { href: `#/nodes/${encodeURIComponent(x.pubkey)}`, class: 'neighbor-name', title: x.pubkey }, x.name || shortKey(x.pubkey)) },
+      { key: 'role', label: 'Role', render: (x) => (x.role ? roleBadge(x.role) : '—') },
+      { key: 'count', label: 'Packets', cls: 'num', render: (x) => num(x.count) },
+      { key: 'confidence', label: 'Confidence', cls: 'num', render: (x) => (typeof x.confidence === 'number' ? `${Math.round(x.confidence * 100)} %` : '—') },
+      { key: 'distance_km', label: 'Distance', cls: 'num', render: (x) => (typeof x.distance_km === 'number' ? `${x.distance_km.toFixed(1)} km` : '—') },
+      { key: 'last_seen', label: 'Last heard', value: (x) => ms(x.last_seen),
+        render: (x) => (x.last_seen ? h('time', { datetime: iso(x.last_seen), title: dateTime(x.last_seen) }, ago(x.last_seen)) : '—') },
+    ],
+  });
+  t.setRows(list);
+  return h('div', null,
+    h('p', { class: 'muted' }, `${num(d.total_observations ?? 0)} packets showed these links. `,
+      'A neighbor is a node heard right before or after this one on a path, both hops resolved; confidence is how sure the resolver was.'),
+    t.el);
+}
+
 export function mount(root, ctx) {
   const key = ctx.params.pubkey;
   const heading = h('h1', { tabindex: '-1' }, 'Node');
@@ -133,14 +159,24 @@ export function mount(root, ctx) {
   const pathsBox = h('div', null, notice('Loading…'));
   const rx = h('section', { class: 'panel', 'aria-labelledby': 'nd-rx', 'data-section': 'health' }, h('h2', { id: 'nd-rx' }, 'Reception'), rxBox);
   const paths = h('section', { class: 'panel', 'aria-labelledby': 'nd-paths', 'data-section': 'paths' }, h('h2', { id: 'nd-paths' }, 'Paths through this node'), pathsBox);
-  root.append(h('p', null, h('a', { href: '#/nodes' }, '← All nodes')), heading, body, rx, paths);
+  const nbBox = h('div', null, notice('Loading…'));
+  const nb = h('section', { class: 'panel', 'aria-labelledby': 'nd-nb', 'data-section': 'neighbors' }, h('h2', { id: 'nd-nb' }, 'Neighbors'), nbBox);
+  root.append(h('p', null, h('a', { href: '#/nodes' }, '← All nodes')), heading, body, rx, nb, paths);
 
-  // Reception and paths load on their own: neither waits for, nor holds up, the rest.
+  // Reception, neighbors and paths load on their own: neither waits for, nor holds up, the rest.
   const enc = encodeURIComponent(key);
   ctx.guard(get(`/api/nodes/${enc}/health`, null, ctx.signal), rxBox).then((d) => {
     if (!d) return;
     replace(rxBox, receptionPanel(d));
     rx.dataset.ready = 'true';
+  });
+  ctx.guard(get(`/api/nodes/${enc}/neighbors`, null, ctx.signal), nbBox).then((d) => {
+    if (!d) return;
+    const n = Array.isArray(d.neighbors) ? d.neighbors.length : 0;
+    nb.querySelector('h2').textContent = `Neighbors (${num(n)})`;
+    replace(nbBox, neighborsPanel(d));
+    nb.dataset.ready = 'true';
+    nb.dataset.count = String(n);
   });
   ctx.guard(get(`/api/nodes/${enc}/paths`, null, ctx.signal), pathsBox).then((d) => {
     if (!d) return;

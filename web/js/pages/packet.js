@@ -1,6 +1,8 @@
 // Packet detail (#/packets/<hash>): the frame byte by byte (hex coloured by field, with a
-// legend), the decoded fields, the path with the nodes each hop may be, and every
-// observation (observer, SNR, RSSI, path as heard). New observations arrive live.
+// legend), the decoded fields, the path with the node each hop resolved to (the server's
+// `hops`: node, confidence, the alternatives), and every observation (observer, SNR, RSSI,
+// path as heard and resolved). New observations arrive live, unresolved (the live feed has
+// no `hops`).
 
 import { h, replace, notice, defList } from '../dom.js';
 import { get } from '../api.js';
@@ -29,81 +31,81 @@ function decodedList(obj, depth = 0) {
   return defList(pairs);
 }
 
-// Hop lookups remembered per page view (a path has at most 64 hops; this bounds a long visit
-// with many live re-renders all the same), and how many run at once.
-const HOP_CACHE_MAX = 256;
-const HOP_CONCURRENCY = 4;
-// `/api/nodes/search?prefix=` answers at most this many candidates.
-const SEARCH_LIMIT = 20;
+// From this confidence a hop counts as resolved (the server's `hops::RESOLVED`): below it the
+// hop is shown as uncertain, its best guess among the alternatives, never as a link.
+const RESOLVED = 0.5;
 
-/**
- * Resolves path hops (1- to 3-byte public-key prefixes) to the nodes they may be, through
- * `/api/nodes/search?prefix=`: one request per distinct hop for the life of the page (however
- * often the path is drawn), a few at a time, the last HOP_CACHE_MAX hops remembered. Resolves
- * to the candidate rows (newest first), or null when the lookup failed.
- */
-function hopResolver(signal) {
-  const cache = new Map(); // hop -> Promise<rows|null>, oldest use first
-  const queue = [];
-  let running = 0;
-  function pump() {
-    while (running < HOP_CONCURRENCY && queue.length && !signal.aborted) {
-      const { hop, resolve } = queue.shift();
-      running++;
-      get('/api/nodes/search', { prefix: hop }, signal)
-        .then((r) => (Array.isArray(r.nodes) ? r.nodes : []), () => null)
-        .then((nodes) => {
-          running--;
-          if (nodes === null) cache.delete(hop); // retried on the next draw
-          resolve(nodes);
-          pump();
-        });
-    }
-  }
-  return (raw) => {
-    const hop = raw.toLowerCase();
-    let p = cache.get(hop);
-    if (p) {
-      cache.delete(hop);
-    } else {
-      p = new Promise((resolve) => queue.push({ hop, resolve }));
-      pump();
-      if (cache.size >= HOP_CACHE_MAX) cache.delete(cache.keys().next().value);
-    }
-    cache.set(hop, p);
-    return p;
-  };
+/** A probability as a whole percentage ("93 %"). */
+function pctOf(p) {
+  return typeof p === 'number' && Number.isFinite(p) ? `${Math.round(p * 100)} %` : '—';
 }
 
-/** The path as chips; each hop resolves to the nodes whose key starts with it. */
-function pathView(path, resolve) {
-  if (!Array.isArray(path) || !path.length) return h('p', { class: 'muted' }, 'No hops: heard directly from the originator (or a direct route with an empty path).');
-  const listEl = h('ol', { class: 'hops', 'aria-label': 'path hops in order' });
-  for (const hop of path) {
-    const li = h('li', { title: 'resolving…', 'data-hop': hop }, hop);
-    listEl.append(li);
-    if (!/^[0-9a-f]{2,6}$/i.test(hop)) {
-      li.title = 'not a key prefix';
-      continue;
-    }
-    resolve(hop).then((nodes) => {
-      li.dataset.candidates = nodes ? String(nodes.length) : '';
-      if (nodes === null) {
-        li.title = 'the lookup failed';
-      } else if (!nodes.length) {
-        li.title = 'no known node has this key prefix';
-      } else if (nodes.length === 1) {
-        const n = nodes[0];
-        replace(li, h('a', { href: `#/nodes/${encodeURIComponent(n.public_key)}`, title: n.public_key }, hop), ' ', n.name || shortKey(n.public_key));
-        li.removeAttribute('title');
-      } else {
-        const many = nodes.length >= SEARCH_LIMIT ? `${nodes.length}+` : String(nodes.length);
-        li.title = `${many} candidates, most recently heard first: ${nodes.map((n) => n.name || shortKey(n.public_key)).join(', ')}`;
-        li.append(h('span', { class: 'muted' }, ` (${many} candidates)`));
-      }
-    });
+function nodeLabel(x) {
+  return x.name || shortKey(x.pubkey);
+}
+
+/** The alternatives of one hop (the server's candidates, most likely first) as a list. */
+function candidateList(hop) {
+  return h('ul', { class: 'hop-candidates', 'aria-label': `nodes hop ${hop.prefix} may be` },
+    hop.candidates.map((c) => h('li', { 'data-candidate': c.pubkey, 'data-confidence': c.confidence },
+      h('a', { href: `#/nodes/${encodeURIComponent(c.pubkey)}`, title: c.pubkey }, nodeLabel(c)), ' ',
+      h('span', { class: 'conf' }, pctOf(c.confidence)))));
+}
+
+/**
+ * One hop as the server resolved it (`{prefix, pubkey, name, confidence, candidates}`): a
+ * link to the node with its confidence when resolved, the prefix marked uncertain otherwise;
+ * `detailed` adds the alternatives as a disclosure (else they are in the title).
+ */
+function hopItem(hop, detailed) {
+  const cands = Array.isArray(hop.candidates) ? hop.candidates.filter((c) => c && c.pubkey) : [];
+  const conf = typeof hop.confidence === 'number' ? hop.confidence : 0;
+  const resolved = !!hop.pubkey && conf >= RESOLVED;
+  const alt = cands.map((c) => `${nodeLabel(c)} ${pctOf(c.confidence)}`).join(', ');
+  const li = h('li', {
+    class: `hop ${resolved ? 'hop-resolved' : cands.length ? 'hop-uncertain' : 'hop-unknown'}`,
+    'data-hop': hop.prefix, 'data-confidence': conf, 'data-hop-pubkey': resolved ? hop.pubkey : null, 'data-candidates': cands.length,
+    title: `${hop.prefix}: ${resolved ? `${pctOf(conf)} sure` : cands.length ? 'uncertain' : 'no known node has this prefix'}${alt ? ` — candidates: ${alt}` : ''}`,
+  });
+  if (resolved) {
+    li.append(h('a', { href: `#/nodes/${encodeURIComponent(hop.pubkey)}`, class: 'hop-node' }, nodeLabel(hop)), ' ',
+      h('span', { class: 'conf' }, pctOf(conf)));
+  } else {
+    li.append(h('span', { class: 'mono' }, hop.prefix), ' ',
+      h('span', { class: 'conf conf-low' }, cands.length ? `uncertain${detailed ? '' : ` (${cands.length})`}` : 'unknown'));
   }
-  return listEl;
+  const others = resolved ? cands.filter((c) => c.pubkey !== hop.pubkey) : cands;
+  if (detailed && others.length) {
+    li.append(h('details', { class: 'hop-alt' },
+      h('summary', null, resolved ? `${others.length} other${others.length > 1 ? 's' : ''}` : `${cands.length} candidate${cands.length > 1 ? 's' : ''}`),
+      candidateList({ prefix: hop.prefix, candidates: cands })));
+  }
+  return li;
+}
+
+/**
+ * A path as chips: each hop the node the server resolved it to (`hops`), or — for an
+ * observation heard after the page loaded, which carries no resolution — its bare prefix.
+ */
+function pathView(path, hops, detailed) {
+  if (!Array.isArray(path) || !path.length) {
+    return detailed ? h('p', { class: 'muted' }, 'No hops: heard directly from the originator (or a direct route with an empty path).') : '—';
+  }
+  const list = h('ol', { class: 'hops resolved-hops', 'aria-label': 'path hops in order' });
+  const known = Array.isArray(hops) && hops.length === path.length;
+  path.forEach((prefix, i) => {
+    if (known && hops[i] && typeof hops[i].prefix === 'string') list.append(hopItem(hops[i], detailed));
+    else list.append(h('li', { class: 'hop hop-unknown', 'data-hop': prefix, title: 'not resolved (heard after this page was opened)' }, h('span', { class: 'mono' }, prefix)));
+  });
+  return list;
+}
+
+/** The observation whose path is the packet's (first heard), the earliest such. */
+function firstHeard(p, observations) {
+  const key = (p.path || []).join(',').toLowerCase();
+  const same = observations.filter((o) => Array.isArray(o.hops) && (o.path || []).join(',').toLowerCase() === key);
+  same.sort((a, b) => String(a.timestamp).localeCompare(String(b.timestamp)));
+  return same[0] || null;
 }
 
 function obsColumns() {
@@ -116,7 +118,7 @@ function obsColumns() {
     { key: 'rssi', label: 'RSSI', cls: 'num', render: (o) => dB(o.rssi, 'dBm') },
     { key: 'hash_size', label: 'Hash size', render: (o) => hashSizeBadge(o.hash_size) },
     { key: 'hop_count', label: 'Hops', cls: 'num', render: (o) => String(o.hop_count ?? '—') },
-    { key: 'path', label: 'Path as heard', value: (o) => (o.path || []).join(' '), render: (o) => h('span', { class: 'mono' }, (o.path || []).join(' → ') || '—') },
+    { key: 'path', label: 'Path as heard (resolved hops)', value: (o) => (o.path || []).join(' '), render: (o) => pathView(o.path, o.hops, false) },
   ];
 }
 
@@ -126,7 +128,6 @@ export function mount(root, ctx) {
   const body = h('div', null, notice('Loading…'));
   const summaryEl = h('span', { 'data-summary': '' });
   root.append(h('p', null, h('a', { href: '#/packets' }, '← All packets')), heading, body);
-  const resolveHop = hopResolver(ctx.signal);
 
   ctx.guard(get(`/api/packets/${encodeURIComponent(hash)}`, null, ctx.signal), body).then((d) => {
     if (!d) return;
@@ -142,6 +143,9 @@ export function mount(root, ctx) {
     const observations = Array.isArray(d.observations) ? d.observations : [];
     obs.setRows(observations);
     const obsCount = h('span', { 'data-count': 'observations' }, num(observations.length));
+    const first = firstHeard(p, observations);
+    const firstPath = pathView(p.path, first && first.hops, true);
+    if (first && firstPath.dataset) firstPath.dataset.obsId = String(first.id);
     replace(body,
       h('p', { class: 'lead' }, summaryEl),
       h('section', { class: 'panel', 'aria-labelledby': 'pk-summary' }, h('h2', { id: 'pk-summary' }, 'Summary'),
@@ -159,7 +163,9 @@ export function mount(root, ctx) {
         ])),
       h('section', { class: 'panel', 'aria-labelledby': 'pk-bytes' }, h('h2', { id: 'pk-bytes' }, `Frame bytes (${(p.raw_hex || '').length / 2})`),
         hexView(p.raw_hex, d.breakdown && d.breakdown.ranges)),
-      h('section', { class: 'panel', 'aria-labelledby': 'pk-path' }, h('h2', { id: 'pk-path' }, 'Path (first heard)'), pathView(p.path, resolveHop)),
+      h('section', { class: 'panel', 'aria-labelledby': 'pk-path' }, h('h2', { id: 'pk-path' }, 'Path (first heard)'),
+        h('p', { class: 'muted' }, 'Each hop is the node the server resolved it to, with how sure it is; below 50 % a hop is uncertain and only its candidates are listed.'),
+        firstPath),
       h('section', { class: 'panel', 'aria-labelledby': 'pk-decoded' }, h('h2', { id: 'pk-decoded' }, 'Decoded fields'), decodedList(dec)),
       h('section', { class: 'panel', 'aria-labelledby': 'pk-obs' }, h('h2', { id: 'pk-obs' }, 'Observations (', obsCount, ')'), obs.el));
 

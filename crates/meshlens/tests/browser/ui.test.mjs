@@ -270,42 +270,94 @@ test('packet detail: bytes by range with a legend, decoded fields, every observa
   await close();
 });
 
-test('packet detail: path hops resolve to nodes by key prefix, one lookup per distinct hop', T, async () => {
+test('packet detail: each hop shows the node the server resolved it to, its confidence and the alternatives, with no lookups', T, async () => {
   // The fixture adds a one-hop packet every 250 ms: on a server that has run a few minutes
   // the newest 500 are all its own, so look further back when they hold no longer path.
   const multiHop = (l) => l.packets.filter((p) => Array.isArray(p.path) && p.path.length >= 2);
   let withPath = multiHop(await api('/api/packets?limit=500'));
   if (!withPath.length) withPath = multiHop(await api('/api/packets?limit=10000')).slice(0, 500);
   assert.ok(withPath.length > 0, 'no packet with a path of two hops or more');
-  // Prefer a path that repeats a hop, then the longest.
-  const repeats = (p) => new Set(p.path).size < p.path.length;
-  const pick = withPath.find(repeats) || withPath.sort((a, b) => b.path.length - a.path.length)[0];
-  const hops = pick.path.filter((x) => /^[0-9a-f]{2,6}$/i.test(x));
-  const distinct = [...new Set(hops.map((x) => x.toLowerCase()))];
+  const pick = withPath.sort((a, b) => b.path.length - a.path.length)[0];
+  const d0 = await api(`/api/packets/${pick.hash}`);
   const { page, close } = await open(`#/packets/${pick.hash}`);
-  await page.waitForSelector('ol.hops li[data-hop]');
-  await page.waitForFunction((n) => document.querySelectorAll('ol.hops li[data-candidates]').length === n, hops.length, { timeout: 20_000 });
-  const lookups = (await fetched(page)).filter((u) => u.startsWith('/api/nodes/search'));
-  const asked = lookups.map((u) => new URLSearchParams(u.split('?')[1]));
-  assert.ok(asked.every((q) => q.has('prefix') && !q.has('q')), `hop lookups not by prefix: ${lookups}`);
-  assert.deepEqual(asked.map((q) => q.get('prefix')).sort(), [...distinct].sort(), `one lookup per distinct hop: ${lookups}`);
-  // What each hop shows agrees with the API: a single candidate is a link to that node.
-  const shown = await page.$$eval('ol.hops li[data-hop]', (l) => l.map((li) => ({
-    hop: li.dataset.hop, n: li.dataset.candidates, link: li.querySelector('a') && li.querySelector('a').getAttribute('href'),
-  })));
-  assert.deepEqual(shown.map((x) => x.hop), pick.path);
-  for (const hop of distinct) {
-    const api1 = (await api(`/api/nodes/search?prefix=${hop}`)).nodes;
-    assert.ok(api1.every((n) => n.public_key.startsWith(hop)), `?prefix=${hop} answered a node with another prefix`);
-    for (const x of shown.filter((s) => s.hop.toLowerCase() === hop)) {
-      assert.ok(Math.abs(Number(x.n) - api1.length) <= 1, `hop ${hop}: ${x.n} candidates shown, API ${api1.length}`);
-      if (Number(x.n) === 1 && api1.length === 1) assert.equal(x.link, `#/nodes/${api1[0].public_key}`);
-    }
+  await page.waitForSelector('[aria-labelledby="pk-path"] ol.hops li[data-hop]');
+  await page.waitForSelector('tr[data-obs-id] li[data-hop]');
+  const d1 = await api(`/api/packets/${pick.hash}`);
+  // The answer carries the resolution: no per-hop requests.
+  const urls = await fetched(page);
+  assert.deepEqual(urls.filter((u) => u.startsWith('/api/nodes/search') || u.startsWith('/api/resolve-hops')), [], `hop lookups: ${urls}`);
+  // The first-heard path, hop by hop, as one of the two answers has it.
+  const panelObs = await page.getAttribute('[aria-labelledby="pk-path"] ol.hops', 'data-obs-id');
+  assert.ok(panelObs, 'the path panel does not say which observation it shows');
+  const panel = await page.$$eval('[aria-labelledby="pk-path"] ol.hops > li[data-hop]', readHops);
+  const obsOf = (d, id) => d.observations.find((o) => String(o.id) === String(id));
+  assert.deepEqual(panel.map((x) => x.prefix), obsOf(d1, panelObs).hops.map((x) => x.prefix));
+  assertHops(panel, [obsOf(d0, panelObs), obsOf(d1, panelObs)].filter(Boolean).map((o) => o.hops), true, 'first-heard path');
+  // Every observation's row shows its own hops the same way (alternatives in the title).
+  for (const o of d1.observations.slice(0, 5)) {
+    const shown = await page.$$eval(`tr[data-obs-id="${o.id}"] li[data-hop]`, readHops);
+    assertHops(shown, [obsOf(d0, o.id), o].filter(Boolean).map((x) => x.hops), false, `observation ${o.id}`);
   }
-  await page.locator('ol.hops').scrollIntoViewIfNeeded();
+  const uncertain = panel.find((x) => !x.link && x.cands.length);
+  if (uncertain) {
+    await page.click(`[aria-labelledby="pk-path"] li[data-hop="${uncertain.prefix}"] details summary`);
+    assert.ok(await page.isVisible(`[aria-labelledby="pk-path"] li[data-hop="${uncertain.prefix}"] [data-candidate]`));
+  }
+  await page.locator('[aria-labelledby="pk-path"] ol.hops').scrollIntoViewIfNeeded();
   await shot(page, 'packet-path');
   await close();
 });
+
+/** In the page: what each hop chip shows (prefix, link, name, confidence, alternatives). */
+function readHops(items) {
+  return items.map((li) => {
+    const a = li.querySelector(':scope > a.hop-node');
+    return {
+      prefix: li.dataset.hop,
+      link: a ? a.getAttribute('href') : null,
+      name: a ? a.textContent : null,
+      conf: (li.querySelector(':scope > .conf') || {}).textContent || null,
+      cands: [...li.querySelectorAll('[data-candidate]')].map((c) => [c.dataset.candidate, c.querySelector('a').textContent, c.querySelector('.conf').textContent]),
+      title: li.getAttribute('title') || '',
+    };
+  });
+}
+
+const pctText = (p) => `${Math.round(p * 100)} %`;
+
+/**
+ * Hop chips `shown` agree with one of the answers' `hops` lists: a hop resolved at 0.5 or
+ * more links to its node by name with its confidence; below, no link, "uncertain" or
+ * "unknown"; `detailed`: the alternatives are listed with their probabilities.
+ */
+function assertHops(shown, answers, detailed, what) {
+  const problems = answers.map((hops) => {
+    if (!hops || hops.length !== shown.length) return `${shown.length} hops shown, ${hops && hops.length} in the answer`;
+    for (let i = 0; i < hops.length; i++) {
+      const want = hops[i];
+      const got = shown[i];
+      if (got.prefix !== want.prefix) return `hop ${i}: prefix ${got.prefix}, API ${want.prefix}`;
+      const resolved = want.pubkey && want.confidence >= 0.5;
+      if (resolved) {
+        if (got.link !== `#/nodes/${want.pubkey}`) return `hop ${i}: link ${got.link}, API ${want.pubkey}`;
+        if (got.name !== (want.name || want.pubkey.slice(0, 8))) return `hop ${i}: name ${got.name}, API ${want.name}`;
+        if (got.conf !== pctText(want.confidence)) return `hop ${i}: confidence ${got.conf}, API ${want.confidence}`;
+      } else {
+        if (got.link) return `hop ${i}: ${want.confidence} is below 0.5 but the hop links to ${got.link}`;
+        if (!/uncertain|unknown/.test(got.conf || '')) return `hop ${i}: not marked uncertain (${got.conf})`;
+      }
+      const others = want.candidates.filter((c) => !resolved || c.pubkey !== want.pubkey);
+      if (detailed) {
+        const expect = others.length ? want.candidates.map((c) => [c.pubkey, c.name || c.pubkey.slice(0, 8), pctText(c.confidence)]) : [];
+        if (JSON.stringify(got.cands) !== JSON.stringify(expect)) return `hop ${i}: alternatives ${JSON.stringify(got.cands)}, API ${JSON.stringify(expect)}`;
+      } else if (!want.candidates.every((c) => got.title.includes(`${c.name || c.pubkey.slice(0, 8)} ${pctText(c.confidence)}`))) {
+        return `hop ${i}: title "${got.title}" lacks the candidates`;
+      }
+    }
+    return null;
+  });
+  assert.ok(problems.includes(null), `${what}: ${problems.join('; ')}`);
+}
 
 test('nodes: the directory and role tabs deep-link', T, async () => {
   const all = await api('/api/nodes?limit=2000');
@@ -648,7 +700,8 @@ test('map: Leaflet on demand, a marker per located node, the capability overlay'
   const ringed = [nodes, await api('/api/nodes?limit=2000')].map((r) => r.nodes.filter((n) => isLocated(n) && n.multi_byte_legacy_suspect).length);
   const rings = await page.locator('path.node-marker.legacy').count();
   assert.ok(rings >= Math.min(...ringed) && rings <= Math.max(...ringed), `${rings} legacy rings, API ${ringed}`);
-  assert.ok(!(await fetched(page)).some((u) => u.startsWith('/api/analytics/')), 'the map fetched analytics');
+  // (The neighbor graph is the map's one analytics call: its links and bridges.)
+  assert.ok(!(await fetched(page)).some((u) => u.startsWith('/api/analytics/') && !u.startsWith('/api/analytics/neighbor-graph')), 'the map fetched other analytics');
   await page.waitForTimeout(400); // tile fade-in
   await shot(page, 'map');
   await close();
@@ -1044,4 +1097,229 @@ test('live map: smooth and bounded at 50 packets/s', T, async () => {
   assert.deepEqual(problems, []);
   await shot(page, 'live-load');
   await close();
+});
+
+// Issue 13, who carried it: neighbors on the node page, the topology view, neighbor links on
+// the map, and the hostile node (a relay between the fixture's Fixture-A and Fixture-B, so
+// in hops, neighbor lists, links and the bridges) as text on each.
+
+const isLocatedNode = (n) => typeof n.lat === 'number' && typeof n.lon === 'number' && Number.isFinite(n.lat) && Number.isFinite(n.lon) && (n.lat || n.lon);
+
+/** Both ends of the edge are among `located` (a Set of keys). */
+const locatedEdges = (g, located) => g.edges.filter((e) => located.has(e.source) && located.has(e.target));
+
+/** Keys of the nodes the map places (the same request it makes). */
+async function locatedKeys() {
+  return new Set((await api('/api/nodes?limit=2000')).nodes.filter(isLocatedNode).map((n) => n.public_key));
+}
+
+function within(n, values, what) {
+  assert.ok(n >= Math.min(...values) && n <= Math.max(...values), `${what}: ${n} shown, API ${values}`);
+}
+
+test('node detail: the neighbors section matches the API', T, async () => {
+  const key = await busyNode();
+  const n0 = await api(`/api/nodes/${key}/neighbors`);
+  const { page, close } = await open(`#/nodes/${key}`);
+  await page.waitForSelector('[data-section="neighbors"][data-ready="true"]', { timeout: 20_000 });
+  const n1 = await api(`/api/nodes/${key}/neighbors`);
+  const rows = await page.$$eval('[data-section="neighbors"] tbody tr[data-neighbor]', (r) => r.map((tr) => ({
+    key: tr.dataset.neighbor,
+    link: tr.querySelector('a.neighbor-name').getAttribute('href'),
+    name: tr.querySelector('a.neighbor-name').textContent,
+    cells: [...tr.querySelectorAll('td')].map((td) => td.textContent),
+  })));
+  assert.ok([n0, n1].some((x) => x.neighbors.length === rows.length), `${rows.length} neighbor rows, API ${n0.neighbors.length}/${n1.neighbors.length}`);
+  assert.ok(rows.length > 0, `the busiest repeater ${key} has no neighbors in the API`);
+  assert.equal(Number(await page.getAttribute('[data-section="neighbors"]', 'data-count')), rows.length);
+  assert.equal(count(await page.textContent('#nd-nb')), rows.length);
+  for (const r of rows) {
+    const want = [n0, n1].map((x) => x.neighbors.find((y) => y.pubkey === r.key)).filter(Boolean);
+    assert.ok(want.length, `neighbor ${r.key} is not in the API`);
+    assert.equal(r.link, `#/nodes/${r.key}`);
+    const [, , packets, conf, dist] = r.cells;
+    assert.ok(want.some((w) => r.name === (w.name || w.pubkey.slice(0, 8))), `name ${r.name}, API ${want.map((w) => w.name)}`);
+    assert.ok(want.some((w) => count(packets) === w.count), `${r.key}: ${packets} packets, API ${want.map((w) => w.count)}`);
+    assert.ok(want.some((w) => conf === pctText(w.confidence)), `${r.key}: confidence ${conf}, API ${want.map((w) => w.confidence)}`);
+    assert.ok(want.some((w) => (typeof w.distance_km === 'number' ? dist === `${w.distance_km.toFixed(1)} km` : dist === '—')), `${r.key}: distance ${dist}`);
+  }
+  // Sorted by confidence, then the table sorts by packets on request.
+  await page.click('[data-section="neighbors"] th[data-key="count"] button');
+  assert.equal(await page.getAttribute('[data-section="neighbors"] th[data-key="count"]', 'aria-sort'), 'ascending');
+  await page.click(`[data-section="neighbors"] tr[data-neighbor="${rows[0].key}"] a.neighbor-name`);
+  await page.waitForSelector(`section[data-page="node"][data-pubkey="${rows[0].key}"]`);
+  await page.goBack();
+  await page.waitForSelector('[data-section="neighbors"][data-ready="true"]');
+  await page.evaluate(() => document.querySelector('[data-section="neighbors"]').scrollIntoView());
+  await shot(page, 'node-neighbors');
+  await close();
+});
+
+test('topology: the busiest relays, hop counts, strongest links and bridges match the API', T, async () => {
+  // The page asks for the default window by name: the same request, the same cached answer.
+  const t0 = await api('/api/analytics/topology?window=24h');
+  const g0 = await api('/api/analytics/neighbor-graph');
+  const { page, close } = await open('#/topology');
+  await page.waitForSelector('[data-section="relays"][data-ready="true"]', { timeout: 30_000 });
+  await page.waitForSelector('[data-section="bridges"][data-ready="true"]', { timeout: 30_000 });
+  const t1 = await api('/api/analytics/topology?window=24h');
+  const g1 = await api('/api/analytics/neighbor-graph');
+  assert.equal(await page.getAttribute('#nav a[href="#/topology"]', 'aria-current'), 'page');
+  // Busiest relays: the API's list in its order (at most 25), names as links.
+  const relays = await page.$$eval('[data-section="relays"] tbody tr[data-relay]', (r) => r.map((tr) => ({
+    key: tr.dataset.relay, name: tr.querySelector('td').textContent, packets: tr.querySelector('td:last-child').textContent,
+    link: tr.querySelector('a') && tr.querySelector('a').getAttribute('href'),
+  })));
+  assert.ok(relays.length > 0, 'no relay listed');
+  // (The fixture's live adverts keep adding relays of unknown prefixes: counts between the
+  // two answers', the busiest first.)
+  assert.ok([t0, t1].some((t) => Math.min(25, t.topRepeaters.length) === relays.length), `${relays.length} relays, API ${t1.topRepeaters.length}`);
+  assert.ok([t0, t1].some((t) => (t.topRepeaters[0].pubkey || t.topRepeaters[0].hop) === relays[0].key), `busiest relay ${relays[0].key}`);
+  for (const r of relays) {
+    const want = [t0, t1].map((t) => t.topRepeaters.find((w) => (w.pubkey || w.hop) === r.key)).filter(Boolean);
+    assert.ok(want.length, `relay ${r.key} is not in the API`);
+    within(count(r.packets), want.map((w) => w.count), `packets relayed by ${r.key}`);
+    const w = want[want.length - 1];
+    if (w.pubkey) {
+      assert.equal(r.link, `#/nodes/${w.pubkey}`);
+      assert.equal(r.name, w.name || w.pubkey.slice(0, 8));
+    } else {
+      assert.equal(r.link, null, `unresolved relay ${r.key} is a link`);
+    }
+  }
+  // Hops per packet: one column per bucket of the distribution.
+  const cols = await page.$$eval('[data-section="hops"] svg.columns rect[data-label]', (r) => r.map((x) => [Number(x.dataset.label), Number(x.dataset.value)]));
+  // (The fixture keeps adding one-hop packets: each count lies between the two answers'.)
+  assert.ok([t0, t1].some((t) => JSON.stringify(t.hopDistribution.map((d) => d.hops)) === JSON.stringify(cols.map((c) => c[0]))), `hop columns ${JSON.stringify(cols)}`);
+  for (const [hops, n] of cols) within(n, [t0, t1].map((t) => (t.hopDistribution.find((d) => d.hops === hops) || { count: 0 }).count), `packets of ${hops} hops`);
+  // Bridges: every one the API lists, with how many nodes it cuts off.
+  const bridges = await page.$$eval('[data-section="bridges"] tbody tr[data-bridge]', (r) => r.map((tr) => [tr.dataset.bridge, Number(tr.dataset.cutOff), tr.querySelector('a').textContent]));
+  const asShown = (g) => JSON.stringify(g.bridges.map((b) => [b.pubkey, b.cut_off, b.name || b.pubkey.slice(0, 8)]).sort());
+  assert.ok([g0, g1].some((g) => asShown(g) === JSON.stringify([...bridges].sort())), `bridges shown ${JSON.stringify(bridges)}, API ${asShown(g1)}`);
+  assert.ok(bridges.length > 0, 'the fixture makes the hostile node a bridge: none shown');
+  assert.equal(count(await page.textContent('[data-topo-stat="bridges"]')), bridges.length);
+  // Strongest links: the graph's first 25 edges.
+  const links = await page.$$eval('[data-section="links"] tbody tr[data-link]', (r) => r.map((tr) => tr.dataset.link));
+  assert.ok([g0, g1].some((g) => g.edges.slice(0, 25).length === links.length), `${links.length} links, API ${g1.edges.length}`);
+  assert.ok(links.every((l) => [g0, g1].some((g) => g.edges.some((e) => `${e.source}-${e.target}` === l))), 'a link the API does not have');
+  // The window deep-links and reloads the relays.
+  await page.selectOption('select[name="window"]', '1h');
+  await page.waitForFunction(() => location.hash.includes('window=1h'));
+  await page.waitForSelector('[data-section="relays"][data-ready="true"]', { timeout: 30_000 });
+  assert.ok((await fetched(page)).some((u) => u.startsWith('/api/analytics/topology?') && u.includes('window=1h')));
+  const unlabelled = await page.evaluate(() => [...document.querySelectorAll('[data-page] input, [data-page] select, [data-page] button')]
+    .filter((el) => !(el.labels && el.labels.length) && !el.getAttribute('aria-label') && !(el.textContent || '').trim()).length);
+  assert.equal(unlabelled, 0, 'unlabelled controls on the topology page');
+  await shot(page, 'topology');
+  await close();
+});
+
+test('map: neighbor links between located nodes, their filters, bridges ringed', T, async () => {
+  const loc0 = await locatedKeys();
+  const g0 = await api('/api/analytics/neighbor-graph');
+  const { page, close } = await open('#/map');
+  await page.waitForSelector('#map[data-links-ready="true"]', { timeout: 30_000 });
+  const loc1 = await locatedKeys();
+  const g1 = await api('/api/analytics/neighbor-graph');
+  const drawn = Number(await page.getAttribute('#map', 'data-links'));
+  assert.equal(await page.locator('path.neighbor-link').count(), drawn);
+  within(drawn, [locatedEdges(g0, loc0).length, locatedEdges(g1, loc1).length], 'links under the default filter');
+  assert.ok(drawn > 0, 'no neighbor link drawn');
+  // Width grows with packets seen.
+  const lines = await page.$$eval('path.neighbor-link', (l) => l.map((p) => [Number(p.dataset.weight), Number(p.getAttribute('stroke-width')), Number(p.getAttribute('stroke-opacity'))]));
+  lines.sort((a, b) => a[0] - b[0]);
+  assert.ok(lines[0][1] <= lines[lines.length - 1][1], `widths do not follow weights: ${JSON.stringify([lines[0], lines[lines.length - 1]])}`);
+  assert.ok(lines.every((l) => l[2] > 0 && l[2] <= 1), 'an opacity outside 0..1');
+  // Bridges are ringed: the API's bridges that have a marker.
+  const rings = await page.locator('path.node-marker.bridge').count();
+  within(rings, [g0, g1].map((g) => g.bridges.filter((b) => loc1.has(b.pubkey) || loc0.has(b.pubkey)).length), 'bridge rings');
+  // A stricter filter goes to the server and into the URL: fewer links, as the API counts them.
+  const weights = locatedEdges(g1, loc1).map((e) => e.weight).sort((a, b) => a - b);
+  const strict = weights[Math.floor(weights.length / 2)] + 1;
+  await page.fill('input[name="min_count"]', String(strict));
+  await page.dispatchEvent('input[name="min_count"]', 'change');
+  await page.waitForFunction((n) => location.hash.includes(`min_count=${n}`), strict);
+  await page.waitForSelector('#map[data-links-ready="true"]', { timeout: 30_000 });
+  const few = Number(await page.getAttribute('#map', 'data-links'));
+  const s1 = await api(`/api/analytics/neighbor-graph?min_count=${strict}`);
+  within(few, [locatedEdges(s1, loc0).length, locatedEdges(s1, loc1).length, locatedEdges(g1, loc1).filter((e) => e.weight >= strict).length], `links seen in ${strict}+ packets`);
+  assert.ok(few < drawn, `min_count=${strict}: ${few} links, ${drawn} before`);
+  assert.equal(await page.locator('path.neighbor-link').count(), few);
+  assert.ok((await fetched(page)).some((u) => u.startsWith('/api/analytics/neighbor-graph?') && u.includes(`min_count=${strict}`)));
+  await page.selectOption('select[name="min_score"]', '0.9');
+  await page.waitForFunction(() => location.hash.includes('min_score=0.9'));
+  await page.waitForSelector('#map[data-links-ready="true"]', { timeout: 30_000 });
+  const sure = Number(await page.getAttribute('#map', 'data-links'));
+  const s2 = await api(`/api/analytics/neighbor-graph?min_count=${strict}&min_score=0.9`);
+  assert.ok(sure <= few + 2, `min_score=0.9: ${sure} links, ${few} before`);
+  within(sure, [locatedEdges(s2, loc1).length, locatedEdges(s2, loc0).length, locatedEdges(s1, loc1).filter((e) => e.score >= 0.9).length], 'links at 90 %+');
+  // Links off: none drawn, the markers stay.
+  await page.uncheck('input[name="links"]');
+  await page.waitForFunction(() => location.hash.includes('links=0'));
+  assert.equal(await page.locator('path.neighbor-link').count(), 0);
+  assert.ok(await page.locator('path.node-marker').count() > 0);
+  await close();
+  // The deep link restores the filter.
+  const again = await open(`#/map?min_count=${strict}&links=1`);
+  await again.page.waitForSelector('#map[data-links-ready="true"]', { timeout: 30_000 });
+  assert.equal(await again.page.inputValue('input[name="min_count"]'), String(strict));
+  await again.page.waitForTimeout(400); // tile fade-in
+  await shot(again.page, 'map-links');
+  await again.close();
+});
+
+test('hostile node: as a hop, a neighbor, a bridge and a link end its name stays text', T, async () => {
+  const node = (await api(`/api/nodes/search?q=${encodeURIComponent(HOSTILE)}`)).nodes.find((n) => n.name === HOSTILE);
+  assert.ok(node, `no node named ${HOSTILE}`);
+  const key = node.public_key;
+  const from = (await api('/api/nodes/search?q=Fixture-A')).nodes.find((n) => n.name === 'Fixture-A');
+  assert.ok(from, 'the fixture node Fixture-A is not in the API');
+  // The fixture's relay chain is resolved and in the graph before the checks.
+  let g;
+  for (let i = 0; i < 100; i++) {
+    g = await api('/api/analytics/neighbor-graph');
+    if (g.bridges.some((b) => b.pubkey === key)) break;
+    await new Promise((r) => setTimeout(r, 300));
+  }
+  assert.ok(g.bridges.some((b) => b.pubkey === key), `the hostile relay is not a bridge: ${JSON.stringify(g.bridges)}`);
+  {
+    // Packet detail: a Fixture-A advert relayed by the hostile node.
+    const pkts = await api(`/api/packets?node=${from.public_key}&limit=50`);
+    const relayed = pkts.packets.find((p) => Array.isArray(p.path) && p.path.length === 2);
+    assert.ok(relayed, 'no relayed Fixture-A advert');
+    const { page, close } = await open(`#/packets/${relayed.hash}`);
+    await page.waitForSelector(`[aria-labelledby="pk-path"] li[data-hop-pubkey="${key}"] a.hop-node`);
+    const names = await page.$$eval(`li[data-hop-pubkey="${key}"] a.hop-node`, (l) => l.map((a) => a.textContent));
+    assert.ok(names.length > 0 && names.every((t) => t === HOSTILE), `hostile hops: ${names}`);
+    await close();
+  }
+  {
+    // Node page of Fixture-A: the hostile node among its neighbors.
+    const { page, close } = await open(`#/nodes/${from.public_key}`);
+    await page.waitForSelector('[data-section="neighbors"][data-ready="true"]', { timeout: 20_000 });
+    assert.equal(await page.textContent(`[data-section="neighbors"] tr[data-neighbor="${key}"] a.neighbor-name`), HOSTILE);
+    await close();
+  }
+  {
+    // Topology: a bridge, named as text.
+    const { page, close } = await open('#/topology');
+    await page.waitForSelector('[data-section="bridges"][data-ready="true"]', { timeout: 30_000 });
+    assert.equal(await page.textContent(`[data-section="bridges"] tr[data-bridge="${key}"] a`), HOSTILE);
+    await page.hover(`[data-section="bridges"] tr[data-bridge="${key}"] a`);
+    await close();
+  }
+  {
+    // Map: the link Fixture-A – hostile, its tooltip with both names as text.
+    const { page, close } = await open('#/map?min_count=1');
+    await page.waitForSelector('#map[data-links-ready="true"]', { timeout: 30_000 });
+    const sel = `path.neighbor-link[data-source="${key}"], path.neighbor-link[data-target="${key}"]`;
+    assert.ok(await page.locator(sel).count() > 0, 'no link drawn to the hostile node');
+    await page.locator(`path.node-marker.bridge[data-pubkey="${key}"]`).waitFor({ state: 'attached' });
+    await page.locator(sel).first().dispatchEvent('mouseover', { clientX: 10, clientY: 10 });
+    await page.waitForSelector('.leaflet-tooltip .link-tip');
+    const tip = await page.textContent('.leaflet-tooltip .link-tip');
+    assert.ok(tip.includes(HOSTILE) && /packets · confidence \d+ %/.test(tip), `tooltip "${tip}"`);
+    assert.equal(await page.locator('.leaflet-tooltip .link-tip strong').evaluateAll((s, name) => s.filter((x) => x.textContent === name).length, HOSTILE), 1);
+    await close();
+  }
 });

@@ -53,6 +53,42 @@ pub fn advert(i: u32, name: &str, node_type: NodeType, timestamp: u32) -> Vec<u8
         .unwrap_or_default()
 }
 
+/// A flood advert of node `i` named `name`, relayed by the nodes `via` (2-byte hops, in order).
+pub fn advert_via(i: u32, name: &str, node_type: NodeType, timestamp: u32, via: &[u32]) -> Vec<u8> {
+    let path: Vec<u8> = via
+        .iter()
+        .flat_map(|v| meshcore::payload::public_key_of(&seed_of(*v))[..2].to_vec())
+        .collect();
+    let frame = advert(i, name, node_type, timestamp);
+    let Some(len) = PathLen::new(PathHashSize::Two, via.len() as u8) else {
+        return frame;
+    };
+    Packet::decode(&frame)
+        .ok()
+        .and_then(|p| {
+            Packet::new(
+                Route::Flood,
+                PayloadType::Advert,
+                len,
+                &path,
+                p.payload_bytes(),
+            )
+        })
+        .map(|p| p.to_bytes())
+        .unwrap_or_default()
+}
+
+/// The hostile node relaying: `Fixture-A`'s adverts travel `Fixture-A` → hostile →
+/// `Fixture-B` (a chain, so the hostile node is a bridge cutting off one node), often enough
+/// for the default neighbor-graph filter (5 packets).
+pub fn hostile_relays(now: u32) -> Vec<Vec<u8>> {
+    let mut frames = vec![advert_via(3, "Fixture-B", NodeType::REPEATER, now, &[])];
+    for k in 0..6 {
+        frames.push(advert_via(2, "Fixture-A", NodeType::CHAT, now + k, &[1, 3]));
+    }
+    frames
+}
+
 /// A Public channel message with `text`, sent at `timestamp`.
 pub fn channel_message(text: &str, timestamp: u32) -> Vec<u8> {
     let mut plain = Vec::new();
@@ -110,7 +146,9 @@ pub async fn publish(broker: &str, every: Duration, stop: Arc<AtomicBool>) -> Re
     let frames = [
         advert(1, HOSTILE_NAME, NodeType::REPEATER, now),
         channel_message(&format!("Mallory: {HOSTILE_TEXT}"), now),
-    ];
+    ]
+    .into_iter()
+    .chain(hostile_relays(now));
     for f in frames {
         client
             .publish(&topic, QoS::AtLeastOnce, false, packet_json(&f, 7.5))

@@ -43,6 +43,11 @@ impl DbSource {
 const BRIDGE_MIN_COUNT: u32 = 2;
 const BRIDGE_MIN_CONFIDENCE: f64 = 0.7;
 
+/// Whether a neighbor-graph edge is confident enough for a bridge to rest on.
+pub fn bridge_edge(e: &analytics::hops::EdgeStats) -> bool {
+    e.count >= BRIDGE_MIN_COUNT && e.confidence() >= BRIDGE_MIN_CONFIDENCE
+}
+
 /// The bridge nodes of the current neighbor graph, with when each was last heard or seen
 /// relaying (`nodes`: for the last advert).
 pub fn bridges_of(topo: &crate::topology::Topology, nodes: &[NodeSeen]) -> Vec<BridgeSeen> {
@@ -58,7 +63,7 @@ pub fn bridges_of(topo: &crate::topology::Topology, nodes: &[NodeSeen]) -> Vec<B
     let edges: Vec<(u64, u64)> = topo
         .graph
         .edges()
-        .filter(|(_, e)| e.count >= BRIDGE_MIN_COUNT && e.confidence() >= BRIDGE_MIN_CONFIDENCE)
+        .filter(|(_, e)| bridge_edge(e))
         .map(|(&(a, b), e)| {
             for x in [a, b] {
                 let t = last_relay.entry(x).or_insert(e.last_seen);

@@ -113,11 +113,36 @@ pub async fn neighbors(
     })))
 }
 
+/// The bridge nodes of the whole graph (whatever an answer's filters), from the edges the
+/// "mesh split" alert rests on ([`super::alerts::bridge_edge`]): `[{pubkey, name, cut_off,
+/// pieces}]`, those that cut off the most nodes first.
+fn bridges_json(topo: &Topology) -> Vec<Value> {
+    let ids = short_ids(topo);
+    let confident = topo
+        .graph
+        .edges()
+        .filter(|(_, e)| super::alerts::bridge_edge(e))
+        .map(|(&(a, b), _)| (a, b));
+    analytics::bridges::bridges(confident)
+        .into_iter()
+        .filter_map(|b| {
+            let n = *ids.get(&b.node)?;
+            Some(json!({
+                "pubkey": key_of(topo, n),
+                "name": name_of(topo, n).unwrap_or(""),
+                "cut_off": b.cut_off,
+                "pieces": b.pieces,
+            }))
+        })
+        .collect()
+}
+
 /// `GET /api/analytics/neighbor-graph?min_count=5&min_score=0.1&role` → `{nodes: [{pubkey,
 /// name, role, neighbor_count}], edges: [{source, target, weight, score, bidirectional,
 /// avg_snr, ambiguous, last_seen, distance_km}], stats: {total_nodes, total_edges,
-/// ambiguous_edges, avg_cluster_size, rejected_edges_geo_far}, truncated}`. `region` is a 400:
-/// edges do not record their observers.
+/// ambiguous_edges, avg_cluster_size, rejected_edges_geo_far}, truncated, bridges}`
+/// (`bridges`, meshlens's own, from [`bridges_json`]). `region` is a 400: edges do not record
+/// their observers.
 pub async fn graph(
     State(st): State<Arc<AppState>>,
     Query(q): Query<HashMap<String, String>>,
@@ -191,6 +216,7 @@ pub async fn graph(
             "rejected_edges_geo_far": 0,
         },
         "truncated": truncated,
+        "bridges": bridges_json(&topo),
     })))
 }
 
