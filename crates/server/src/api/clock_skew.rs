@@ -75,7 +75,12 @@ type ObserverBuckets = (String, Option<String>, Vec<(i64, i64)>);
 
 /// `GET /api/observers/clock-skew` → `[{observerID, observerName, offsetSec, samples,
 /// buckets}]`, largest offset first.
-pub async fn observers(State(st): State<Arc<AppState>>) -> ApiResult<Json<Value>> {
+pub async fn observers(State(st): State<Arc<AppState>>) -> ApiResult<axum::response::Response> {
+    let answer = observers_answer(State(st.clone()));
+    super::rf::cached(&st, "observers-clock-skew", &HashMap::new(), answer).await
+}
+
+async fn observers_answer(State(st): State<Arc<AppState>>) -> ApiResult<Json<Value>> {
     let since = crate::now_ms().saturating_sub(OBSERVER_WINDOW_MS);
     let out = st
         .db

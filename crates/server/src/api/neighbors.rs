@@ -247,6 +247,18 @@ pub async fn reach(
     State(st): State<Arc<AppState>>,
     Path(key): Path<String>,
     Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<axum::response::Response> {
+    // A scan of the window per node: served from the analytics answer cache (stale while
+    // the next is computed) so a dashboard's polling never waits for it.
+    let route = format!("reach/{}", key.to_ascii_lowercase());
+    let answer = reach_answer(State(st.clone()), Path(key), Query(q.clone()));
+    super::rf::cached(&st, &route, &q, answer).await
+}
+
+async fn reach_answer(
+    State(st): State<Arc<AppState>>,
+    Path(key): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult<Json<Value>> {
     let p = Params(q);
     let days = int_param(&p, "days", 7, 1, 30)?;

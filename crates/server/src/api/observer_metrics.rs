@@ -300,6 +300,17 @@ pub async fn metrics(
     State(st): State<Arc<AppState>>,
     Path(id): Path<String>,
     Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<axum::response::Response> {
+    // Long ranges read thousands of buckets: served from the analytics answer cache.
+    let route = format!("observer-metrics/{}", id.to_ascii_lowercase());
+    let answer = metrics_answer(State(st.clone()), Path(id), Query(q.clone()));
+    super::rf::cached(&st, &route, &q, answer).await
+}
+
+async fn metrics_answer(
+    State(st): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult<Json<Value>> {
     let id = observer_id(&id)?;
     let p = Params(q);
