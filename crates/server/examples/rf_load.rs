@@ -211,6 +211,11 @@ fn main() {
             format!("/api/nodes/{n0}/neighbors"),
             format!("/api/nodes/{n0}/reach"),
             format!("/api/nodes/{n0}/battery"),
+            "/api/analytics/channels".to_string(),
+            format!("/api/nodes/{n0}/analytics"),
+            "/api/rx-coverage?bbox=47,-123,48,-122".to_string(),
+            format!("/api/nodes/{n0}/rx-coverage?bbox=47,-123,48,-122"),
+            "/api/rx-leaderboard".to_string(),
         ];
         for r in routes.clone() {
             let mut times = Vec::new();
