@@ -880,50 +880,85 @@ fn batch_hashes(body: &[u8]) -> ApiResult<Vec<String>> {
 }
 
 /// `POST /api/packets/observations` with `{"hashes": [...]}` → `{"results": {hash:
-/// [observation, ...]}}`: the observations of each transmission (the first
+/// [observation, ...]}, "truncated"}`: the observations of each transmission (the first
 /// [`MAX_OBSERVATIONS`] heard), as in the packet detail plus CoreScope's per-observation
-/// fields. A hash nobody stored maps to `[]`.
+/// fields. A hash nobody stored maps to `[]`. The answer is written one transmission at a
+/// time within the large-answer byte budget (as a page of packets is): past it, or past
+/// [`MAX_BATCH_OBSERVATIONS`], the later hashes get `[]` and `truncated` is true, so no
+/// request holds more than one packet's observations as objects, nor more than its budget as
+/// bytes.
 pub async fn batch_observations(
     State(st): State<Arc<AppState>>,
     body: axum::body::Bytes,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Response> {
     let hashes = batch_hashes(&body)?;
     let topo = st.capability.current().topology.clone();
-    let found = st
+    let reservation = st.http.large.reserve().await?;
+    let budget = reservation.limit();
+    let out = st
         .db
         .query(move |c| {
             let mut stmt = sql(c.prepare_cached("SELECT id FROM transmissions WHERE hash = ?1"))?;
-            let mut ids: Vec<(String, Option<i64>)> = Vec::with_capacity(hashes.len());
-            for h in hashes {
+            let mut out: Vec<u8> = Vec::with_capacity(budget.min(256 * 1024));
+            out.extend_from_slice(b"{\"results\":{");
+            let mut left = MAX_BATCH_OBSERVATIONS;
+            let mut truncated = false;
+            let mut one: Vec<u8> = Vec::with_capacity(4096);
+            let n = hashes.len();
+            for (i, h) in hashes.into_iter().enumerate() {
+                let later = n - i - 1;
+                if i > 0 {
+                    out.push(b',');
+                }
+                serde_json::to_writer(&mut out, &h)
+                    .map_err(|e| ApiError::Internal(e.to_string()))?;
+                out.extend_from_slice(b":[");
                 let id = match stmt.query_row([&h], |r| r.get::<_, i64>(0)) {
                     Ok(id) => Some(id),
                     Err(store::rusqlite::Error::QueryReturnedNoRows) => None,
                     Err(e) => return Err(e.into()),
                 };
-                ids.push((h, id));
+                if let (Some(id), false) = (id, truncated) {
+                    let (mut obs, cut) = observations_for(c, &[id], left)?;
+                    truncated |= cut;
+                    super::resolved::annotate_all(c, &topo, &mut obs)?;
+                    let mut first = true;
+                    for mut o in obs.remove(&id).unwrap_or_default() {
+                        // CoreScope's names: the transmission it belongs to (`observer_iata`
+                        // and `path_json` are in every observation object).
+                        o["transmission_id"] = id.into();
+                        o["hash"] = h.clone().into();
+                        one.clear();
+                        serde_json::to_writer(&mut one, &o)
+                            .map_err(|e| ApiError::Internal(e.to_string()))?;
+                        // Room for the closing brackets and every later hash's `,"…":[]`.
+                        if out.len() + one.len() + 64 + later * 24 > budget {
+                            truncated = true;
+                            break;
+                        }
+                        if !first {
+                            out.push(b',');
+                        }
+                        first = false;
+                        out.extend_from_slice(&one);
+                        left = left.saturating_sub(1);
+                    }
+                    truncated |= left == 0;
+                }
+                out.push(b']');
             }
-            let known: Vec<i64> = ids.iter().filter_map(|(_, id)| *id).collect();
-            // Never read past the bound: 200 dense-mesh packets would otherwise be 100,000
-            // rows in memory before being cut.
-            let (mut obs, truncated) = observations_for(c, &known, MAX_BATCH_OBSERVATIONS)?;
-            super::resolved::annotate_all(c, &topo, &mut obs)?;
-            Ok((ids, obs, truncated))
+            out.extend_from_slice(format!("}},\"truncated\":{truncated}}}").as_bytes());
+            Ok(out)
         })
         .await?;
-    let (ids, mut obs, truncated) = found;
-    let mut results = Map::new();
-    for (hash, id) in ids {
-        let mut list: Vec<Value> = Vec::new();
-        if let Some(id) = id {
-            for mut o in obs.remove(&id).unwrap_or_default() {
-                // CoreScope's names: the transmission it belongs to (`observer_iata` and
-                // `path_json` are in every observation object).
-                o["transmission_id"] = id.into();
-                o["hash"] = hash.clone().into();
-                list.push(o);
-            }
-        }
-        results.insert(hash, Value::Array(list));
-    }
-    Ok(Json(json!({ "results": results, "truncated": truncated })))
+    // The bytes own their share of the budget until they are sent.
+    let body = reservation.into_bytes(out);
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            axum::http::HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response())
 }
