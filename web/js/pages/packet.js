@@ -1,8 +1,8 @@
 // Packet detail (#/packets/<hash>): the frame byte by byte (hex coloured by field, with a
 // legend), the decoded fields, the path with the node each hop resolved to (the server's
 // `hops`: node, confidence, the alternatives), and every observation (observer, SNR, RSSI,
-// path as heard and resolved). New observations arrive live, unresolved (the live feed has
-// no `hops`).
+// path as heard and resolved). New observations arrive live with their hops resolved from
+// that copy alone (the live feed's `hops`).
 
 import { h, replace, notice, defList } from '../dom.js';
 import { get } from '../api.js';
@@ -175,7 +175,8 @@ export function mount(root, ctx) {
       if (!o || o.hash !== p.hash || seen.has(o.id)) return;
       seen.add(o.id);
       observations.push({ id: o.id, observer_id: o.observer, observer_name: o.observer_name, iata: o.iata, timestamp: o.timestamp,
-        snr: o.snr, rssi: o.rssi, hash_size: o.hash_size, hop_count: Array.isArray(o.path) ? o.path.length : null, path: o.path });
+        snr: o.snr, rssi: o.rssi, hash_size: o.hash_size, hop_count: Array.isArray(o.path) ? o.path.length : null, path: o.path,
+        hops: Array.isArray(o.hops) ? o.hops : undefined });
       obs.setRows(observations);
       obsCount.textContent = num(observations.length);
     });
