@@ -144,7 +144,7 @@ async function skewTab(box, ctx) {
     ],
   });
   ot.setRows(olist);
-  const worst = nlist.slice(0, 50);
+  let worst = [];
   const nt = sortableTable({
     label: 'nodes with the worst clocks', sortKey: 'recentMedianSkewSec', sortDir: 'desc',
     rowAttrs: (n) => ({ 'data-pubkey': n.pubkey, 'data-severity': n.severity }),
@@ -159,7 +159,20 @@ async function skewTab(box, ctx) {
       { key: 'sampleCount', label: 'Adverts', cls: 'num', render: (n) => num(n.sampleCount) },
     ],
   });
-  nt.setRows(worst);
+  const nodesHead = h('h2', { id: 'an-skew-nodes' }, 'Worst node clocks');
+  const filter = (q) => {
+    const needle = String(q || '').trim().toLowerCase();
+    const match = needle ? nlist.filter((n) => String(n.nodeName || '').toLowerCase().includes(needle) || String(n.pubkey).startsWith(needle)) : nlist;
+    worst = match.slice(0, 50);
+    nt.setRows(worst);
+    nodesHead.textContent = `Worst node clocks (${num(worst.length)} of ${num(match.length)}${needle ? ' matching' : ''})`;
+  };
+  const search = h('input', { type: 'search', name: 'q', 'aria-label': 'filter nodes by name or key', placeholder: 'name or key prefix', value: ctx.query.q || '',
+    oninput: (e) => {
+      ctx.setQuery({ ...ctx.query, q: e.target.value });
+      filter(e.target.value);
+    } });
+  filter(ctx.query.q);
   const sev = {};
   for (const n of nlist) sev[n.severity] = (sev[n.severity] || 0) + 1;
   replace(box,
@@ -167,8 +180,8 @@ async function skewTab(box, ctx) {
       nlist.length ? columns(SEVERITY.map((s) => ({ label: s, value: sev[s] || 0 })), { label: 'nodes per clock severity' }) : notice('No advert timestamps to measure yet.')),
     panel('an-skew-obs', `Observer clocks (${num(olist.length)})`,
       h('p', { class: 'muted' }, 'How far each observer’s clock is from the time packets are heard elsewhere (positive: ahead).'), ot.el),
-    panel('an-skew-nodes', `Worst node clocks (${num(worst.length)} of ${num(nlist.length)})`,
-      h('p', { class: 'muted' }, 'Skew is the advert’s own timestamp minus the time it was heard.'), nt.el));
+    h('section', { class: 'panel', 'aria-labelledby': 'an-skew-nodes', 'data-section': 'an-skew-nodes' }, nodesHead,
+      h('p', { class: 'muted' }, 'Skew is the advert’s own timestamp minus the time it was heard. ', search), nt.el));
 }
 
 async function channelsTab(box, ctx) {
