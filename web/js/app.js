@@ -20,6 +20,7 @@ const ROUTES = [
   { pattern: 'observers', page: 'observers', load: () => import('./pages/observers.js') },
   { pattern: 'channels', page: 'channels', load: () => import('./pages/channels.js') },
   { pattern: 'channels/:hash', page: 'channels', load: () => import('./pages/channels.js') },
+  { pattern: 'analytics', page: 'analytics', load: () => import('./pages/analytics.js') },
   { pattern: 'live', page: 'live', load: () => import('./pages/live.js') },
   { pattern: 'alerts', page: 'alerts', load: () => import('./pages/alerts.js') },
   { pattern: 'api-docs', page: 'api-docs', load: () => import('./pages/apidocs.js') },
@@ -35,6 +36,7 @@ const NAV = [
   ['#/multibyte', 'Multi-byte', 'multibyte'],
   ['#/observers', 'Observers', 'observers'],
   ['#/channels', 'Channels', 'channels'],
+  ['#/analytics', 'Analytics', 'analytics'],
   ['#/alerts', 'Alerts', 'alerts'],
 ];
 

@@ -100,3 +100,62 @@ export function columns(rows, { width = 480, height = 160, label = 'distribution
   });
   return root;
 }
+
+/**
+ * A line chart over time with a value axis: `points` are [{t: ms, v: number|null}] (a null
+ * breaks the line), the y range fits the data (negative values, e.g. dBm, are fine), the
+ * lowest and highest values and the first and last times are labelled.
+ */
+export function lineChart(points, { width = 720, height = 180, label = 'over time', unit = '', fmtTime = (t) => new Date(t).toLocaleString(undefined, { hour12: false }) } = {}) {
+  const pts = points.filter((p) => Number.isFinite(p.t));
+  const vals = pts.map((p) => p.v).filter((v) => Number.isFinite(v));
+  const root = svg('svg', { class: 'chart line', viewBox: `0 0 ${width} ${height}`, role: 'img',
+    'aria-label': vals.length ? `${label}: ${vals.length} points from ${Math.min(...vals).toFixed(1)} to ${Math.max(...vals).toFixed(1)} ${unit}` : `${label}: no data` });
+  if (!vals.length) return root;
+  const left = 52, right = 6, top = 8, bottom = 20;
+  let lo = Math.min(...vals), hi = Math.max(...vals);
+  if (hi - lo < 1e-9) { lo -= 1; hi += 1; }
+  const t0 = pts[0].t, t1 = pts[pts.length - 1].t;
+  const x = (t) => left + (t1 > t0 ? ((t - t0) / (t1 - t0)) * (width - left - right) : (width - left - right) / 2);
+  const y = (v) => top + (1 - (v - lo) / (hi - lo)) * (height - top - bottom);
+  root.append(
+    svg('line', { class: 'axis', x1: left, x2: width - right, y1: y(lo), y2: y(lo) }),
+    svg('line', { class: 'axis', x1: left, x2: width - right, y1: y(hi), y2: y(hi) }),
+    svg('text', { class: 'col-label', x: left - 4, y: y(hi) + 4, 'text-anchor': 'end', 'font-size': '11' }, `${hi.toFixed(1)}${unit ? ` ${unit}` : ''}`),
+    svg('text', { class: 'col-label', x: left - 4, y: y(lo) + 4, 'text-anchor': 'end', 'font-size': '11' }, `${lo.toFixed(1)}${unit ? ` ${unit}` : ''}`),
+    svg('text', { class: 'col-label', x: left, y: height - 4, 'font-size': '11' }, fmtTime(t0)),
+    svg('text', { class: 'col-label', x: width - right, y: height - 4, 'text-anchor': 'end', 'font-size': '11' }, fmtTime(t1)));
+  let run = [];
+  const flush = () => {
+    if (run.length > 1) root.append(svg('polyline', { class: 'spark-line', fill: 'none', points: run.join(' ') }));
+    else if (run.length === 1) { const [cx, cy] = run[0].split(','); root.append(svg('circle', { class: 'line-dot', cx, cy, r: 2 })); }
+    run = [];
+  };
+  for (const p of pts) {
+    if (!Number.isFinite(p.v)) { flush(); continue; }
+    run.push(`${x(p.t).toFixed(1)},${y(p.v).toFixed(1)}`);
+  }
+  flush();
+  const w = Math.max(2, (width - left - right) / Math.max(1, pts.length));
+  for (const p of pts) {
+    if (!Number.isFinite(p.v)) continue;
+    root.append(svg('rect', { class: 'spark-hit', x: x(p.t) - w / 2, y: top, width: w, height: height - top - bottom },
+      svg('title', null, `${fmtTime(p.t)}: ${p.v.toFixed(1)}${unit ? ` ${unit}` : ''}`)));
+  }
+  return root;
+}
+
+/**
+ * Horizontal bars as a list: `rows` are [{label, value, note?}]; the label is text (names
+ * from the mesh are safe here), the bar width is proportional to the largest value.
+ */
+export function hbars(rows, { label = 'ranking', fmt = (v) => String(v) } = {}) {
+  const max = Math.max(1e-9, ...rows.map((r) => (Number.isFinite(r.value) ? r.value : 0)));
+  return h('ol', { class: 'hbars', 'aria-label': label }, rows.map((r) => {
+    const bar = h('span', { class: 'hbar', 'aria-hidden': 'true' });
+    bar.style.width = `${Math.max(0.5, (100 * (Number.isFinite(r.value) ? r.value : 0)) / max)}%`;
+    return h('li', { 'data-label': r.label, 'data-value': r.value },
+      h('span', { class: 'hbar-label' }, r.label), h('span', { class: 'hbar-track' }, bar),
+      h('span', { class: 'hbar-value' }, fmt(r.value), r.note ? h('span', { class: 'muted' }, ` ${r.note}`) : null));
+  }));
+}

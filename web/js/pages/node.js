@@ -8,6 +8,7 @@ import { get } from '../api.js';
 import { dateTime, ago, num, ms, dB, shortKey, iso } from '../format.js';
 import { roleBadge, capBadge, hashSizeBadge, CAP_HELP } from '../components/badges.js';
 import { sortableTable } from '../components/table.js';
+import { lineChart } from '../components/charts.js';
 
 export const title = 'Node';
 
@@ -151,6 +152,60 @@ function neighborsPanel(d) {
     t.el);
 }
 
+/** Hourly counts from sparse [{bucket, count}] over [from, to], empty hours as 0. */
+function hourly(list, from, to) {
+  const byHour = new Map();
+  for (const b of Array.isArray(list) ? list : []) {
+    const t = ms(b.bucket);
+    if (t !== null) byHour.set(Math.floor(t / 3600000), b.count);
+  }
+  const h0 = Math.floor((ms(from) ?? Date.now() - 7 * 86400000) / 3600000);
+  const h1 = Math.floor((ms(to) ?? Date.now()) / 3600000);
+  const out = [];
+  for (let x = h0; x <= h1; x++) out.push({ t: x * 3600000, v: byHour.get(x) || 0 });
+  return out;
+}
+
+/** Analytics (#nd-an): activity per hour, relayed packets, the observers that hear it. */
+function analyticsPanel(d) {
+  const s = d.computedStats || {};
+  const r = d.relayed || {};
+  const tr = d.timeRange || {};
+  const cover = Array.isArray(d.observerCoverage) ? d.observerCoverage : [];
+  const activity = hourly(d.activityTimeline, tr.from, tr.to);
+  const relayed = hourly(r.timeline, tr.from, tr.to);
+  const t = sortableTable({
+    label: 'observers hearing this node, with signal', sortKey: 'packetCount', sortDir: 'desc',
+    rowAttrs: (o) => ({ 'data-an-observer': o.observer_id }),
+    empty: 'No observer heard this node in this window.',
+    columns: [
+      { key: 'observer_name', label: 'Observer', value: (o) => o.observer_name || o.observer_id,
+        render: (o) => h('span', { class: 'observer-name', title: o.observer_id }, o.observer_name || shortKey(o.observer_id)) },
+      { key: 'packetCount', label: 'Packets', cls: 'num', render: (o) => num(o.packetCount) },
+      { key: 'avgSnr', label: 'Avg SNR', cls: 'num', render: (o) => dB(o.avgSnr, 'dB') },
+      { key: 'avgRssi', label: 'Avg RSSI', cls: 'num', render: (o) => dB(o.avgRssi, 'dBm') },
+      { key: 'lastSeen', label: 'Last heard', value: (o) => ms(o.lastSeen),
+        render: (o) => (o.lastSeen ? h('time', { datetime: iso(o.lastSeen), title: dateTime(o.lastSeen) }, ago(o.lastSeen)) : '—') },
+    ],
+  });
+  t.setRows(cover);
+  const fmt = (x) => new Date(x).toLocaleString(undefined, { month: 'short', day: 'numeric', hour: '2-digit', hour12: false });
+  return h('div', null,
+    h('div', { class: 'cards cards-small' },
+      [['totalPackets', 'packets sent', num(s.totalPackets ?? 0)],
+        ['avgPacketsPerDay', 'per day', typeof s.avgPacketsPerDay === 'number' ? s.avgPacketsPerDay.toFixed(1) : '—'],
+        ['availabilityPct', 'hours active', typeof s.availabilityPct === 'number' ? `${s.availabilityPct.toFixed(0)} %` : '—'],
+        ['relayed', 'packets relayed', num(r.packets ?? 0)],
+        ['uniqueObservers', 'observers', num(s.uniqueObservers ?? cover.length)],
+        ['signalGrade', 'signal grade', s.signalGrade || '—'],
+      ].map(([k, label, v]) => h('div', { class: 'card' }, h('span', { class: 'value', 'data-an-stat': k }, v), h('span', { class: 'label' }, label)))),
+    h('h3', null, `Packets per hour (last ${num(tr.days ?? 7)} days)`),
+    lineChart(activity, { label: 'packets sent per hour', fmtTime: fmt, height: 140 }),
+    r.packets ? [h('h3', null, 'Packets relayed per hour'), lineChart(relayed, { label: 'packets relayed per hour', fmtTime: fmt, height: 110 })] : null,
+    h('h3', null, `Heard by (${num(cover.length)})`),
+    t.el);
+}
+
 export function mount(root, ctx) {
   const key = ctx.params.pubkey;
   const heading = h('h1', { tabindex: '-1' }, 'Node');
@@ -161,7 +216,9 @@ export function mount(root, ctx) {
   const paths = h('section', { class: 'panel', 'aria-labelledby': 'nd-paths', 'data-section': 'paths' }, h('h2', { id: 'nd-paths' }, 'Paths through this node'), pathsBox);
   const nbBox = h('div', null, notice('Loading…'));
   const nb = h('section', { class: 'panel', 'aria-labelledby': 'nd-nb', 'data-section': 'neighbors' }, h('h2', { id: 'nd-nb' }, 'Neighbors'), nbBox);
-  root.append(h('p', null, h('a', { href: '#/nodes' }, '← All nodes')), heading, body, rx, nb, paths);
+  const anBox = h('div', null, notice('Loading…'));
+  const an = h('section', { class: 'panel', 'aria-labelledby': 'nd-an', 'data-section': 'analytics' }, h('h2', { id: 'nd-an' }, 'Analytics'), anBox);
+  root.append(h('p', null, h('a', { href: '#/nodes' }, '← All nodes')), heading, body, rx, an, nb, paths);
 
   // Reception, neighbors and paths load on their own: neither waits for, nor holds up, the rest.
   const enc = encodeURIComponent(key);
@@ -169,6 +226,11 @@ export function mount(root, ctx) {
     if (!d) return;
     replace(rxBox, receptionPanel(d));
     rx.dataset.ready = 'true';
+  });
+  ctx.guard(get(`/api/nodes/${enc}/analytics`, null, ctx.signal), anBox).then((d) => {
+    if (!d) return;
+    replace(anBox, analyticsPanel(d));
+    an.dataset.ready = 'true';
   });
   ctx.guard(get(`/api/nodes/${enc}/neighbors`, null, ctx.signal), nbBox).then((d) => {
     if (!d) return;

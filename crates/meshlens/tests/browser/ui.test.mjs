@@ -1323,3 +1323,166 @@ test('hostile node: as a hop, a neighbor, a bridge and a link end its name stays
     await close();
   }
 });
+
+/** Opens an analytics tab and waits until it has drawn its answer. */
+async function analyticsTab(tab, extra = '') {
+  const o = await open(`#/analytics?tab=${tab}${extra}`);
+  await o.page.waitForSelector(`[data-page="analytics"] [data-tab-body="${tab}"][data-ready="true"]`, { timeout: 30_000 });
+  assert.equal(await o.page.locator('[data-page="analytics"] .notice-error').count(), 0, `an error notice on the ${tab} tab`);
+  assert.equal(await o.page.getAttribute(`[data-an-tab="${tab}"]`, 'aria-current'), 'page');
+  return o;
+}
+
+test('analytics: the RF tab charts the SNR and RSSI distributions and the relay airtime share of the API', T, async () => {
+  const rf = await api('/api/analytics/rf');
+  const air = await api('/api/analytics/relay-airtime-share');
+  const { page, close } = await analyticsTab('rf');
+  const air2 = await api('/api/analytics/relay-airtime-share');
+  assert.equal(await page.locator('[data-section="an-snr"] svg.columns rect').count(), rf.snrValues.bins.length, 'SNR columns differ from snrValues.bins');
+  assert.equal(await page.locator('[data-section="an-rssi"] svg.columns rect').count(), rf.rssiValues.bins.length, 'RSSI columns differ from rssiValues.bins');
+  assert.ok(rf.snrValues.bins.length > 0, 'the simulated mesh gave no SNR');
+  const shown = await page.$$eval('[data-section="an-air"] .hbars li', (l) => l.map((x) => x.querySelector('.hbar-label').textContent));
+  const known = new Set([...air.rows, ...air2.rows].map((r) => r.payload_type));
+  assert.ok(shown.length >= Math.min(air.rows.length, air2.rows.length), `${shown.length} airtime rows, API ${air.rows.length}`);
+  assert.deepEqual(shown.filter((s) => !known.has(s)), [], 'airtime rows the API does not have');
+  if (rf.signalOverTime.length) assert.ok(await page.locator('[data-section="an-sig"] svg.line polyline, [data-section="an-sig"] svg.line circle').count() > 0, 'no SNR line');
+  await shot(page, 'analytics-rf');
+  // Tabs are links: another tab deep-links in the URL.
+  await page.click('[data-an-tab="roles"]');
+  await page.waitForSelector('[data-tab-body="roles"][data-ready="true"]', { timeout: 30_000 });
+  assert.ok(page.url().includes('tab=roles'), `URL after the tab: ${page.url()}`);
+  await close();
+});
+
+test('analytics: the observers tab lists the observers of the metrics summary and charts one\'s noise floor', T, async () => {
+  const before = await api('/api/observers/metrics/summary');
+  const { page, close } = await analyticsTab('observers');
+  const after = await api('/api/observers/metrics/summary');
+  const ids = await page.$$eval('[data-section="an-obs"] tr[data-observer]', (r) => r.map((x) => x.dataset.observer));
+  const b = before.observers.map((o) => o.observer_id);
+  const a = new Set(after.observers.map((o) => o.observer_id));
+  assert.ok(ids.length > 0, 'no observer listed');
+  assert.ok(b.every((id) => ids.includes(id) || !a.has(id)), `observers listed ${ids}, API ${b}`);
+  assert.ok(ids.every((id) => a.has(id) || b.includes(id)), `observers listed ${ids} that the API does not have`);
+  for (const o of after.observers.filter((x) => x.observer_name && ids.includes(x.observer_id))) {
+    assert.equal(await page.textContent(`tr[data-observer="${o.observer_id}"] .observer-name`), o.observer_name);
+  }
+  // The noise floor chart of the selected observer, as many points as its metrics have.
+  await page.waitForSelector('[data-section="an-nf"] svg.line, [data-section="an-nf"] .notice', { timeout: 20_000 });
+  const chosen = await page.inputValue('select[name="observer"]');
+  const m = await api(`/api/observers/${encodeURIComponent(chosen)}/metrics`);
+  const withNf = m.metrics.filter((x) => typeof x.noise_floor === 'number').length;
+  if (withNf) {
+    await page.waitForSelector(`[data-section="an-nf"] [data-observer="${chosen}"] svg.line`);
+    const pts = Number(await page.getAttribute(`[data-section="an-nf"] [data-observer="${chosen}"]`, 'data-points'));
+    assert.ok(Math.abs(pts - withNf) <= 2, `${pts} noise floor points drawn, API has ${withNf}`);
+  }
+  await shot(page, 'analytics-observers');
+  if (ids.length > 1) {
+    const other = ids.find((id) => id !== chosen);
+    await page.selectOption('select[name="observer"]', other);
+    await page.waitForFunction((id) => location.hash.includes(`observer=${encodeURIComponent(id)}`), other);
+    await page.waitForSelector(`[data-section="an-nf"] [data-observer="${other}"]`, { timeout: 20_000 });
+  }
+  await close();
+});
+
+test('analytics: the clock-skew tab lists the observers and the worst nodes of the API; the hostile name stays text', T, async (t) => {
+  const obs = await api('/api/observers/clock-skew');
+  const nodes = await api('/api/nodes/clock-skew');
+  {
+    const { page, close } = await analyticsTab('skew');
+    const ids = await page.$$eval('[data-section="an-skew-obs"] tr[data-observer]', (r) => r.map((x) => x.dataset.observer));
+    const obs2 = await api('/api/observers/clock-skew');
+    const known = new Set([...obs, ...obs2].map((o) => o.observerID));
+    assert.ok(ids.length >= Math.min(obs.length, obs2.length), `${ids.length} observer clocks, API ${obs.length}`);
+    assert.deepEqual(ids.filter((id) => !known.has(id)), [], 'observer clocks the API does not have');
+    const keys = await page.$$eval('[data-section="an-skew-nodes"] tr[data-pubkey]', (r) => r.map((x) => x.dataset.pubkey));
+    assert.ok(keys.length === Math.min(50, nodes.length) || Math.abs(keys.length - Math.min(50, nodes.length)) <= 2, `${keys.length} node rows, API ${nodes.length}`);
+    const nodes2 = await api('/api/nodes/clock-skew');
+    const nk = new Set([...nodes, ...nodes2].map((n) => n.pubkey));
+    assert.deepEqual(keys.filter((k) => !nk.has(k)), [], 'node clocks the API does not have');
+    for (const n of nodes2.filter((x) => x.nodeName && keys.includes(x.pubkey)).slice(0, 5)) {
+      assert.equal(await page.textContent(`[data-section="an-skew-nodes"] tr[data-pubkey="${n.pubkey}"] a.node-name`), n.nodeName);
+    }
+    await shot(page, 'analytics-skew');
+    await close();
+  }
+  const hostile = nodes.find((n) => n.nodeName === HOSTILE);
+  if (!hostile) {
+    t.diagnostic('the hostile node has no clock-skew entry: its name is not checked there');
+    return;
+  }
+  const { page, close } = await analyticsTab('skew', `&q=${encodeURIComponent(HOSTILE)}`);
+  assert.equal(await page.inputValue('input[name="q"]'), HOSTILE);
+  assert.equal(await page.textContent(`[data-section="an-skew-nodes"] tr[data-pubkey="${hostile.pubkey}"] a.node-name`), HOSTILE);
+  await close();
+});
+
+test('analytics: the channels tab shows the channels, counts and top senders of the API as text', T, async () => {
+  const before = await api('/api/analytics/channels');
+  const { page, close } = await analyticsTab('channels');
+  const after = await api('/api/analytics/channels');
+  const rows = await page.$$eval('[data-section="an-ch-list"] tr[data-channel]', (r) => r.map((x) => [x.querySelector('.channel-name').textContent, x.children[1].textContent]));
+  const want = (d) => d.channels.map((c) => [c.name || `#${c.hashHex}`, c.messages]);
+  const got = rows.map(([n, c]) => [n, count(c)]);
+  assert.ok([before, after].some((d) => JSON.stringify(want(d)) === JSON.stringify(got)), `channels shown ${JSON.stringify(got)}, API ${JSON.stringify(want(after))}`);
+  assert.ok(got.length > 0, 'no channel listed (the fixture sends one message)');
+  const bars = await page.$$eval('[data-section="an-ch-msgs"] .hbars li .hbar-label', (l) => l.map((x) => x.textContent));
+  assert.deepEqual(bars, got.map(([n]) => n));
+  const senders = await page.$$eval('[data-top-senders] .hbars li', (l) => l.map((x) => [x.querySelector('.hbar-label').textContent, x.querySelector('.hbar-value').textContent]));
+  const wantS = (d) => d.topSenders.map((s) => [s.name, s.count]);
+  const gotS = senders.map(([n, c]) => [n, count(c)]);
+  assert.ok([before, after].some((d) => JSON.stringify(wantS(d)) === JSON.stringify(gotS)), `top senders ${JSON.stringify(gotS)}, API ${JSON.stringify(wantS(after))}`);
+  await shot(page, 'analytics-channels');
+  await close();
+});
+
+test('analytics: the roles tab counts nodes per role as the API does', T, async () => {
+  const before = await api('/api/analytics/roles');
+  const { page, close } = await analyticsTab('roles');
+  const after = await api('/api/analytics/roles');
+  const rows = await page.$$eval('[data-section="an-roles"] tr[data-role]', (r) => r.map((x) => [x.dataset.role, Number(x.dataset.count)]));
+  assert.ok(rows.length > 0, 'no role listed');
+  for (const [role, n] of rows) {
+    const b = (before.roles.find((r) => r.role === role) || {}).nodeCount || 0;
+    const a = (after.roles.find((r) => r.role === role) || {}).nodeCount || 0;
+    assert.ok(n >= Math.min(a, b) && n <= Math.max(a, b), `${role}: ${n} shown, API ${b}..${a}`);
+  }
+  assert.equal(await page.locator('[data-section="an-roles-chart"] svg.columns rect').count(), rows.length);
+  await shot(page, 'analytics-roles');
+  await close();
+});
+
+test('node detail: the analytics section shows activity, relays and the observers of /api/nodes/{pk}/analytics', T, async () => {
+  const key = await busyNode();
+  const before = await api(`/api/nodes/${key}/analytics`);
+  const { page, close } = await open(`#/nodes/${key}`);
+  await page.waitForSelector('[data-section="analytics"][data-ready="true"]', { timeout: 30_000 });
+  const after = await api(`/api/nodes/${key}/analytics`);
+  assert.ok(await page.locator('[data-section="analytics"] svg.line').count() >= 1, 'no activity chart');
+  const relayed = count(await page.textContent('[data-section="analytics"] [data-an-stat="relayed"]'));
+  const lo = Math.min(before.relayed.packets, after.relayed.packets);
+  const hi = Math.max(before.relayed.packets, after.relayed.packets);
+  assert.ok(relayed >= lo && relayed <= hi, `relayed ${relayed}, API ${lo}..${hi}`);
+  const ids = await page.$$eval('[data-section="analytics"] tr[data-an-observer]', (r) => r.map((x) => x.dataset.anObserver));
+  const known = new Set([...before.observerCoverage, ...after.observerCoverage].map((o) => o.observer_id));
+  assert.ok(ids.length >= Math.min(before.observerCoverage.length, after.observerCoverage.length), `${ids.length} observers, API ${after.observerCoverage.length}`);
+  assert.deepEqual(ids.filter((id) => !known.has(id)), [], 'observers the API does not list');
+  for (const o of after.observerCoverage.filter((x) => ids.includes(x.observer_id) && typeof x.avgSnr === 'number').slice(0, 3)) {
+    const row = await page.textContent(`[data-section="analytics"] tr[data-an-observer="${o.observer_id}"]`);
+    assert.ok(row.includes(o.avgSnr.toFixed(1)) || row.includes(Math.round(o.avgSnr).toString()), `SNR ${o.avgSnr} missing in "${row}"`);
+  }
+  await page.locator('[data-section="analytics"]').scrollIntoViewIfNeeded();
+  await shot(page, 'node-analytics');
+  await close();
+  // The hostile node's page: its analytics section renders without running its name.
+  const found = await api(`/api/nodes/search?q=${encodeURIComponent(HOSTILE)}`);
+  const bad = found.nodes.find((n) => n.name === HOSTILE);
+  if (bad) {
+    const o = await open(`#/nodes/${bad.public_key}`);
+    await o.page.waitForSelector('[data-section="analytics"][data-ready="true"]', { timeout: 30_000 });
+    assert.equal(await o.page.textContent('section[data-page="node"] h1'), HOSTILE);
+    await o.close();
+  }
+});
