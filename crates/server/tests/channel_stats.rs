@@ -39,24 +39,11 @@ fn keyring() -> meshcore::crypto::Keyring {
 
 /// `hex` heard by `observer` in `iata` at `at`, through an ingest decoder that knows #test.
 fn heard(hex: &str, observer: &str, iata: &str, at: i64) -> store::Item {
-    let d = ingest::decode::Decoder {
+    support::Heard {
         keyring: keyring(),
-        ..Default::default()
-    };
-    let msg = ingest::message::PacketMessage {
-        observer: ingest::message::TopicObserver {
-            id: observer.into(),
-            iata: iata.into(),
-        },
-        origin: None,
-        region: None,
-        raw: meshcore::report::parse_hex(hex).unwrap(),
-        snr: Some(5.0),
-        rssi: Some(-90.0),
-        score: None,
-        airtime_ms: None,
-    };
-    d.item(msg, at).0
+        ..support::heard_by(observer, iata, 5.0, -90.0)
+    }
+    .item(hex, at)
 }
 
 async fn server() -> (tempfile::TempDir, server::Server) {

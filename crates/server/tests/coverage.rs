@@ -10,24 +10,11 @@ mod support;
 use support::{OBS_C, advert, colliding_seeds, has, key_of};
 
 fn heard(hex: &str, observer: &str, at: i64, snr: f64) -> store::Item {
-    let d = ingest::decode::Decoder {
-        keyring: meshcore::crypto::Keyring::with_public(),
-        ..Default::default()
-    };
-    let msg = ingest::message::PacketMessage {
-        observer: ingest::message::TopicObserver {
-            id: observer.into(),
-            iata: "SEA".into(),
-        },
+    support::Heard {
         origin: Some("<b>o</b>".into()),
-        region: None,
-        raw: meshcore::report::parse_hex(hex).unwrap(),
-        snr: Some(snr),
-        rssi: Some(-90.0),
-        score: None,
-        airtime_ms: None,
-    };
-    d.item(msg, at).0
+        ..support::heard_by(observer, "SEA", snr, -90.0)
+    }
+    .item(hex, at)
 }
 
 /// A signed advert of `seed` at clock `ts`, flooded over `path` (2-byte hops).

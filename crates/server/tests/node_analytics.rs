@@ -38,24 +38,11 @@ fn advert_via(
 
 /// `hex` heard by `observer` at `at` with this SNR and RSSI.
 fn heard(hex: &str, observer: &str, at: i64, snr: f64, rssi: f64) -> store::Item {
-    let d = ingest::decode::Decoder {
-        keyring: meshcore::crypto::Keyring::with_public(),
-        ..Default::default()
-    };
-    let msg = ingest::message::PacketMessage {
-        observer: ingest::message::TopicObserver {
-            id: observer.into(),
-            iata: "SEA".into(),
-        },
+    support::Heard {
         origin: Some("<i>obs</i>".into()),
-        region: None,
-        raw: meshcore::report::parse_hex(hex).unwrap(),
-        snr: Some(snr),
-        rssi: Some(rssi),
-        score: None,
-        airtime_ms: None,
-    };
-    d.item(msg, at).0
+        ..support::heard_by(observer, "SEA", snr, rssi)
+    }
+    .item(hex, at)
 }
 
 const S: [u8; 32] = [0x51; 32];

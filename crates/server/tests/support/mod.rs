@@ -149,24 +149,65 @@ pub async fn start(cfg: ServerConfig) -> server::Server {
 /// A packet as observer `observer` (region `iata`) heard it at `at`, through the ingest
 /// decoder (Public channel key, signature checks on).
 pub fn item_in(hex: &str, observer: &str, iata: &str, at: i64) -> store::Item {
-    let d = ingest::decode::Decoder {
-        keyring: meshcore::crypto::Keyring::with_public(),
-        ..Default::default()
-    };
-    let msg = ingest::message::PacketMessage {
-        observer: ingest::message::TopicObserver {
-            id: observer.into(),
-            iata: iata.into(),
-        },
+    Heard {
         origin: Some(format!("obs {}", &observer[..4])),
-        region: None,
-        raw: meshcore::report::parse_hex(hex).unwrap(),
-        snr: Some(6.5),
-        rssi: Some(-90.0),
-        score: None,
-        airtime_ms: None,
-    };
-    d.item(msg, at).0
+        ..heard_by(observer, iata, 6.5, -90.0)
+    }
+    .item(hex, at)
+}
+
+/// How a test observation was heard: the observer's region and name, the reception, and the
+/// keys the decoder knows. [`Heard::item`] turns a frame into the writer's item.
+pub struct Heard<'a> {
+    /// Observer id (its key).
+    pub observer: &'a str,
+    /// Its region.
+    pub iata: &'a str,
+    /// The name its bridge reports.
+    pub origin: Option<String>,
+    /// dB.
+    pub snr: f64,
+    /// dBm.
+    pub rssi: f64,
+    /// Channel keys of the decoder.
+    pub keyring: meshcore::crypto::Keyring,
+}
+
+impl Heard<'_> {
+    /// `hex` as this observer heard it at `at`, through an ingest decoder with signature
+    /// checks on.
+    pub fn item(self, hex: &str, at: i64) -> store::Item {
+        let d = ingest::decode::Decoder {
+            keyring: self.keyring,
+            ..Default::default()
+        };
+        let msg = ingest::message::PacketMessage {
+            observer: ingest::message::TopicObserver {
+                id: self.observer.into(),
+                iata: self.iata.into(),
+            },
+            origin: self.origin,
+            region: None,
+            raw: meshcore::report::parse_hex(hex).unwrap(),
+            snr: Some(self.snr),
+            rssi: Some(self.rssi),
+            score: None,
+            airtime_ms: None,
+        };
+        d.item(msg, at).0
+    }
+}
+
+/// A [`Heard`] in `iata` with the Public channel key and no origin name.
+pub fn heard_by<'a>(observer: &'a str, iata: &'a str, snr: f64, rssi: f64) -> Heard<'a> {
+    Heard {
+        observer,
+        iata,
+        origin: None,
+        snr,
+        rssi,
+        keyring: meshcore::crypto::Keyring::with_public(),
+    }
 }
 
 /// A signed zero-hop 1-byte flood advert, hex: the node with key `seed`, of `kind`, named
@@ -391,47 +432,17 @@ pub const OBS_C: &str = "c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c
 /// Public channel decrypted, and an origin name with markup in it (`<b>obs a1</b>`, returned
 /// as data; [`observed`] differs only in that name).
 pub fn item_sea(hex: &str, observer: &str, at: i64) -> store::Item {
-    let d = ingest::decode::Decoder {
-        keyring: meshcore::crypto::Keyring::with_public(),
-        ..ingest::decode::Decoder::default()
-    };
-    let msg = ingest::message::PacketMessage {
-        observer: ingest::message::TopicObserver {
-            id: observer.into(),
-            iata: "SEA".into(),
-        },
+    Heard {
         origin: Some(format!("<b>obs {}</b>", &observer[..2])),
-        region: None,
-        raw: meshcore::report::parse_hex(hex).unwrap(),
-        snr: Some(7.25),
-        rssi: Some(-95.0),
-        score: None,
-        airtime_ms: None,
-    };
-    d.item(msg, at).0
+        ..heard_by(observer, "SEA", 7.25, -95.0)
+    }
+    .item(hex, at)
 }
 
 /// Like [`item_sea`], with the observer in region `iata`, no origin name and weaker reception
 /// (SNR 5.0, RSSI -100; [`item_in`] has a name and SNR 6.5, RSSI -90).
 pub fn weak_item_in(hex: &str, observer: &str, iata: &str, at: i64) -> store::Item {
-    let d = ingest::decode::Decoder {
-        keyring: meshcore::crypto::Keyring::with_public(),
-        ..ingest::decode::Decoder::default()
-    };
-    let msg = ingest::message::PacketMessage {
-        observer: ingest::message::TopicObserver {
-            id: observer.into(),
-            iata: iata.into(),
-        },
-        origin: None,
-        region: None,
-        raw: meshcore::report::parse_hex(hex).unwrap(),
-        snr: Some(5.0),
-        rssi: Some(-100.0),
-        score: None,
-        airtime_ms: None,
-    };
-    d.item(msg, at).0
+    heard_by(observer, iata, 5.0, -100.0).item(hex, at)
 }
 
 /// A database with adverts (1- and 2-byte mode), channel traffic, a forged advert, a TRACE and
