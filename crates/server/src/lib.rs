@@ -112,6 +112,12 @@ pub struct AppState {
     stats_cache: tokio::sync::Mutex<Option<(u64, Value)>>,
     /// `count(*)` of all transmissions, for one commit generation.
     packets_total: std::sync::Mutex<Option<(u64, i64)>>,
+    /// `/api/nodes`' unfiltered total and its role `counts`, for one commit generation.
+    nodes_counts: std::sync::Mutex<Option<(u64, (i64, Value))>>,
+    /// The fixed parts of packet objects, as JSON bytes, by transmission.
+    frame_json: api::packet_json::FrameJsonCache,
+    /// The frame-derived part of channel messages, by transmission.
+    message_cache: api::packet_json::FrameCache<Value>,
     capability: Arc<capability::CapState>,
     channels_cache: tokio::sync::Mutex<Option<(u64, Value)>>,
     ui: web::UiConfig,
@@ -474,6 +480,9 @@ impl Server {
             live_sent: AtomicU64::new(0),
             stats_cache: tokio::sync::Mutex::new(None),
             packets_total: std::sync::Mutex::new(None),
+            nodes_counts: std::sync::Mutex::new(None),
+            frame_json: Default::default(),
+            message_cache: Default::default(),
             channels_cache: tokio::sync::Mutex::new(None),
             capability: cap_state,
             ui: cfg.ui,

@@ -411,3 +411,50 @@ async fn nodes_filter_by_capability_and_search_by_key_prefix() {
     assert_eq!(st, 400);
     s.shutdown().await;
 }
+
+/// The unfiltered total and the role counts are reused for one commit generation: a node
+/// committed after the first answer must still show up in the next ones, and a filtered
+/// list must not be answered with the unfiltered total.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_total_and_counts_follow_new_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("meshlens.db");
+    let mut w = fleet_db(&db);
+    let s = start(config(&db)).await;
+    let (_, v) = get(s.addr, "/api/nodes?limit=2").await;
+    assert_eq!(
+        (v["total"].clone(), v["counts"]["repeaters"].clone()),
+        (json!(6), json!(3)),
+        "{v}"
+    );
+    let (_, rooms) = get(s.addr, "/api/nodes?role=room").await;
+    assert_eq!(rooms["total"], 1, "a filtered total: {rooms}");
+    assert_eq!(
+        rooms["counts"]["repeaters"], 3,
+        "counts are of all nodes: {rooms}"
+    );
+    let hex = advert(&[7; 32], 2, "Late-Rpt", None);
+    w.write_batch(&[item_in(
+        &hex,
+        &fleet_observer_sea(),
+        "SEA",
+        server::now_ms(),
+    )])
+    .unwrap();
+    // The reader notices the commit on its own schedule: ask until it has.
+    let mut seen = Value::Null;
+    for _ in 0..2_000 {
+        let (_, v) = get(s.addr, "/api/nodes?limit=2").await;
+        if v["total"] == 7 {
+            seen = v;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(seen["total"], 7, "the new node never counted");
+    assert_eq!(seen["counts"]["repeaters"], 4, "{seen}");
+    assert_eq!(seen["counts"]["repeater"], 4, "{seen}");
+    let (_, late) = get(s.addr, "/api/nodes?search=Late").await;
+    assert_eq!(late["total"], 1, "{late}");
+    s.shutdown().await;
+}

@@ -173,6 +173,30 @@ fn message_json(p: &Value) -> Value {
     })
 }
 
+/// The message object of transmission `r`. What depends on its frame alone (the decrypted
+/// text, sender, hops) is kept per transmission in a bounded cache: a channel page decrypts
+/// and decodes nothing it has shown before.
+fn message_of(st: &AppState, r: &TxRow, first: &FirstObs) -> Value {
+    let fixed = st.message_cache.get_or(r.id(), r.raw(), || {
+        let pkt = r.to_json_lean(st, None);
+        let m = message_json(&pkt);
+        let bytes = m.to_string().len();
+        (m, bytes)
+    });
+    let mut m = Value::clone(&fixed);
+    let seen = store::time::iso(r.first_seen());
+    m["timestamp"] = seen.clone().into();
+    m["first_seen"] = seen.into();
+    m["observation_count"] = r.observation_count().into();
+    m["packetId"] = r.id().into();
+    m["repeats"] = r.observation_count().into();
+    let who = first.observer_name().or(first.observer_id());
+    m["observers"] = json!(who.into_iter().collect::<Vec<_>>());
+    m["hops"] = m["hop_count"].as_i64().unwrap_or(0).into();
+    m["snr"] = first.snr().into();
+    m
+}
+
 /// Messages counted per channel: a full count at most once a minute (retention deletes old
 /// rows), and in between the full count plus the rows first seen since it, a seek on the
 /// `(channel, payload_type, first_seen)` index (a full count of a busy channel's index took
@@ -243,7 +267,9 @@ pub async fn messages(
     }
     let region = region_clause(&p)?;
     let state = st.clone();
-    let (rows, firsts, total) = st
+    // Read, decrypted and built on the blocking thread that holds the connection: decoding
+    // a page of messages on an async worker would hold up every other connection.
+    let (messages, total) = st
         .db
         .query(move |c| {
             let (clause, codes) = region.clone().unwrap_or_default();
@@ -252,15 +278,14 @@ pub async fn messages(
             let total = if region.is_none() {
                 message_count(&state, c, &channel)?
             } else {
-                sql(c.query_row(
-                    &format!("SELECT count(*) FROM transmissions t WHERE t.channel = ? AND t.payload_type = 5{clause}"),
-                    params_from_iter(args.iter()),
-                    |r| r.get(0),
-                ))?
+                sql(c.prepare_cached(&format!(
+                    "SELECT count(*) FROM transmissions t WHERE t.channel = ? AND t.payload_type = 5{clause}"
+                ))
+                .and_then(|mut s| s.query_row(params_from_iter(args.iter()), |r| r.get(0))))?
             };
             args.push(&limit);
             args.push(&offset);
-            let mut stmt = sql(c.prepare(&format!(
+            let mut stmt = sql(c.prepare_cached(&format!(
                 "SELECT t.id, t.hash, t.raw, t.first_seen, t.last_seen, t.observation_count, t.channel, t.scope, t.from_pubkey
                  FROM transmissions t WHERE t.channel = ? AND t.payload_type = 5{clause}
                  ORDER BY t.first_seen DESC LIMIT ? OFFSET ?",
@@ -270,32 +295,22 @@ pub async fn messages(
                 .and_then(|m| m.collect::<Result<Vec<_>, _>>()))?;
             let ids: Vec<i64> = rows.iter().map(TxRow::id).collect();
             let firsts = first_observations(c, &ids)?;
-            Ok((rows, firsts, total))
+            let none = FirstObs::default();
+            // Read newest first (the page), listed oldest first (CoreScope's order).
+            let messages: Vec<Value> = rows
+                .iter()
+                .rev()
+                .map(|r| {
+                    let first = firsts.get(&r.id()).unwrap_or(&none);
+                    message_of(&state, r, first)
+                })
+                .collect();
+            Ok((messages, total))
         })
         .await?;
     if total == 0 {
         return Err(ApiError::NotFound("no messages on this channel".into()));
     }
-    let none = FirstObs::default();
-    // Read newest first (the page), listed oldest first (CoreScope's order).
-    let messages: Vec<Value> = rows
-        .iter()
-        .rev()
-        .map(|r| {
-            let first = firsts.get(&r.id()).unwrap_or(&none);
-            let pkt = r.to_json_lean(&st, Some(first));
-            let mut m = message_json(&pkt);
-            m["packetId"] = r.id().into();
-            m["repeats"] = pkt["observation_count"].clone();
-            let who = pkt["observer_name"]
-                .as_str()
-                .or_else(|| pkt["observer_id"].as_str());
-            m["observers"] = json!(who.into_iter().collect::<Vec<_>>());
-            m["hops"] = pkt["hop_count"].as_i64().unwrap_or(0).into();
-            m["snr"] = pkt["snr"].clone();
-            m
-        })
-        .collect();
     Ok(Json(
         json!({"messages": messages, "total": total, "limit": limit, "offset": offset}),
     ))

@@ -21,6 +21,7 @@ pub mod node_health;
 pub mod nodes;
 pub mod observer_metrics;
 pub mod observers;
+pub(crate) mod packet_json;
 pub mod packets;
 pub mod paths;
 pub mod perf;

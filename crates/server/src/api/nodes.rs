@@ -67,35 +67,71 @@ impl NodeRow {
         })
     }
 
+    /// The API object, as a typed view borrowing the row: serialized straight to bytes, it
+    /// skips the 18-entry JSON map (and its key strings) that `json!` built per node.
+    fn view<'a>(
+        &'a self,
+        sizes: &HashMap<String, (u8, bool)>,
+        cap: &'a CapIndex,
+        battery: &HashMap<String, i64>,
+    ) -> NodeView<'a> {
+        let size = sizes.get(&self.public_key);
+        let c = cap.get(&self.public_key);
+        let (status, evidence, max) = crate::capability::row_fields(c);
+        let seen = iso(self.last_seen);
+        NodeView {
+            public_key: &self.public_key,
+            name: self.name.as_deref(),
+            role: &self.role,
+            lat: self.lat,
+            lon: self.lon,
+            first_seen: iso(self.first_seen),
+            last_heard: seen.clone(),
+            last_seen: seen,
+            foreign: self.foreign,
+            battery_mv: battery.get(&self.public_key).copied(),
+            temperature_c: None,
+            advert_count: self.advert_count,
+            hash_size: size.map(|s| s.0),
+            hash_size_inconsistent: size.is_some_and(|s| s.1),
+            multi_byte_status: status,
+            multi_byte_evidence: evidence,
+            multi_byte_max_hash_size: max,
+            multi_byte_legacy_suspect: c.is_some_and(|c| c.legacy_suspect),
+        }
+    }
+
     fn to_json(
         &self,
         sizes: &HashMap<String, (u8, bool)>,
         cap: &CapIndex,
         battery: &HashMap<String, i64>,
     ) -> Value {
-        let size = sizes.get(&self.public_key);
-        let (status, evidence, max) = crate::capability::row_fields(cap.get(&self.public_key));
-        json!({
-            "public_key": self.public_key,
-            "name": self.name,
-            "role": self.role,
-            "lat": self.lat,
-            "lon": self.lon,
-            "first_seen": iso(self.first_seen),
-            "last_seen": iso(self.last_seen),
-            "last_heard": iso(self.last_seen),
-            "foreign": self.foreign,
-            "battery_mv": battery.get(&self.public_key),
-            "temperature_c": null,
-            "advert_count": self.advert_count,
-            "hash_size": size.map(|s| s.0),
-            "hash_size_inconsistent": size.is_some_and(|s| s.1),
-            "multi_byte_status": status,
-            "multi_byte_evidence": evidence,
-            "multi_byte_max_hash_size": max,
-            "multi_byte_legacy_suspect": cap.get(&self.public_key).is_some_and(|c| c.legacy_suspect),
-        })
+        serde_json::to_value(self.view(sizes, cap, battery)).unwrap_or(Value::Null)
     }
+}
+
+/// A node as the API shows it (CoreScope's keys beside meshlens's; see the module doc).
+#[derive(serde::Serialize)]
+struct NodeView<'a> {
+    public_key: &'a str,
+    name: Option<&'a str>,
+    role: &'a str,
+    lat: Option<f64>,
+    lon: Option<f64>,
+    first_seen: String,
+    last_seen: String,
+    last_heard: String,
+    foreign: bool,
+    battery_mv: Option<i64>,
+    temperature_c: Option<f64>,
+    advert_count: i64,
+    hash_size: Option<u8>,
+    hash_size_inconsistent: bool,
+    multi_byte_status: &'static str,
+    multi_byte_evidence: &'static str,
+    multi_byte_max_hash_size: u8,
+    multi_byte_legacy_suspect: bool,
 }
 
 /// The path-hash size each node advertises with, from its flood adverts (the originator sets
@@ -288,26 +324,53 @@ pub async fn list(
         ),
     };
     let cap_q = st.capability.current();
+    // The unfiltered total and the role counts change only with a commit: one generation's
+    // worth is reused (a sort of every node per request otherwise).
+    let generation = st.generation.load(std::sync::atomic::Ordering::Relaxed);
+    let cached_counts = st.nodes_counts.lock().ok().and_then(|c| {
+        c.as_ref()
+            .filter(|(g, _)| *g == generation)
+            .map(|(_, v)| v.clone())
+    });
+    let unfiltered = clauses.is_empty() && multi_byte.is_none();
+    let state = st.clone();
     // The page is serialized on the blocking thread that read it: up to 2,000 nodes of JSON
     // are not built on an async worker, where they would hold up every other connection.
     let body = st
         .db
         .query(move |c| {
             let w = if clauses.is_empty() { String::new() } else { format!("WHERE {}", clauses.join(" AND ")) };
+            // The statements differ only by filter and order (a bounded set): prepared once,
+            // with the page bounds bound last.
+            let page_args = [limit, offset];
             let a = || params_from_iter(args.iter().map(|a| a.as_ref() as &dyn ToSql));
+            let paged = || {
+                params_from_iter(
+                    args.iter()
+                        .map(|a| a.as_ref() as &dyn ToSql)
+                        .chain(page_args.iter().map(|v| v as &dyn ToSql)),
+                )
+            };
+            let counts = match &cached_counts {
+                Some((_, counts)) => counts.clone(),
+                None => super::status::role_counts(c)?,
+            };
             let (rows, total) = match multi_byte {
                 None => {
-                    let total: i64 = sql(c.query_row(&format!("SELECT count(*) FROM nodes {w}"), a(), |r| r.get(0)))?;
-                    let mut stmt = sql(c.prepare(&format!(
-                        "SELECT {NODE_COLUMNS} FROM nodes {w} ORDER BY {order}, public_key LIMIT {limit} OFFSET {offset}"
+                    let total: i64 = match &cached_counts {
+                        Some((total, _)) if unfiltered => *total,
+                        _ => sql(c.prepare_cached(&format!("SELECT count(*) FROM nodes {w}")).and_then(|mut s| s.query_row(a(), |r| r.get(0))))?,
+                    };
+                    let mut stmt = sql(c.prepare_cached(&format!(
+                        "SELECT {NODE_COLUMNS} FROM nodes {w} ORDER BY {order}, public_key LIMIT ? OFFSET ?"
                     )))?;
-                    (sql(stmt.query_map(a(), NodeRow::from_row).and_then(|m| m.collect::<Result<Vec<_>, _>>()))?, total)
+                    (sql(stmt.query_map(paged(), NodeRow::from_row).and_then(|m| m.collect::<Result<Vec<_>, _>>()))?, total)
                 }
                 // The capability lives in the reader's index, not in SQL: walk the keys in
                 // order (bounded by the number of nodes, not by traffic), keep the matching
                 // page, then read its rows.
                 Some(filters) => {
-                    let mut stmt = sql(c.prepare(&format!(
+                    let mut stmt = sql(c.prepare_cached(&format!(
                         "SELECT public_key FROM nodes {w} ORDER BY {order}, public_key LIMIT {MAX_FILTER_SCAN}"
                     )))?;
                     let keys = sql(stmt.query_map(a(), |r| r.get::<_, String>(0)).and_then(|m| m.collect::<Result<Vec<_>, _>>()))?;
@@ -325,9 +388,11 @@ pub async fn list(
                     let page: Vec<&String> = matching.iter().skip(offset as usize).take(limit as usize).collect();
                     let mut by_key: HashMap<String, NodeRow> = HashMap::new();
                     if !page.is_empty() {
-                        let marks = vec!["?"; page.len()].join(",");
-                        let mut stmt = sql(c.prepare(&format!("SELECT {NODE_COLUMNS} FROM nodes WHERE public_key IN ({marks})")))?;
-                        for r in sql(stmt.query_map(params_from_iter(page.iter()), NodeRow::from_row))? {
+                        let list = serde_json::to_string(&page).map_err(|e| ApiError::Internal(e.to_string()))?;
+                        let mut stmt = sql(c.prepare_cached(&format!(
+                            "SELECT {NODE_COLUMNS} FROM nodes WHERE public_key IN (SELECT value FROM json_each(?1))"
+                        )))?;
+                        for r in sql(stmt.query_map([list], NodeRow::from_row))? {
                             let r = sql(r)?;
                             by_key.insert(r.public_key.clone(), r);
                         }
@@ -335,12 +400,20 @@ pub async fn list(
                     (page.iter().filter_map(|k| by_key.remove(*k)).collect(), total)
                 }
             };
+            if unfiltered && cached_counts.is_none() && let Ok(mut cache) = state.nodes_counts.lock() {
+                *cache = Some((generation, (total, counts.clone())));
+            }
             let keys: Vec<&str> = rows.iter().map(|r| r.public_key.as_str()).collect();
             let sizes = hash_sizes(c, &keys, &cap_q)?;
             let battery = observer_battery(c, &keys)?;
-            let counts = super::status::role_counts(c)?;
-            let nodes: Vec<Value> = rows.iter().map(|r| r.to_json(&sizes, &cap_q, &battery)).collect();
-            serde_json::to_vec(&json!({"nodes": nodes, "total": total, "counts": counts}))
+            let nodes: Vec<NodeView<'_>> = rows.iter().map(|r| r.view(&sizes, &cap_q, &battery)).collect();
+            #[derive(serde::Serialize)]
+            struct Answer<'a> {
+                nodes: Vec<NodeView<'a>>,
+                total: i64,
+                counts: Value,
+            }
+            serde_json::to_vec(&Answer { nodes, total, counts })
                 .map_err(|e| ApiError::Internal(e.to_string()))
         })
         .await?;
