@@ -314,6 +314,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/backup", get(api::admin::backup))
         .route("/api/alerts", get(api::alerts::list))
         .route("/api/analytics/roles", get(api::roles::roles))
+        .route("/api/audio-lab/buckets", get(api::audio_lab::buckets))
         .route("/api/analytics/channels", get(api::channel_stats::channels))
         .route("/api/scope-stats", get(api::scopes::scope_stats))
         .route("/api/nodes/{pubkey}/battery", get(api::battery::battery))

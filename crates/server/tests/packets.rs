@@ -269,8 +269,8 @@ async fn get_api_packets_parameters_it_cannot_honour_are_refused() {
     assert!(v["error"].as_str().unwrap().contains("area"));
     let (st, _) = get_json(s.addr, "/api/packets?groupByHash=maybe").await;
     assert_eq!(st, 400);
-    // A CoreScope path meshlens does not serve is a JSON 404.
-    let (st, v) = get_json(s.addr, "/api/audio-lab/buckets").await;
+    // A path meshlens does not serve is a JSON 404.
+    let (st, v) = get_json(s.addr, "/api/no-such-route/buckets").await;
     assert_eq!(st, 404);
     assert!(v["error"].is_string());
     s.shutdown().await;

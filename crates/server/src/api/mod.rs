@@ -5,6 +5,7 @@ pub mod admin;
 pub mod alerts;
 pub mod analytics;
 pub mod areas;
+pub mod audio_lab;
 pub mod battery;
 pub mod channel_stats;
 pub mod channels;

@@ -34,7 +34,8 @@ pub const MAX_OBSERVATIONS: i64 = 500;
 /// page of a dense mesh was 28 MB of JSON and left the process hundreds of MiB larger.
 pub const MAX_EXPANDED_OBSERVATIONS: usize = 5_000;
 
-const TX_COLUMNS: &str = "t.id, t.hash, t.raw, t.first_seen, t.last_seen, t.observation_count, \
+/// The columns [`tx_row`] reads, in its order (transmissions aliased `t`).
+pub const TX_COLUMNS: &str = "t.id, t.hash, t.raw, t.first_seen, t.last_seen, t.observation_count, \
      t.channel, t.scope, t.from_pubkey";
 
 /// A transmission row from the database.
