@@ -18,6 +18,7 @@ const ROUTES = [
   { pattern: 'topology', page: 'topology', load: () => import('./pages/topology.js') },
   { pattern: 'multibyte', page: 'multibyte', load: () => import('./pages/multibyte.js') },
   { pattern: 'observers', page: 'observers', load: () => import('./pages/observers.js') },
+  { pattern: 'observers/:id', page: 'observer', load: () => import('./pages/observer.js') },
   { pattern: 'channels', page: 'channels', load: () => import('./pages/channels.js') },
   { pattern: 'channels/:hash', page: 'channels', load: () => import('./pages/channels.js') },
   { pattern: 'analytics', page: 'analytics', load: () => import('./pages/analytics.js') },
@@ -132,7 +133,8 @@ function makeContext(segments, params, query, controller, cleanups) {
 
 function updateNav(page) {
   for (const a of document.querySelectorAll('#nav a')) {
-    if (a.dataset.nav === page || (page === 'packet' && a.dataset.nav === 'packets') || (page === 'node' && a.dataset.nav === 'nodes')) {
+    if (a.dataset.nav === page || (page === 'packet' && a.dataset.nav === 'packets') || (page === 'node' && a.dataset.nav === 'nodes')
+      || (page === 'observer' && a.dataset.nav === 'observers')) {
       a.setAttribute('aria-current', 'page');
     } else {
       a.removeAttribute('aria-current');

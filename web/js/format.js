@@ -83,6 +83,19 @@ export const PAYLOAD_TYPES = ['REQ', 'RESPONSE', 'TXT_MSG', 'ACK', 'ADVERT', 'GR
   'ANON_REQ', 'PATH', 'TRACE', 'MULTIPART', 'CONTROL', 'RAW_CUSTOM'];
 export const ROUTE_TYPES = ['TRANSPORT_FLOOD', 'FLOOD', 'DIRECT', 'TRANSPORT_DIRECT'];
 
+/** The name of a payload type number (wire values 0–11 and 15), else "type N". */
+export function payloadTypeName(n) {
+  const v = Number(n);
+  if (v === 15) return 'RAW_CUSTOM';
+  return Number.isInteger(v) && v >= 0 && v < 12 ? PAYLOAD_TYPES[v] : `type ${n}`;
+}
+
+/** The name of a route type number (0–3), else "route N". */
+export function routeTypeName(n) {
+  const v = Number(n);
+  return Number.isInteger(v) && v >= 0 && v < 4 ? ROUTE_TYPES[v] : `route ${n}`;
+}
+
 /** One line saying what a decoded packet is about. */
 export function summarize(d, channel) {
   if (!d || d.valid === false) return d && d.error ? `invalid: ${d.error}` : 'undecoded';

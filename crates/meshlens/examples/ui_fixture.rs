@@ -1,5 +1,6 @@
 //! Publishes the browser tests' known data to a running `meshlens run` (hostile node name and
-//! message, then a fresh packet every 250 ms), for working on the UI by hand:
+//! message, an observer whose name is markup, then a fresh packet every 250 ms), for working on
+//! the UI by hand:
 //!
 //! ```text
 //! meshlens run --demo --mqtt-listen 127.0.0.1:18990 --http 127.0.0.1:3111 &

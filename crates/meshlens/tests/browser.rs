@@ -10,7 +10,9 @@
 //!
 //! Environment of the script: `BASE_URL`, `SCREENSHOT_DIR`, `HOSTILE_NAME`
 //! (`<svg onload=__xss=1>`, a repeater's name), `HOSTILE_TEXT` (a Public channel
-//! message, sent as `Mallory: <text>`), `CHROMIUM`.
+//! message, sent as `Mallory: <text>`), `HOSTILE_SKEW_SECS` (how far the hostile node's
+//! advert clock is off), `HOSTILE_OBSERVER_ID` and `HOSTILE_OBSERVER_NAME` (an observer whose
+//! name is markup, with a position, a status and direct receptions), `CHROMIUM`.
 //!
 //! To look at the same data by hand: start `meshlens run --demo --mqtt-listen
 //! 127.0.0.1:18990 --http 127.0.0.1:3111`, then `cargo run -p meshlens --example ui_fixture --
@@ -161,6 +163,27 @@ async fn web_ui_in_headless_chromium() {
         |b| b.contains("onload"),
     )
     .await;
+    // The hostile node's clock is measured, and the hostile observer has reported and is on the
+    // coverage leaderboard (it has a position and heard nodes directly).
+    wait_for(
+        http,
+        "/api/nodes/clock-skew",
+        Duration::from_secs(120),
+        |b| b.contains("onload"),
+    )
+    .await;
+    let hostile_observer = ui_fixture::hostile_observer_key().to_ascii_lowercase();
+    wait_for(
+        http,
+        &format!("/api/observers/{hostile_observer}"),
+        Duration::from_secs(120),
+        |b| b.contains("onerror") && b.contains("\"last_status_at\":\""),
+    )
+    .await;
+    wait_for(http, "/api/rx-leaderboard", Duration::from_secs(120), |b| {
+        b.contains("onerror")
+    })
+    .await;
     // The capability cycle has run over the simulated traffic.
     wait_for(
         http,
@@ -177,6 +200,7 @@ async fn web_ui_in_headless_chromium() {
     let out = tokio::task::spawn_blocking({
         let dir = dir.clone();
         let shots = shots.clone();
+        let hostile_observer = hostile_observer.clone();
         move || {
             Command::new("node")
                 .args(["--test", "--test-reporter=spec", "ui.test.mjs"])
@@ -185,6 +209,12 @@ async fn web_ui_in_headless_chromium() {
                 .env("SCREENSHOT_DIR", &shots)
                 .env("HOSTILE_NAME", ui_fixture::HOSTILE_NAME)
                 .env("HOSTILE_TEXT", ui_fixture::HOSTILE_TEXT)
+                .env(
+                    "HOSTILE_SKEW_SECS",
+                    ui_fixture::HOSTILE_SKEW_SECS.to_string(),
+                )
+                .env("HOSTILE_OBSERVER_ID", &hostile_observer)
+                .env("HOSTILE_OBSERVER_NAME", ui_fixture::HOSTILE_OBSERVER_NAME)
                 .env("CHROMIUM", &chromium)
                 .output()
                 .expect("node")

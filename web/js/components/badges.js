@@ -1,7 +1,8 @@
-// Small labelled badges: node role, multi-byte capability status, path hash size.
+// Small labelled badges: node role, multi-byte capability status, path hash size, and how
+// fresh a time is (an observer's last packet or status).
 
 import { h } from '../dom.js';
-import { ROLE_LABEL } from '../format.js';
+import { ROLE_LABEL, ms, iso, ago, dateTime } from '../format.js';
 
 const CAP_TITLE = {
   confirmed: 'Confirmed: the node sent adverts with 2- or 3-byte path hashes',
@@ -29,3 +30,16 @@ export function hashSizeBadge(n) {
 }
 
 export const CAP_HELP = CAP_TITLE;
+
+/** Colour class for "how long since": fresh under 5 min, stale under 1 h, else old. */
+export function freshness(t) {
+  const v = ms(t);
+  if (v === null) return 'fresh-bad';
+  const age = Date.now() - v;
+  return age < 300000 ? 'fresh-ok' : age < 3600000 ? 'fresh-warn' : 'fresh-bad';
+}
+
+/** A `<time>` saying how long ago `t` was, coloured by its freshness. */
+export function since(t) {
+  return h('time', { datetime: iso(t), class: freshness(t), title: dateTime(t) }, ago(t));
+}

@@ -79,9 +79,10 @@ export function stackBar(segments, { label = 'distribution' } = {}) {
 
 /**
  * Columns of a distribution: `rows` are [{label, value}], each a column with its label under
- * it and its value in a tooltip (`series-<key>` when given, else the accent colour).
+ * it (every `labelEvery`-th one, for long series) and its value in a tooltip
+ * (`series-<key>` when given, else the accent colour).
  */
-export function columns(rows, { width = 480, height = 160, label = 'distribution', key = null } = {}) {
+export function columns(rows, { width = 480, height = 160, label = 'distribution', key = null, labelEvery = 1 } = {}) {
   const root = svg('svg', { class: 'chart columns', viewBox: `0 0 ${width} ${height}`, role: 'img',
     'aria-label': `${label}: ${rows.map((r) => `${r.label} ${r.value}`).join(', ')}` });
   const n = rows.length;
@@ -93,10 +94,11 @@ export function columns(rows, { width = 480, height = 160, label = 'distribution
   rows.forEach((r, i) => {
     const v = Number.isFinite(r.value) ? r.value : 0;
     const hgt = Math.max(v ? 1 : 0, (v / max) * (base - 4));
-    root.append(
-      svg('rect', { class: key ? `series-${key}` : 'col-bar', x: i * colW + gap / 2, y: base - hgt, width: Math.max(1, colW - gap), height: hgt,
-        'data-label': r.label, 'data-value': v }, svg('title', null, `${r.label}: ${v}`)),
-      svg('text', { x: i * colW + colW / 2, y: height - 4, 'text-anchor': 'middle', 'font-size': '11', class: 'col-label' }, String(r.label)));
+    root.append(svg('rect', { class: key ? `series-${key}` : 'col-bar', x: i * colW + gap / 2, y: base - hgt, width: Math.max(1, colW - gap), height: hgt,
+      'data-label': r.label, 'data-value': v }, svg('title', null, `${r.label}: ${v}`)));
+    if (i % Math.max(1, labelEvery) === 0) {
+      root.append(svg('text', { x: i * colW + colW / 2, y: height - 4, 'text-anchor': 'middle', 'font-size': '11', class: 'col-label' }, String(r.label)));
+    }
   });
   return root;
 }
@@ -104,13 +106,13 @@ export function columns(rows, { width = 480, height = 160, label = 'distribution
 /**
  * A line chart over time with a value axis: `points` are [{t: ms, v: number|null}] (a null
  * breaks the line), the y range fits the data (negative values, e.g. dBm, are fine), the
- * lowest and highest values and the first and last times are labelled.
+ * lowest and highest values (with `digits` decimals) and the first and last times are labelled.
  */
-export function lineChart(points, { width = 720, height = 180, label = 'over time', unit = '', fmtTime = (t) => new Date(t).toLocaleString(undefined, { hour12: false }) } = {}) {
+export function lineChart(points, { width = 720, height = 180, label = 'over time', unit = '', digits = 1, fmtTime = (t) => new Date(t).toLocaleString(undefined, { hour12: false }) } = {}) {
   const pts = points.filter((p) => Number.isFinite(p.t));
   const vals = pts.map((p) => p.v).filter((v) => Number.isFinite(v));
   const root = svg('svg', { class: 'chart line', viewBox: `0 0 ${width} ${height}`, role: 'img',
-    'aria-label': vals.length ? `${label}: ${vals.length} points from ${Math.min(...vals).toFixed(1)} to ${Math.max(...vals).toFixed(1)} ${unit}` : `${label}: no data` });
+    'aria-label': vals.length ? `${label}: ${vals.length} points from ${Math.min(...vals).toFixed(digits)} to ${Math.max(...vals).toFixed(digits)} ${unit}` : `${label}: no data` });
   if (!vals.length) return root;
   const left = 52, right = 6, top = 8, bottom = 20;
   let lo = Math.min(...vals), hi = Math.max(...vals);
@@ -121,8 +123,8 @@ export function lineChart(points, { width = 720, height = 180, label = 'over tim
   root.append(
     svg('line', { class: 'axis', x1: left, x2: width - right, y1: y(lo), y2: y(lo) }),
     svg('line', { class: 'axis', x1: left, x2: width - right, y1: y(hi), y2: y(hi) }),
-    svg('text', { class: 'col-label', x: left - 4, y: y(hi) + 4, 'text-anchor': 'end', 'font-size': '11' }, `${hi.toFixed(1)}${unit ? ` ${unit}` : ''}`),
-    svg('text', { class: 'col-label', x: left - 4, y: y(lo) + 4, 'text-anchor': 'end', 'font-size': '11' }, `${lo.toFixed(1)}${unit ? ` ${unit}` : ''}`),
+    svg('text', { class: 'col-label', x: left - 4, y: y(hi) + 4, 'text-anchor': 'end', 'font-size': '11' }, `${hi.toFixed(digits)}${unit ? ` ${unit}` : ''}`),
+    svg('text', { class: 'col-label', x: left - 4, y: y(lo) + 4, 'text-anchor': 'end', 'font-size': '11' }, `${lo.toFixed(digits)}${unit ? ` ${unit}` : ''}`),
     svg('text', { class: 'col-label', x: left, y: height - 4, 'font-size': '11' }, fmtTime(t0)),
     svg('text', { class: 'col-label', x: width - right, y: height - 4, 'text-anchor': 'end', 'font-size': '11' }, fmtTime(t1)));
   let run = [];
@@ -133,14 +135,14 @@ export function lineChart(points, { width = 720, height = 180, label = 'over tim
   };
   for (const p of pts) {
     if (!Number.isFinite(p.v)) { flush(); continue; }
-    run.push(`${x(p.t).toFixed(1)},${y(p.v).toFixed(1)}`);
+    run.push(`${x(p.t).toFixed(digits)},${y(p.v).toFixed(digits)}`);
   }
   flush();
   const w = Math.max(2, (width - left - right) / Math.max(1, pts.length));
   for (const p of pts) {
     if (!Number.isFinite(p.v)) continue;
     root.append(svg('rect', { class: 'spark-hit', x: x(p.t) - w / 2, y: top, width: w, height: height - top - bottom },
-      svg('title', null, `${fmtTime(p.t)}: ${p.v.toFixed(1)}${unit ? ` ${unit}` : ''}`)));
+      svg('title', null, `${fmtTime(p.t)}: ${p.v.toFixed(digits)}${unit ? ` ${unit}` : ''}`)));
   }
   return root;
 }

@@ -1,10 +1,13 @@
 // Analytics (#/analytics?tab=rf): charts of the mesh, one tab at a time (deep-linked):
 // RF (SNR and RSSI distributions, signal over time, relay airtime share by packet type),
 // Observers (noise-floor summary and one observer's noise floor over time), Clock skew
-// (observers and the worst nodes), Channels (messages per channel, top senders) and Roles
-// (nodes per role with their clock health). Names come from the mesh: text only.
+// (observers and the worst nodes), Channels (messages per channel, top senders), Roles
+// (nodes per role with their clock health) and Coverage (observers ranked by where they hear
+// from, and the hexagon cells of direct receptions, as a table). Names come from the mesh:
+// text only.
 
 import { h, replace, notice, select } from '../dom.js';
+import { coverageSummary, cellCentre, WORLD_BBOX } from '../components/coverage.js';
 import { get } from '../api.js';
 import { num, dB, ago, dateTime, iso, ms, shortKey } from '../format.js';
 import { columns, lineChart, hbars } from '../components/charts.js';
@@ -19,6 +22,7 @@ const TABS = [
   ['skew', 'Clock skew'],
   ['channels', 'Channels'],
   ['roles', 'Roles'],
+  ['coverage', 'Coverage'],
 ];
 
 const fixed = (v, d = 1) => (typeof v === 'number' && Number.isFinite(v) ? v.toFixed(d) : '—');
@@ -247,17 +251,116 @@ async function rolesTab(box, ctx) {
     panel('an-roles', 'Roles and their clocks', t.el));
 }
 
-const LOADERS = { rf: rfTab, observers: observersTab, skew: skewTab, channels: channelsTab, roles: rolesTab };
+const COVERAGE_DAYS = [['1', 'last day'], ['7', 'last 7 days'], ['30', 'last 30 days']];
+// Hexagon size by map zoom: about 7 km, 2 km and 450 m across at these latitudes.
+const COVERAGE_Z = [['8', 'large cells (zoom 8)'], ['10', 'medium cells (zoom 10)'], ['12', 'small cells (zoom 12)']];
+
+async function coverageTab(box, ctx) {
+  const days = COVERAGE_DAYS.some(([k]) => k === ctx.query.days) ? ctx.query.days : '7';
+  const z = COVERAGE_Z.some(([k]) => k === ctx.query.z) ? ctx.query.z : '10';
+  box.dataset.days = days;
+  box.dataset.z = z;
+  const mine = box.dataset.draw;
+  const [lb, cov] = await Promise.all([
+    ctx.guard(get('/api/rx-leaderboard', { days, limit: 100 }, ctx.signal), box),
+    ctx.guard(get('/api/rx-coverage', { bbox: WORLD_BBOX, z, days }, ctx.signal), box),
+  ]);
+  // A later choice of window or cell size has drawn (or is drawing) the tab: drop this one.
+  if (!lb || !cov || box.dataset.draw !== mine) return;
+  const ranked = (Array.isArray(lb.observers) ? lb.observers : []).map((o, i) => ({ ...o, rank: i + 1 }));
+  const lt = sortableTable({
+    label: 'observers ranked by coverage', sortKey: 'rank',
+    rowAttrs: (o) => ({ 'data-observer': o.pubkey, 'data-rank': o.rank }),
+    empty: 'No observer with a position heard a node directly in this window.',
+    columns: [
+      { key: 'rank', label: '#', cls: 'num', render: (o) => num(o.rank) },
+      { key: 'name', label: 'Observer', value: (o) => o.name || o.pubkey,
+        render: (o) => h('a', { href: `#/observers/${encodeURIComponent(o.pubkey)}`, class: 'observer-name', title: o.pubkey }, o.name || shortKey(o.pubkey)) },
+      { key: 'receptions', label: 'Direct receptions', cls: 'num', render: (o) => num(o.receptions) },
+      { key: 'nodes', label: 'Nodes heard', cls: 'num', render: (o) => num(o.nodes) },
+      { key: 'cells', label: 'Cells', cls: 'num', render: (o) => num(o.cells) },
+      { key: 'score', label: 'Score', cls: 'num', render: (o) => fixed(o.score, 2) },
+    ],
+  });
+  lt.setRows(ranked);
+  const features = Array.isArray(cov.features) ? cov.features : [];
+  const cells = features.map((f) => ({ ...(f.properties || {}), centre: cellCentre(f) }));
+  const sum = coverageSummary(cov);
+  const ct = sortableTable({
+    label: 'coverage cells', sortKey: 'count', sortDir: 'desc',
+    rowAttrs: (c) => ({ 'data-cell': c.cell, 'data-count': c.count }),
+    empty: 'No positioned observer heard a node directly in this window.',
+    columns: [
+      { key: 'centre', label: 'Cell centre', value: (c) => (c.centre ? c.centre.join(',') : ''),
+        render: (c) => h('span', { class: 'mono', title: c.cell }, c.centre ? `${c.centre[0].toFixed(4)}, ${c.centre[1].toFixed(4)}` : c.cell) },
+      { key: 'count', label: 'Receptions', cls: 'num', render: (c) => num(c.count) },
+      { key: 'best_snr', label: 'Best SNR', cls: 'num', render: (c) => dB(c.best_snr, 'dB') },
+      { key: 'nodes', label: 'Nodes heard (strongest first)', value: (c) => (Array.isArray(c.nodes) ? c.nodes.length : 0),
+        render: (c) => {
+          const list = Array.isArray(c.nodes) ? c.nodes : [];
+          return h('ul', { class: 'hops' }, list.map((n) => h('li', { class: 'hop', 'data-prefix': n.prefix, title: `${n.prefix}: ${num(n.count)} receptions${typeof n.snr === 'number' ? `, last SNR ${n.snr.toFixed(1)} dB` : ''}` },
+            h('span', { class: n.name ? 'node-name' : 'mono' }, n.name || shortKey(n.prefix)))),
+          c.nodes_truncated ? h('li', { class: 'muted' }, '…') : null);
+        } },
+    ],
+  });
+  ct.setRows(cells);
+  const top = [...cells].sort((a, b) => b.count - a.count).slice(0, 15);
+  const controls = h('p', null,
+    h('label', null, 'Window ', select('coverage window', COVERAGE_DAYS, days, (v) => {
+      ctx.setQuery({ ...ctx.query, days: v });
+      redraw(box, ctx);
+    }, { name: 'days' })), ' ',
+    h('label', null, 'Cells ', select('coverage cell size', COVERAGE_Z, z, (v) => {
+      ctx.setQuery({ ...ctx.query, z: v });
+      redraw(box, ctx);
+    }, { name: 'z' })));
+  replace(box,
+    controls,
+    cards([
+      ['cells', 'cells', num(sum.cells)],
+      ['receptions', 'direct receptions', num(sum.receptions)],
+      ['nodes', 'nodes listed in cells', num(sum.nodes)],
+      ['bestSnr', 'best SNR', dB(sum.bestSnr, 'dB')],
+      ['unpositioned', 'receptions by observers without a position', num(cov.unpositioned ?? 0)],
+      ['rankedObservers', 'observers ranked', num(ranked.length)],
+    ]),
+    cov.truncated || cov.scanTruncated || lb.truncated
+      ? notice('Only part of the window is counted: the scan or the number of cells reached its cap.', 'warn') : null,
+    panel('an-cov-board', `Receiver leaderboard (${num(ranked.length)})`,
+      h('p', { class: 'muted' }, 'Observers with a position, ranked by how rare the places they hear from are: each cell counts 1 divided by the observers hearing in it. ',
+        'A reception is a node heard directly (the last hop of a flood with 2- or 3-byte hashes, or a zero-hop advert).'),
+      lt.el),
+    panel('an-cov-top', 'Busiest cells', top.length
+      ? hbars(top.map((c) => ({ label: c.centre ? `${c.centre[0].toFixed(3)}, ${c.centre[1].toFixed(3)}` : c.cell, value: c.count, note: `(${num(Array.isArray(c.nodes) ? c.nodes.length : 0)} nodes)` })),
+        { label: 'receptions per cell', fmt: num })
+      : notice('No cell in this window.')),
+    panel('an-cov-cells', `Cells (${num(cells.length)})`, ct.el));
+}
+
+/** Draws a tab again after one of its own controls changed the query. */
+function redraw(box, ctx) {
+  const tab = box.dataset.tabBody;
+  box.dataset.ready = 'false';
+  const mine = String(Number(box.dataset.draw || 0) + 1);
+  box.dataset.draw = mine;
+  replace(box, notice('Loading…'));
+  LOADERS[tab](box, ctx).then(() => {
+    if (!ctx.signal.aborted && box.dataset.draw === mine) box.dataset.ready = 'true';
+  });
+}
+
+const LOADERS = { rf: rfTab, observers: observersTab, skew: skewTab, channels: channelsTab, roles: rolesTab, coverage: coverageTab };
 
 export function mount(root, ctx) {
   const tab = LOADERS[ctx.query.tab] ? ctx.query.tab : 'rf';
-  const box = h('div', { 'data-tab-body': tab }, notice('Loading…'));
+  const box = h('div', { 'data-tab-body': tab, 'data-draw': '0' }, notice('Loading…'));
   root.dataset.tab = tab;
   root.append(h('h1', { tabindex: '-1' }, 'Analytics'),
     h('ul', { class: 'tabs', 'aria-label': 'analytics sections' }, TABS.map(([k, label]) =>
       h('li', null, h('a', { href: `#/analytics?tab=${k}`, 'data-an-tab': k, 'aria-current': k === tab ? 'page' : null }, label)))),
     box);
   LOADERS[tab](box, ctx).then(() => {
-    if (!ctx.signal.aborted) box.dataset.ready = 'true';
+    if (!ctx.signal.aborted && box.dataset.draw === '0') box.dataset.ready = 'true';
   });
 }

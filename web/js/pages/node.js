@@ -1,7 +1,9 @@
 // Node detail (#/nodes/<pubkey>): what is known about one node, its recent adverts, the path
 // hash size of each advert over time, and the multi-byte capability evidence (status,
 // confidence, counters with first/last times, sample packets, upgraded_at, legacy_suspect),
-// who hears it (reception), its neighbors in the neighbor graph and the paths through it.
+// who hears it (reception), its analytics (activity, relays, the observers that hear it, and
+// where it is heard directly: /api/nodes/{pk}/rx-coverage), its neighbors in the neighbor graph
+// and the paths through it.
 
 import { h, replace, notice, defList, svg } from '../dom.js';
 import { get } from '../api.js';
@@ -9,6 +11,7 @@ import { dateTime, ago, num, ms, dB, shortKey, iso } from '../format.js';
 import { roleBadge, capBadge, hashSizeBadge, CAP_HELP } from '../components/badges.js';
 import { sortableTable } from '../components/table.js';
 import { lineChart } from '../components/charts.js';
+import { coverageSummary, cellCentre, WORLD_BBOX } from '../components/coverage.js';
 
 export const title = 'Node';
 
@@ -206,6 +209,36 @@ function analyticsPanel(d) {
     t.el);
 }
 
+/** Heard directly (#nd-an, `data-rx-coverage`): receptions by positioned observers, per cell. */
+function rxCoveragePanel(d) {
+  const sum = coverageSummary(d);
+  const cells = (Array.isArray(d.features) ? d.features : []).map((f) => ({ ...(f.properties || {}), centre: cellCentre(f) }));
+  const t = sortableTable({
+    label: 'cells where observers heard this node directly', sortKey: 'count', sortDir: 'desc',
+    rowAttrs: (c) => ({ 'data-cell': c.cell, 'data-count': c.count }),
+    empty: 'No observer with a position heard this node directly.',
+    columns: [
+      { key: 'centre', label: 'Cell centre', value: (c) => (c.centre ? c.centre.join(',') : ''),
+        render: (c) => h('span', { class: 'mono', title: c.cell }, c.centre ? `${c.centre[0].toFixed(4)}, ${c.centre[1].toFixed(4)}` : c.cell) },
+      { key: 'count', label: 'Receptions', cls: 'num', render: (c) => num(c.count) },
+      { key: 'best_snr', label: 'Best SNR', cls: 'num', render: (c) => dB(c.best_snr, 'dB') },
+    ],
+  });
+  t.setRows(cells);
+  return h('div', null,
+    h('h3', null, `Heard directly (last ${num(d.days ?? 30)} days)`),
+    h('p', { class: 'muted' }, 'Receptions as the last hop of a flood with 2- or 3-byte hashes, or a zero-hop advert, by observers placed at their own node.'),
+    h('div', { class: 'cards cards-small' },
+      [['rxReceptions', 'direct receptions', num(d.mobile_receptions ?? 0)],
+        ['rxObservers', 'observers', num(d.mobile_clients ?? 0)],
+        ['rxCells', 'cells', num(sum.cells)],
+        ['rxBestSnr', 'best SNR', dB(sum.bestSnr, 'dB')],
+        ['rxUnpositioned', 'by observers without a position', num(d.unpositioned ?? 0)],
+      ].map(([k, label, v]) => h('div', { class: 'card' }, h('span', { class: 'value', 'data-an-stat': k }, v), h('span', { class: 'label' }, label)))),
+    d.truncated || d.scanTruncated ? notice('Only part of the window is counted: the scan or the number of cells reached its cap.', 'warn') : null,
+    cells.length ? t.el : null);
+}
+
 export function mount(root, ctx) {
   const key = ctx.params.pubkey;
   const heading = h('h1', { tabindex: '-1' }, 'Node');
@@ -217,7 +250,8 @@ export function mount(root, ctx) {
   const nbBox = h('div', null, notice('Loading…'));
   const nb = h('section', { class: 'panel', 'aria-labelledby': 'nd-nb', 'data-section': 'neighbors' }, h('h2', { id: 'nd-nb' }, 'Neighbors'), nbBox);
   const anBox = h('div', null, notice('Loading…'));
-  const an = h('section', { class: 'panel', 'aria-labelledby': 'nd-an', 'data-section': 'analytics' }, h('h2', { id: 'nd-an' }, 'Analytics'), anBox);
+  const covBox = h('div', { 'data-rx-coverage': '' }, notice('Loading…'));
+  const an = h('section', { class: 'panel', 'aria-labelledby': 'nd-an', 'data-section': 'analytics' }, h('h2', { id: 'nd-an' }, 'Analytics'), anBox, covBox);
   root.append(h('p', null, h('a', { href: '#/nodes' }, '← All nodes')), heading, body, rx, an, nb, paths);
 
   // Reception, neighbors and paths load on their own: neither waits for, nor holds up, the rest.
@@ -231,6 +265,11 @@ export function mount(root, ctx) {
     if (!d) return;
     replace(anBox, analyticsPanel(d));
     an.dataset.ready = 'true';
+  });
+  ctx.guard(get(`/api/nodes/${enc}/rx-coverage`, { bbox: WORLD_BBOX, z: 10 }, ctx.signal), covBox).then((d) => {
+    if (!d) return;
+    replace(covBox, rxCoveragePanel(d));
+    covBox.dataset.ready = 'true';
   });
   ctx.guard(get(`/api/nodes/${enc}/neighbors`, null, ctx.signal), nbBox).then((d) => {
     if (!d) return;

@@ -1,30 +1,22 @@
-// Observers (#/observers): the radios that feed meshlens — health (online/stale/offline),
+// Observers (#/observers): the radios that feed meshlens (each links to its page,
+// #/observers/<id>, and to the packets it heard) — health (online/stale/offline),
 // when each last sent a packet and a status, packets in the last hour, firmware, battery,
 // noise floor — and the ingest side: per MQTT source state, message counts, last message
 // and errors, from /api/healthz. Refreshes every 10 s while visible.
 
 import { h, replace, notice, defList } from '../dom.js';
 import { get } from '../api.js';
-import { ago, num, duration, dB, dateTime, shortKey, iso, ms } from '../format.js';
+import { num, duration, dB, shortKey, ms } from '../format.js';
 import { sortableTable } from '../components/table.js';
+import { since } from '../components/badges.js';
 
 export const title = 'Observers';
 
-/** Colour class for "how long since": fresh under 5 min, stale under 1 h, else old. */
-function freshness(t) {
-  const v = ms(t);
-  if (v === null) return 'fresh-bad';
-  const age = Date.now() - v;
-  return age < 300000 ? 'fresh-ok' : age < 3600000 ? 'fresh-warn' : 'fresh-bad';
-}
-
-function since(t) {
-  return h('time', { datetime: iso(t), class: freshness(t), title: dateTime(t) }, ago(t));
-}
-
 const COLUMNS = [
   { key: 'name', label: 'Observer', value: (o) => o.name || o.id,
-    render: (o) => h('a', { href: `#/packets?observer=${encodeURIComponent(o.id)}`, title: `packets heard by ${o.id}` }, o.name || shortKey(o.id)) },
+    render: (o) => h('a', { href: `#/observers/${encodeURIComponent(o.id)}`, class: 'observer-name', title: `observer ${o.id}` }, o.name || shortKey(o.id)) },
+  { key: 'packets', label: 'Heard', value: null,
+    render: (o) => h('a', { href: `#/packets?observer=${encodeURIComponent(o.id)}`, class: 'observer-packets', title: `packets heard by ${o.id}` }, 'packets') },
   { key: 'iata', label: 'Region', render: (o) => o.iata || '—' },
   { key: 'status', label: 'Status', render: (o) => (o.status ? h('span', { class: `badge status-${String(o.status).replace(/[^a-z]/g, '')}` }, o.status) : h('span', { class: 'muted' }, 'no status yet')) },
   { key: 'last_packet_at', label: 'Last packet', value: (o) => ms(o.last_packet_at), render: (o) => since(o.last_packet_at) },

@@ -4,7 +4,9 @@
 //
 // Environment: BASE_URL (the server), SCREENSHOT_DIR (PNGs of every page go there),
 // HOSTILE_NAME (a node name that is markup), HOSTILE_TEXT (a channel message that is markup),
-// CHROMIUM (the browser binary, default /usr/bin/chromium). Everything else is discovered
+// HOSTILE_SKEW_SECS (how far that node's advert clock is off), HOSTILE_OBSERVER_ID and
+// HOSTILE_OBSERVER_NAME (an observer whose name is markup), CHROMIUM (the browser binary,
+// default /usr/bin/chromium). Everything else is discovered
 // through the API. Every page opened is watched: an uncaught error, a console error, a
 // failed request (except map tiles, which cannot load offline) or `window.__xss` being set
 // fails the test that opened it.
@@ -19,6 +21,11 @@ const BASE = (process.env.BASE_URL || 'http://127.0.0.1:3111').replace(/\/$/, ''
 const SHOTS = process.env.SCREENSHOT_DIR || '';
 const HOSTILE = process.env.HOSTILE_NAME || '<svg onload=__xss=1>';
 const HOSTILE_TEXT = process.env.HOSTILE_TEXT || '';
+// The hostile node's advert clock is this far off (seconds), so it always has a clock-skew entry.
+const HOSTILE_SKEW = Number(process.env.HOSTILE_SKEW_SECS || '-7200');
+// An observer whose name is markup, with a position (its own node), a status and direct receptions.
+const HOSTILE_OBSERVER_ID = process.env.HOSTILE_OBSERVER_ID || '';
+const HOSTILE_OBSERVER_NAME = process.env.HOSTILE_OBSERVER_NAME || '<img src=x onerror=__xss=4>';
 const T = { timeout: 90_000 };
 
 // A transparent 1×1 PNG served in place of every map tile (the machine may be offline).
@@ -31,6 +38,17 @@ async function api(path) {
   const res = await fetch(BASE + path);
   assert.equal(res.status, 200, `GET ${path} answered ${res.status}`);
   return res.json();
+}
+
+/** Polls `path` until `ok(answer)` holds (at most `within` ms); returns that answer. */
+async function apiUntil(path, ok, what, within = 30_000) {
+  const start = Date.now();
+  for (;;) {
+    const d = await api(path);
+    if (ok(d)) return d;
+    assert.ok(Date.now() - start < within, `${what}: not in ${path} after ${within} ms`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
 }
 
 /** Digits of a formatted number ("4,697" → 4697). */
@@ -764,6 +782,8 @@ test('every control has a label', T, async () => {
     '#/map': (page) => page.waitForSelector('#map[data-ready="true"]', { timeout: 20_000 }),
     '#/multibyte': (page) => page.waitForSelector('[data-table="adopters"] tbody tr', { timeout: 20_000 }),
     '#/live': (page) => page.waitForSelector('ol.feed li[data-hash]', { timeout: 20_000 }),
+    '#/analytics?tab=coverage': (page) => page.waitForSelector('[data-tab-body="coverage"][data-ready="true"]', { timeout: 30_000 }),
+    [`#/observers/${HOSTILE_OBSERVER_ID}`]: (page) => observerLoaded(page),
   };
   for (const [hash, isReady] of Object.entries(ready)) {
     const { page, close } = await open(hash);
@@ -1387,8 +1407,9 @@ test('analytics: the observers tab lists the observers of the metrics summary an
   await close();
 });
 
-test('analytics: the clock-skew tab lists the observers and the worst nodes of the API; the hostile name stays text', T, async (t) => {
-  const obs = await api('/api/observers/clock-skew');
+test('analytics: the clock-skew tab lists the observers and the worst nodes of the API; the hostile names stay text', T, async () => {
+  // The hostile observer's statuses carry their time: its clock is measured.
+  const obs = await apiUntil('/api/observers/clock-skew', (l) => l.some((o) => o.observerID === HOSTILE_OBSERVER_ID), 'the hostile observer\'s clock');
   const nodes = await api('/api/nodes/clock-skew');
   {
     const { page, close } = await analyticsTab('skew');
@@ -1398,24 +1419,36 @@ test('analytics: the clock-skew tab lists the observers and the worst nodes of t
     assert.ok(ids.length >= Math.min(obs.length, obs2.length), `${ids.length} observer clocks, API ${obs.length}`);
     assert.deepEqual(ids.filter((id) => !known.has(id)), [], 'observer clocks the API does not have');
     const keys = await page.$$eval('[data-section="an-skew-nodes"] tr[data-pubkey]', (r) => r.map((x) => x.dataset.pubkey));
-    assert.ok(keys.length === Math.min(50, nodes.length) || Math.abs(keys.length - Math.min(50, nodes.length)) <= 2, `${keys.length} node rows, API ${nodes.length}`);
     const nodes2 = await api('/api/nodes/clock-skew');
+    // The answer is cached (a stale one is served while it is recomputed) and new nodes keep
+    // advertising: the page's answer is no older than the first and no newer than the second.
+    const [lo, hi] = [nodes, nodes2].map((l) => Math.min(50, l.length));
+    assert.ok(keys.length >= Math.min(lo, hi) - 2 && keys.length <= Math.max(lo, hi) + 2, `${keys.length} node rows, API ${nodes.length}..${nodes2.length}`);
     const nk = new Set([...nodes, ...nodes2].map((n) => n.pubkey));
     assert.deepEqual(keys.filter((k) => !nk.has(k)), [], 'node clocks the API does not have');
     for (const n of nodes2.filter((x) => x.nodeName && keys.includes(x.pubkey)).slice(0, 5)) {
       assert.equal(await page.textContent(`[data-section="an-skew-nodes"] tr[data-pubkey="${n.pubkey}"] a.node-name`), n.nodeName);
     }
+    // The hostile observer's clock is listed under its name, as text.
+    assert.equal(await page.textContent(`[data-section="an-skew-obs"] tr[data-observer="${HOSTILE_OBSERVER_ID}"] .observer-name`), HOSTILE_OBSERVER_NAME);
     await shot(page, 'analytics-skew');
     await close();
   }
+  // The fixture's hostile node advertises with its clock HOSTILE_SKEW seconds off: it always
+  // has an entry (browser.rs waited for it), with that skew.
   const hostile = nodes.find((n) => n.nodeName === HOSTILE);
-  if (!hostile) {
-    t.diagnostic('the hostile node has no clock-skew entry: its name is not checked there');
-    return;
-  }
+  assert.ok(hostile, `the hostile node has no clock-skew entry among ${nodes.length}`);
+  assert.ok(Math.abs(hostile.recentMedianSkewSec - HOSTILE_SKEW) <= 5, `hostile node skew ${hostile.recentMedianSkewSec} s, the fixture set ${HOSTILE_SKEW} s`);
+  const a = Math.abs(HOSTILE_SKEW);
+  const severity = a >= 365 * 86400 ? 'no_clock' : a >= 30 * 86400 ? 'absurd' : a >= 3600 ? 'critical' : a >= 300 ? 'warning' : 'ok';
+  assert.equal(hostile.severity, severity);
   const { page, close } = await analyticsTab('skew', `&q=${encodeURIComponent(HOSTILE)}`);
   assert.equal(await page.inputValue('input[name="q"]'), HOSTILE);
-  assert.equal(await page.textContent(`[data-section="an-skew-nodes"] tr[data-pubkey="${hostile.pubkey}"] a.node-name`), HOSTILE);
+  const row = `[data-section="an-skew-nodes"] tr[data-pubkey="${hostile.pubkey}"]`;
+  assert.equal(await page.textContent(`${row} a.node-name`), HOSTILE);
+  assert.equal(await page.getAttribute(row, 'data-severity'), severity);
+  assert.equal(await page.textContent(`${row} td:nth-child(3)`), `${hostile.recentMedianSkewSec.toFixed(1)} s`);
+  assert.equal(await page.locator('[data-section="an-skew-nodes"] tr[data-pubkey]').count(), 1, 'the filter keeps the hostile node alone');
   await close();
 });
 
@@ -1482,7 +1515,321 @@ test('node detail: the analytics section shows activity, relays and the observer
   if (bad) {
     const o = await open(`#/nodes/${bad.public_key}`);
     await o.page.waitForSelector('[data-section="analytics"][data-ready="true"]', { timeout: 30_000 });
+    // The heading is the node's own answer, which may come after the analytics.
+    await o.page.waitForSelector(`section[data-page="node"][data-pubkey="${bad.public_key}"]`, { timeout: 30_000 });
     assert.equal(await o.page.textContent('section[data-page="node"] h1'), HOSTILE);
     await o.close();
+  }
+});
+
+/** The UI's `duration()`: a seconds count as "3 h 20 min". */
+function durationText(secs) {
+  if (typeof secs !== 'number' || !Number.isFinite(secs)) return '—';
+  const d = Math.floor(secs / 86400), hr = Math.floor((secs % 86400) / 3600), m = Math.floor((secs % 3600) / 60);
+  if (d) return `${d} d ${hr} h`;
+  if (hr) return `${hr} h ${m} min`;
+  if (m) return `${m} min`;
+  return `${Math.floor(secs)} s`;
+}
+
+/** The freshness class of a time `ageMs` old, as the observer pages colour it. */
+function freshClass(ageMs) {
+  return ageMs < 300000 ? 'fresh-ok' : ageMs < 3600000 ? 'fresh-warn' : 'fresh-bad';
+}
+
+/** The busiest simulated observer: the simulator has finished, so its data no longer changes. */
+async function quietObserver() {
+  const list = (await api('/api/observers')).observers
+    .filter((o) => o.iata === 'SEA' && o.id !== HOSTILE_OBSERVER_ID)
+    .sort((a, b) => b.packet_count - a.packet_count);
+  assert.ok(list.length, 'no simulated observer in /api/observers');
+  return list[0];
+}
+
+/** Waits until the observer page has drawn its identity, metrics and analytics. */
+async function observerLoaded(page, win = '24h') {
+  await page.waitForSelector('[data-page="observer"] [data-section="identity"][data-ready="true"]', { timeout: 30_000 });
+  await page.waitForSelector(`[data-section="metrics"][data-ready="true"][data-window="${win}"]`, { timeout: 30_000 });
+  await page.waitForSelector(`[data-section="heard"][data-ready="true"][data-window="${win}"]`, { timeout: 30_000 });
+  assert.equal(await page.locator('[data-page="observer"] .notice-error').count(), 0, 'an error notice on the observer page');
+}
+
+/** [label, value] of the hbars in `sel`. */
+function hbarRows(page, sel) {
+  return page.$$eval(`${sel} .hbars li`, (l) => l.map((x) => [x.querySelector('.hbar-label').textContent, Number(x.dataset.value)]));
+}
+
+/** The values of the columns chart in `sel`. */
+function columnValues(page, sel) {
+  return page.$$eval(`${sel} svg.columns rect`, (l) => l.map((x) => Number(x.dataset.value)));
+}
+
+/** The value in each point's tooltip ("time: -112.0 dBm" → "-112.0") of the line chart in `sel`. */
+function lineValues(page, sel) {
+  return page.$$eval(`${sel} svg.line rect.spark-hit title`, (l) => l.map((x) => x.textContent.slice(x.textContent.lastIndexOf(': ') + 2).split(' ')[0]));
+}
+
+test('observer detail: the list links to it; identity, freshness and uptime are those of /api/observers/{id}; a hostile name stays text', T, async () => {
+  const o = await quietObserver();
+  const t0 = Date.now();
+  const { page, close } = await open('#/observers');
+  const row = `tr[data-observer="${o.id}"]`;
+  await page.waitForSelector(row);
+  // The name leads to the observer's page; its packets stay one click away.
+  assert.equal(await page.getAttribute(`${row} a.observer-name`, 'href'), `#/observers/${o.id}`);
+  assert.equal(await page.getAttribute(`${row} a.observer-packets`, 'href'), `#/packets?observer=${o.id}`);
+  await page.click(`${row} a.observer-name`);
+  await observerLoaded(page);
+  assert.ok(page.url().endsWith(`#/observers/${o.id}`), `URL ${page.url()}`);
+  assert.equal(await page.getAttribute('#nav a[data-nav="observers"]', 'aria-current'), 'page');
+  const d = await api(`/api/observers/${o.id}`);
+  const t1 = Date.now();
+  const field = (k) => page.textContent(`[data-section="identity"] [data-ob-field="${k}"]`);
+  assert.equal(await page.textContent('[data-page="observer"] h1'), d.name);
+  assert.equal(await field('name'), d.name);
+  assert.equal(await field('id'), d.id);
+  assert.equal(await field('iata'), d.iata);
+  assert.equal(await field('status'), d.status);
+  assert.equal(await field('firmware'), d.firmware);
+  assert.equal(await field('model'), d.model);
+  assert.equal(await field('radio'), d.radio);
+  assert.equal(await field('battery_mv'), `${(d.battery_mv / 1000).toFixed(2)} V`);
+  assert.equal(await field('uptime_secs'), durationText(d.uptime_secs));
+  assert.equal(count(await field('packet_count')), d.packet_count);
+  assert.equal(await field('noise_floor'), `${d.noise_floor.toFixed(1)} dBm`);
+  // Freshness: the times are the API's, coloured by their age while the page was open.
+  for (const k of ['last_packet_at', 'last_status_at']) {
+    const time = `[data-section="identity"] [data-ob-field="${k}"] time`;
+    assert.equal(await page.getAttribute(time, 'datetime'), d[k], `${k} shown`);
+    const v = Date.parse(d[k]);
+    const allowed = new Set([freshClass(t0 - v), freshClass(t1 - v)]);
+    const cls = await page.getAttribute(time, 'class');
+    assert.ok(allowed.has(cls), `${k} ${d[k]} coloured ${cls}, expected ${[...allowed]}`);
+  }
+  assert.equal(await page.getAttribute('[data-ob-link="packets"]', 'href'), `#/packets?observer=${o.id}`);
+  await shot(page, 'observer-detail');
+  await close();
+
+  // The hostile observer: its name is the page's heading and a field, as text.
+  assert.ok(HOSTILE_OBSERVER_ID, 'HOSTILE_OBSERVER_ID is not set');
+  const hd = await api(`/api/observers/${HOSTILE_OBSERVER_ID}`);
+  assert.equal(hd.name, HOSTILE_OBSERVER_NAME);
+  const hp = await open(`#/observers/${HOSTILE_OBSERVER_ID}`);
+  await observerLoaded(hp.page);
+  assert.equal(await hp.page.textContent('[data-page="observer"] h1'), HOSTILE_OBSERVER_NAME);
+  assert.equal(await hp.page.textContent('[data-ob-field="name"]'), HOSTILE_OBSERVER_NAME);
+  assert.equal(await hp.page.textContent('[data-ob-field="battery_mv"]'), `${(hd.battery_mv / 1000).toFixed(2)} V`);
+  // Its own node is known (the fixture advertises it): the page links to it.
+  assert.equal(await hp.page.getAttribute('[data-ob-link="node"]', 'href'), `#/nodes/${HOSTILE_OBSERVER_ID}`);
+  await hp.page.hover('[data-page="observer"] h1');
+  await hp.close();
+});
+
+test('observer detail: health over time and what it hears are those of /metrics and /analytics; the window deep-links', T, async () => {
+  const o = await quietObserver();
+  const { page, close } = await open(`#/observers/${o.id}`);
+  await observerLoaded(page);
+
+  async function checkWindow(win, resolution, days) {
+    const m = await page.$eval('[data-section="metrics"]', (s) => ({ ...s.dataset }));
+    assert.equal(m.resolution, resolution);
+    assert.equal(Date.parse(m.until) - Date.parse(m.since), days * 86400000, `since ${m.since} until ${m.until}`);
+    // The same question the page asked (it names its own since and until).
+    const mq = new URLSearchParams({ since: m.since, until: m.until, resolution });
+    const metrics = await api(`/api/observers/${o.id}/metrics?${mq}`);
+    const rows = metrics.metrics;
+    assert.ok(rows.length > 0, `no metrics for ${o.id}`);
+    const stat = (k) => page.textContent(`[data-section="metrics"] [data-ob-stat="${k}"]`);
+    assert.equal(count(await stat('buckets')), rows.length);
+    assert.equal(count(await stat('samples')), rows.reduce((a, x) => a + x.samples, 0));
+    assert.equal(count(await stat('reboots')), metrics.reboots.length);
+    const series = [
+      ['noise_floor', (x) => x.noise_floor, 1],
+      ['tx_airtime_pct', (x) => x.tx_airtime_pct, 1],
+      ['rx_airtime_pct', (x) => x.rx_airtime_pct, 1],
+      ['recv_errors', (x) => x.recv_errors, 1],
+      ['battery', (x) => (typeof x.battery_mv === 'number' ? x.battery_mv / 1000 : null), 2],
+    ];
+    for (const [key, f, digits] of series) {
+      const want = rows.map(f).filter((v) => typeof v === 'number').map((v) => v.toFixed(digits));
+      const sel = `[data-section="metrics"] [data-chart="${key}"]`;
+      assert.equal(Number(await page.getAttribute(sel, 'data-points')), want.length, `${key}: points`);
+      assert.deepEqual(await lineValues(page, sel), want, `${key}: values drawn`);
+    }
+    assert.ok(Number(await page.getAttribute('[data-chart="noise_floor"]', 'data-points')) > 0, 'the simulator reports a noise floor');
+
+    assert.equal(await page.getAttribute('[data-section="heard"]', 'data-days'), String(days));
+    const a = await api(`/api/observers/${o.id}/analytics?days=${days}`);
+    const heard = (k) => page.textContent(`[data-section="heard"] [data-ob-stat="${k}"]`);
+    assert.equal(count(await heard('packets')), a.timeline.reduce((s, b) => s + b.count, 0));
+    assert.ok(a.timeline.length > 0, 'the observer heard nothing');
+    assert.equal(await heard('airtime'), `${(a.airtime.total_ms / 1000).toFixed(1)} s`);
+    assert.equal(count(await heard('unknown_packets')), a.airtime.unknown_packets);
+    assert.deepEqual(await columnValues(page, '[data-chart="timeline"]'), a.timeline.map((b) => b.count), 'packets over time');
+    assert.deepEqual(await columnValues(page, '[data-chart="nodes"]'), a.nodesTimeline.map((b) => b.count), 'nodes over time');
+    assert.deepEqual(await columnValues(page, '[data-chart="snr"]'), a.snrDistribution.map((b) => b.count), 'SNR distribution');
+    const NAMES = ['REQ', 'RESPONSE', 'TXT_MSG', 'ACK', 'ADVERT', 'GRP_TXT', 'GRP_DATA', 'ANON_REQ', 'PATH', 'TRACE', 'MULTIPART', 'CONTROL'];
+    const types = Object.entries(a.packetTypes).map(([k, v]) => [NAMES[Number(k)] || (k === '15' ? 'RAW_CUSTOM' : `type ${k}`), v]);
+    assert.deepEqual((await hbarRows(page, '[data-chart="types"]')).sort(), types.sort(), 'payload types');
+    const sizes = Object.entries(a.hashSizes).map(([k, v]) => [`${k}-byte`, v]);
+    assert.deepEqual((await hbarRows(page, '[data-chart="sizes"]')).sort(), sizes.sort(), 'hash sizes');
+    const hashes = await page.$$eval('[data-section="heard"] tr[data-hash]', (r) => r.map((x) => [x.dataset.hash, x.querySelector('a').getAttribute('href')]));
+    assert.deepEqual(hashes.map((x) => x[0]).sort(), a.recentPackets.map((p) => p.hash).sort(), 'recent packets');
+    for (const [hash, href] of hashes) assert.equal(href, `#/packets/${hash}`);
+  }
+
+  await checkWindow('24h', '5m', 1);
+  await shot(page, 'observer-metrics');
+  // The window selector: 7 days, into the address bar, and both sections asked again.
+  await page.selectOption('select[name="window"]', '7d');
+  await page.waitForFunction(() => location.hash.includes('window=7d'));
+  await observerLoaded(page, '7d');
+  await checkWindow('7d', '1h', 7);
+  // A recent packet leads to its page.
+  const first = await page.getAttribute('[data-section="heard"] tr[data-hash]', 'data-hash');
+  await page.click(`[data-section="heard"] tr[data-hash="${first}"] a`);
+  await page.waitForSelector('section[data-page="packet"]');
+  assert.ok(page.url().includes(`#/packets/${first}`), page.url());
+  await page.goBack();
+  await observerLoaded(page, '7d');
+  assert.equal(await page.inputValue('select[name="window"]'), '7d');
+  await close();
+  // Deep link straight to 30 days.
+  const deep = await open(`#/observers/${o.id}?window=30d`);
+  await observerLoaded(deep.page, '30d');
+  assert.equal(await deep.page.inputValue('select[name="window"]'), '30d');
+  const page30 = deep.page;
+  assert.equal(await page30.getAttribute('[data-section="metrics"]', 'data-resolution'), '1d');
+  assert.equal(await page30.getAttribute('[data-section="heard"]', 'data-days'), '30');
+  await deep.close();
+
+  // The hostile observer: what it heard is the fixture's direct copies, each linking to its packet.
+  const hp = await open(`#/observers/${HOSTILE_OBSERVER_ID}`);
+  await observerLoaded(hp.page);
+  const ha = await api(`/api/observers/${HOSTILE_OBSERVER_ID}/analytics?days=1`);
+  assert.ok(ha.recentPackets.length >= 3, `the hostile observer heard ${ha.recentPackets.length} packets`);
+  const shown = await hp.page.$$eval('[data-section="heard"] tr[data-hash]', (r) => r.map((x) => x.dataset.hash));
+  assert.deepEqual(shown.sort(), ha.recentPackets.map((p) => p.hash).sort());
+  assert.ok(Number(await hp.page.getAttribute('[data-chart="noise_floor"]', 'data-points')) >= 1, 'the hostile observer\'s noise floor is not drawn');
+  await hp.close();
+});
+
+test('observer detail: an unknown or impossible id is a notice, and an id that is markup stays text', T, async () => {
+  const cases = [
+    ['0'.repeat(64), 404],
+    ['<img src=x onerror=__xss=5>', 404],
+    ['a'.repeat(80), 400],
+  ];
+  for (const [id, status] of cases) {
+    const { page, problems, close } = await open(`#/observers/${encodeURIComponent(id)}`);
+    await page.waitForSelector('[data-page="observer"] [data-missing]', { timeout: 20_000 });
+    assert.equal(await page.textContent('[data-page="observer"] h1'), 'No such observer');
+    assert.equal(await page.textContent('[data-missing] code'), id);
+    assert.equal(await page.locator('[data-section="metrics"], [data-section="heard"]').count(), 0, 'nothing else is loaded for an unknown observer');
+    assert.equal(await page.locator('[data-page="observer"] .notice-error').count(), 0);
+    // The API's own answer for that id is expected (and reported by the browser); nothing else is.
+    const expected = (p) => (p.startsWith(`HTTP ${status} for `) && p.includes('/api/observers/'))
+      || (p.startsWith('console error: Failed to load resource') && p.includes(String(status)));
+    assert.ok(problems.some(expected), `no ${status} seen for ${id}: ${problems}`);
+    for (let i = problems.length - 1; i >= 0; i--) if (expected(problems[i])) problems.splice(i, 1);
+    await close();
+  }
+});
+
+test('analytics: the coverage tab ranks the observers of /api/rx-leaderboard and lists the cells of /api/rx-coverage; hostile names stay text', T, async () => {
+  const world = 'bbox=-90,-180,90,180';
+  const board = (d) => api(`/api/rx-leaderboard?days=${d}&limit=100`);
+  const cover = (d, z) => api(`/api/rx-coverage?${world}&z=${z}&days=${d}`);
+  const b0 = await board(7);
+  const c0 = await cover(7, 10);
+  const { page, close } = await analyticsTab('coverage');
+  const b1 = await board(7);
+  const c1 = await cover(7, 10);
+  assert.equal(await page.getAttribute('[data-tab-body="coverage"]', 'data-days'), '7');
+  assert.equal(await page.getAttribute('[data-tab-body="coverage"]', 'data-z'), '10');
+  const rows = await page.$$eval('[data-section="an-cov-board"] tr[data-observer]', (r) => r.map((x) => [
+    x.dataset.observer, x.querySelector('.observer-name').textContent, ...[2, 3, 4].map((i) => Number(x.children[i].textContent.replace(/[^0-9]/g, ''))), x.children[5].textContent]));
+  const want = (b) => b.observers.map((o) => [o.pubkey, o.name || o.pubkey.slice(0, 8), o.receptions, o.nodes, o.cells, o.score.toFixed(2)]);
+  assert.ok(rows.length > 0, 'no observer ranked');
+  assert.ok([b0, b1].some((b) => JSON.stringify(want(b)) === JSON.stringify(rows)), `leaderboard shown ${JSON.stringify(rows)}, API ${JSON.stringify(want(b1))}`);
+  // The hostile observer is ranked (it has a position and heard two nodes directly), by name, as text.
+  const hostileRow = `[data-section="an-cov-board"] tr[data-observer="${HOSTILE_OBSERVER_ID}"]`;
+  assert.equal(await page.textContent(`${hostileRow} .observer-name`), HOSTILE_OBSERVER_NAME);
+  assert.equal(await page.getAttribute(`${hostileRow} a.observer-name`, 'href'), `#/observers/${HOSTILE_OBSERVER_ID}`);
+
+  async function checkCells(before, after, what) {
+    const cells = await page.$$eval('[data-section="an-cov-cells"] tr[data-cell]', (r) => r.map((x) => [x.dataset.cell, Number(x.dataset.count)]));
+    const wantCells = (c) => c.features.map((f) => [f.properties.cell, f.properties.count]).sort();
+    assert.ok([before, after].some((c) => JSON.stringify(wantCells(c)) === JSON.stringify([...cells].sort())), `${what}: cells ${JSON.stringify(cells)}, API ${JSON.stringify(wantCells(after))}`);
+    const stat = (k) => page.textContent(`[data-tab-body="coverage"] [data-an-stat="${k}"]`).then(count);
+    assert.equal(await stat('cells'), cells.length);
+    assert.equal(await stat('receptions'), cells.reduce((a, c) => a + c[1], 0));
+    // Observers without a position keep hearing the live packets: between the two answers.
+    const un = await stat('unpositioned');
+    assert.ok(un >= before.unpositioned && un <= after.unpositioned, `${what}: unpositioned ${un}, API ${before.unpositioned}..${after.unpositioned}`);
+    for (const f of after.features.slice(0, 5)) {
+      const names = await page.$$eval(`[data-section="an-cov-cells"] tr[data-cell="${f.properties.cell}"] li[data-prefix]`, (l) => l.map((x) => x.textContent));
+      assert.deepEqual(names, f.properties.nodes.map((n) => n.name || n.prefix.slice(0, 8)), `${what}: nodes of cell ${f.properties.cell}`);
+    }
+    return cells;
+  }
+  const cells = await checkCells(c0, c1, 'z=10');
+  assert.ok(cells.length > 0, 'no coverage cell');
+  // The hostile node, heard directly by the hostile observer, is named in its cell as text.
+  const named = await page.$$eval('[data-section="an-cov-cells"] .node-name', (l) => l.map((x) => x.textContent));
+  assert.ok(named.includes(HOSTILE), `the hostile node is not named in a cell: ${named.slice(0, 20)}`);
+  assert.equal(await page.locator('[data-section="an-cov-top"] .hbars li').count(), Math.min(15, cells.length));
+  await shot(page, 'analytics-coverage');
+
+  // Smaller cells and a shorter window: into the address bar, drawn from the API's answer.
+  const c12a = await cover(7, 12);
+  await page.selectOption('select[name="z"]', '12');
+  await page.waitForFunction(() => location.hash.includes('z=12'));
+  await page.waitForSelector('[data-tab-body="coverage"][data-ready="true"][data-z="12"]', { timeout: 30_000 });
+  const c12b = await cover(7, 12);
+  await checkCells(c12a, c12b, 'z=12');
+  await page.selectOption('select[name="days"]', '1');
+  await page.waitForFunction(() => location.hash.includes('days=1') && location.hash.includes('tab=coverage'));
+  await page.waitForSelector('[data-tab-body="coverage"][data-ready="true"][data-days="1"]', { timeout: 30_000 });
+  assert.equal(await page.locator('[data-page="analytics"] .notice-error').count(), 0);
+  await close();
+  // A deep link opens the tab with its choices.
+  const deep = await analyticsTab('coverage', '&days=30&z=8');
+  assert.equal(await deep.page.inputValue('select[name="days"]'), '30');
+  assert.equal(await deep.page.inputValue('select[name="z"]'), '8');
+  const c8 = await cover(30, 8);
+  const cells8 = await deep.page.$$eval('[data-section="an-cov-cells"] tr[data-cell]', (r) => r.map((x) => x.dataset.cell));
+  assert.ok(cells8.every((c) => c.startsWith('8:')), `cells at z=8: ${cells8}`);
+  assert.equal(cells8.length, c8.features.length);
+  await deep.close();
+});
+
+test('node detail: the analytics section shows where the node is heard directly, from /api/nodes/{pk}/rx-coverage', T, async () => {
+  const found = await api(`/api/nodes/search?q=${encodeURIComponent(HOSTILE)}`);
+  const bad = found.nodes.find((n) => n.name === HOSTILE);
+  assert.ok(bad, 'no hostile node');
+  for (const key of [bad.public_key, await busyNode()]) {
+    const q = 'bbox=-90,-180,90,180&z=10';
+    const before = await api(`/api/nodes/${key}/rx-coverage?${q}`);
+    const { page, close } = await open(`#/nodes/${key}`);
+    await page.waitForSelector('[data-section="analytics"] [data-rx-coverage][data-ready="true"]', { timeout: 30_000 });
+    const after = await api(`/api/nodes/${key}/rx-coverage?${q}`);
+    const stat = (k) => page.textContent(`[data-rx-coverage] [data-an-stat="${k}"]`).then(count);
+    const within = (v, k) => v >= Math.min(before[k], after[k]) && v <= Math.max(before[k], after[k]);
+    const rec = await stat('rxReceptions');
+    assert.ok(within(rec, 'mobile_receptions'), `receptions ${rec}, API ${before.mobile_receptions}..${after.mobile_receptions}`);
+    const obs = await stat('rxObservers');
+    assert.ok(within(obs, 'mobile_clients'), `observers ${obs}, API ${before.mobile_clients}..${after.mobile_clients}`);
+    const cells = await page.$$eval('[data-rx-coverage] tr[data-cell]', (r) => r.map((x) => [x.dataset.cell, Number(x.dataset.count)]));
+    const want = (c) => JSON.stringify(c.features.map((f) => [f.properties.cell, f.properties.count]).sort());
+    assert.ok([before, after].some((c) => want(c) === JSON.stringify([...cells].sort())), `cells ${JSON.stringify(cells)}, API ${want(after)}`);
+    assert.equal(await stat('rxCells'), cells.length);
+    if (key === bad.public_key) {
+      // Heard zero-hop by the hostile observer, which has a position.
+      assert.ok(rec >= 1 && cells.length >= 1, `the hostile node is heard directly ${rec} times in ${cells.length} cells`);
+      await page.waitForSelector(`section[data-page="node"][data-pubkey="${key}"]`, { timeout: 30_000 });
+      assert.equal(await page.textContent('section[data-page="node"] h1'), HOSTILE);
+    }
+    await close();
   }
 });
