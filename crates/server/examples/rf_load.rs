@@ -8,6 +8,7 @@
 //!
 //! ```sh
 //! cargo run -p server --example rf_load -- [OBSERVATIONS] [OBSERVERS] [DAYS] [NODES]
+//! RF_DB=/tmp/rf.db cargo run ...   # keep the database; run again to measure without the writer
 //! ```
 
 use std::time::{Duration, Instant};
@@ -62,9 +63,30 @@ fn main() {
     let days = arg(3, 30);
     let nodes = arg(4, 500);
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("rf.db");
-    let mut w = Writer::open(&db, 0).unwrap();
+    // RF_DB=<file> keeps the database there; a second run with the same file skips the build,
+    // so its peak RSS is the reader's and the clients' alone (no writer in the process).
+    let kept = std::env::var_os("RF_DB").map(std::path::PathBuf::from);
+    let reuse = kept.as_ref().is_some_and(|p| p.exists());
+    let db = kept.unwrap_or_else(|| dir.path().join("rf.db"));
     let now = server::now_ms();
+    if reuse {
+        println!("reusing {} (no writer in this process)", db.display());
+    } else {
+        build_db(&db, now, observations, observers, days, nodes);
+    }
+    serve_and_load(db, now, days);
+}
+
+/// Writes the synthetic database (see the module doc).
+fn build_db(
+    db: &std::path::Path,
+    now: i64,
+    observations: i64,
+    observers: i64,
+    days: i64,
+    nodes: i64,
+) {
+    let mut w = Writer::open(db, 0).unwrap();
     let build = Instant::now();
     let mut batch: Vec<Item> = Vec::with_capacity(4096);
     let flush = |batch: &mut Vec<Item>, w: &mut Writer| {
@@ -155,7 +177,10 @@ fn main() {
     flush(&mut batch, &mut w);
     println!("built in {:.1} s", build.elapsed().as_secs_f64());
     drop(w);
+}
 
+/// Starts a reader on `db` and drives every route (see the module doc).
+fn serve_and_load(db: std::path::PathBuf, now: i64, days: i64) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
