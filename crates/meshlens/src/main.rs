@@ -10,12 +10,6 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-/// mimalloc instead of glibc's malloc: the reader builds and frees many small JSON values per
-/// request, and glibc spent a fifth of `/api/nodes` and `/api/packets` in its own bookkeeping
-/// (`malloc_consolidate`, `unlink_chunk`); see BENCHMARKS.md.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// A self-hosted analyzer for MeshCore LoRa mesh networks.
 #[derive(Debug, Parser)]
 #[command(name = "meshlens", version, about, propagate_version = true)]
