@@ -9,6 +9,7 @@
 //! ```sh
 //! cargo run -p server --example rf_load -- [OBSERVATIONS] [OBSERVERS] [DAYS] [NODES]
 //! RF_DB=/tmp/rf.db cargo run ...   # keep the database; run again to measure without the writer
+//! MALLOC_ARENA_MAX=2 ...            # as `meshlens run`/`serve` set it for themselves
 //! ```
 
 use std::time::{Duration, Instant};
@@ -17,6 +18,19 @@ use meshcore::payload::{Advert, AppData, NodeType, public_key_of};
 use store::{
     Advert as NodeAdvert, ClockReading, Item, Observer, PacketRecord, Role, Status, Writer,
 };
+
+/// A memory figure of this process from `/proc/self/status` (`VmRSS:`, `VmHWM:`), in MiB.
+fn status_mib(key: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(key))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
+        .unwrap_or(0)
+        / 1024
+}
 
 fn arg(i: usize, default: i64) -> i64 {
     std::env::args()
@@ -205,8 +219,14 @@ fn serve_and_load(db: std::path::PathBuf, now: i64, days: i64) {
             admin_key: None,
             alerts: None,
         };
+        println!("RSS before the reader starts: {} MiB", status_mib("VmRSS:"));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let srv = server::Server::start(cfg, listener).unwrap();
+        println!(
+            "RSS after the reader started: {} / peak {} MiB",
+            status_mib("VmRSS:"),
+            status_mib("VmHWM:")
+        );
         let addr = srv.addr;
         let o0 = observer(0).id;
         let mut seed = [0u8; 32];
@@ -273,11 +293,13 @@ fn serve_and_load(db: std::path::PathBuf, now: i64, days: i64) {
             let first = times[0];
             times.sort();
             println!(
-                "{r}: first {:.1} ms, median {:.1} ms, max {:.1} ms, {} bytes",
+                "{r}: first {:.1} ms, median {:.1} ms, max {:.1} ms, {} bytes; RSS {} / peak {} MiB",
                 first.as_secs_f64() * 1e3,
                 times[times.len() / 2].as_secs_f64() * 1e3,
                 times[times.len() - 1].as_secs_f64() * 1e3,
-                bytes
+                bytes,
+                status_mib("VmRSS:"),
+                status_mib("VmHWM:"),
             );
         }
         // Then 16 concurrent clients cycling through every route for LOAD_SECS (default 20),

@@ -127,6 +127,9 @@ pub struct AppState {
     message_counts: api::channels::MessageCounts,
     /// Answers of the heavier RF, history and clock analytics, for a few seconds.
     analytics_answers: api::rf::AnswerCache,
+    /// One background recomputation of a stale analytics answer at a time (see
+    /// [`api::rf::cached`]).
+    analytics_refresh: Arc<tokio::sync::Semaphore>,
     /// Observations per observer in the last hour, for a few seconds.
     observers_hour: std::sync::Mutex<Option<(Instant, Arc<HourCounts>)>>,
     /// Whether a background refresh of `observers_hour` is running.
@@ -493,6 +496,7 @@ impl Server {
             hash_sizes_cache: Default::default(),
             message_counts: Default::default(),
             analytics_answers: Default::default(),
+            analytics_refresh: Arc::new(tokio::sync::Semaphore::new(1)),
             http: guards,
             admin_key: cfg.admin_key,
             admin_refused: AtomicU64::new(0),

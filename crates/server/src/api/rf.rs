@@ -122,7 +122,8 @@ impl AnswerCache {
 }
 
 /// The answer for `route` and query `q` from the cache, or computed by `f` and kept. A stale
-/// answer is returned at once and `f` runs in the background to replace it.
+/// answer is returned at once and `f` runs in the background to replace it, one background
+/// computation at a time for the whole reader.
 pub async fn cached<F>(
     st: &Arc<AppState>,
     route: &str,
@@ -142,6 +143,12 @@ where
         Lookup::Stale(body, true) => {
             let st = st.clone();
             tokio::spawn(async move {
+                // Answers of one dashboard go stale together: recomputed one at a time, their
+                // working memory does not add up (at 2,000,000 observations, 25 concurrent
+                // recomputations took the reader's peak RSS from 164 to 453 MiB) and they
+                // leave the other database connections to interactive requests. A closed
+                // semaphore (never closed) would just compute.
+                let _slot = st.analytics_refresh.clone().acquire_owned().await;
                 match f.await.and_then(|Json(v)| {
                     serde_json::to_vec(&v).map_err(|e| ApiError::Internal(e.to_string()))
                 }) {
