@@ -121,6 +121,17 @@ impl AnswerCache {
     }
 }
 
+/// Runs `f` once one of `slots` is free, and serializes its answer.
+async fn recompute<F>(slots: Arc<tokio::sync::Semaphore>, f: F) -> ApiResult<Vec<u8>>
+where
+    F: std::future::Future<Output = ApiResult<Json<Value>>>,
+{
+    // The semaphore is never closed; if it were, computing anyway is the safe side.
+    let _slot = slots.acquire_owned().await;
+    let Json(v) = f.await?;
+    serde_json::to_vec(&v).map_err(|e| ApiError::Internal(e.to_string()))
+}
+
 /// The answer for `route` and query `q` from the cache, or computed by `f` and kept. A stale
 /// answer is returned at once and `f` runs in the background to replace it, one background
 /// computation at a time for the whole reader.
@@ -146,12 +157,8 @@ where
                 // Answers of one dashboard go stale together: recomputed one at a time, their
                 // working memory does not add up (at 2,000,000 observations, 25 concurrent
                 // recomputations took the reader's peak RSS from 164 to 453 MiB) and they
-                // leave the other database connections to interactive requests. A closed
-                // semaphore (never closed) would just compute.
-                let _slot = st.analytics_refresh.clone().acquire_owned().await;
-                match f.await.and_then(|Json(v)| {
-                    serde_json::to_vec(&v).map_err(|e| ApiError::Internal(e.to_string()))
-                }) {
+                // leave the other database connections to interactive requests.
+                match recompute(st.analytics_refresh.clone(), f).await {
                     Ok(bytes) => st.analytics_answers.put(
                         key,
                         axum::body::Bytes::from(bytes),
@@ -178,6 +185,40 @@ where
 mod cache_tests {
     use super::*;
     use std::time::{Duration, Instant};
+
+    /// Background recomputations share one slot: the second does not start while the first
+    /// runs, and starts once it ends. (A current-thread runtime runs a spawned task whenever
+    /// the test yields, so without the slot the second would have started.)
+    #[tokio::test(flavor = "current_thread")]
+    async fn recomputations_run_one_at_a_time() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let slots = Arc::new(tokio::sync::Semaphore::new(1));
+        let started: [Arc<AtomicBool>; 2] = Default::default();
+        let (release_first, first_may_end) = tokio::sync::oneshot::channel::<()>();
+        let s0 = started[0].clone();
+        let first = tokio::spawn(recompute(slots.clone(), async move {
+            s0.store(true, Ordering::SeqCst);
+            let _ = first_may_end.await;
+            Ok(Json(Value::from(1)))
+        }));
+        let s1 = started[1].clone();
+        let second = tokio::spawn(recompute(slots.clone(), async move {
+            s1.store(true, Ordering::SeqCst);
+            Ok(Json(Value::from(2)))
+        }));
+        for _ in 0..100 {
+            tokio::task::yield_now().await;
+        }
+        assert!(started[0].load(Ordering::SeqCst), "the first never started");
+        assert!(
+            !started[1].load(Ordering::SeqCst),
+            "the second ran beside the first"
+        );
+        let _ = release_first.send(());
+        assert_eq!(first.await.ok().and_then(Result::ok), Some(b"1".to_vec()));
+        assert_eq!(second.await.ok().and_then(Result::ok), Some(b"2".to_vec()));
+        assert!(started[1].load(Ordering::SeqCst));
+    }
 
     #[test]
     fn fresh_then_stale_with_one_refresher_then_gone() {
