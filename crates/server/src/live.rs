@@ -176,6 +176,12 @@ pub fn spawn_tailer(
                     continue;
                 }
                 loop {
+                    // A backlog of thousands of rows (a burst, a slow debug build) is drained a
+                    // chunk at a time: stop between chunks when the server shuts down, so
+                    // shutdown does not wait for every message of the backlog to be built.
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
                     let topo = capability.current().topology.clone();
                     match new_observations(c, watermark, &decode, &topo) {
                         Ok(rows) => {
