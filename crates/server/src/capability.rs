@@ -228,7 +228,11 @@ pub fn persisted_graph(c: &Connection) -> Graph {
                     .clamp(0, i64::from(u32::MAX)) as u32,
                 weight: r.get::<_, f64>(3).unwrap_or(0.0),
                 last_seen: r.get::<_, i64>(4).unwrap_or(0),
-                snr_sum: r.get::<_, f64>(5).ok().filter(|s| s.is_finite()).unwrap_or(0.0),
+                snr_sum: r
+                    .get::<_, f64>(5)
+                    .ok()
+                    .filter(|s| s.is_finite())
+                    .unwrap_or(0.0),
                 snr_count: r
                     .get::<_, i64>(6)
                     .unwrap_or(0)
@@ -272,8 +276,16 @@ pub fn graph_edges(topo: &Topology) -> Vec<handoff::GraphEdge> {
                 count: e.count,
                 weight: e.weight.min(f64::from(e.count)),
                 last_seen: e.last_seen,
-                snr_sum: if e.snr_sum.is_finite() { e.snr_sum } else { 0.0 },
-                snr_count: if e.snr_sum.is_finite() { e.snr_count } else { 0 },
+                snr_sum: if e.snr_sum.is_finite() {
+                    e.snr_sum
+                } else {
+                    0.0
+                },
+                snr_count: if e.snr_sum.is_finite() {
+                    e.snr_count
+                } else {
+                    0
+                },
                 observers: e
                     .observers
                     .ids()
