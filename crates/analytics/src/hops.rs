@@ -254,6 +254,14 @@ pub struct EdgeStats {
     pub weight: f64,
     /// Last seen, Unix ms.
     pub last_seen: i64,
+    /// Sum of the SNRs (dB, as each observer reported it) of the observations that showed the
+    /// link: every copy adds its SNR to every edge it contributes, so a link heard well by
+    /// many observers and badly by one shows both.
+    pub snr_sum: f64,
+    /// How many finite SNRs are in [`EdgeStats::snr_sum`].
+    pub snr_count: u32,
+    /// Who heard the observations that showed the link (bounded).
+    pub observers: EdgeObservers,
 }
 
 impl EdgeStats {
@@ -265,6 +273,96 @@ impl EdgeStats {
             (self.weight / f64::from(self.count)).clamp(0.0, 1.0)
         }
     }
+
+    /// Mean SNR of the observations that showed the link, dB; `None` without a sample.
+    pub fn avg_snr(&self) -> Option<f64> {
+        (self.snr_count > 0)
+            .then(|| self.snr_sum / f64::from(self.snr_count))
+            .filter(|s| s.is_finite())
+    }
+}
+
+/// Most observers an edge names: enough to show who hears a link, while a graph of
+/// [`MAX_EDGES`] stays a fixed size (the count beyond is [`EdgeObservers::distinct`]).
+pub const MAX_EDGE_OBSERVERS: usize = 8;
+
+/// The observers (as the caller numbers them: the reader uses `observers.idx`) whose copies
+/// showed a link: the first [`MAX_EDGE_OBSERVERS`] distinct ones by name, and how many distinct
+/// ones there were in all (exact up to the bound, estimated beyond it). Fixed size: an edge
+/// never grows with the number of observers, so memory stays `MAX_EDGES` × a constant.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EdgeObservers {
+    ids: [u32; MAX_EDGE_OBSERVERS],
+    len: u8,
+    /// One bit per hashed observer (linear counting): estimates the distinct count once the
+    /// names no longer fit.
+    bits: u64,
+    distinct: u32,
+}
+
+/// The bit of the linear-counting sketch for observer `id` (Fibonacci hashing: consecutive
+/// indexes spread over all 64 bits).
+fn sketch_bit(id: u32) -> u64 {
+    1u64 << (u64::from(id).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 58)
+}
+
+impl EdgeObservers {
+    /// Records one observation by observer `id`.
+    pub fn add(&mut self, id: u32) {
+        self.bits |= sketch_bit(id);
+        let len = usize::from(self.len);
+        if self.ids[..len].contains(&id) {
+            return;
+        }
+        if len < MAX_EDGE_OBSERVERS {
+            self.ids[len] = id;
+            self.len += 1;
+            self.distinct = self.distinct.max(u32::from(self.len));
+            return;
+        }
+        // Full: the sketch estimates how many distinct observers there are (never below
+        // what is already known, so a persisted count is not lowered).
+        let zeros = f64::from(self.bits.count_zeros()).max(0.5);
+        let estimate = (-64.0 * (zeros / 64.0).ln()).round() as u32;
+        self.distinct = self
+            .distinct
+            .max(estimate)
+            .max(MAX_EDGE_OBSERVERS as u32 + 1);
+    }
+
+    /// Rebuilds a persisted set: `ids` (the first [`MAX_EDGE_OBSERVERS`] distinct ones are
+    /// kept) out of `distinct` in all.
+    pub fn from_parts(ids: impl IntoIterator<Item = u32>, distinct: u32) -> EdgeObservers {
+        let mut o = EdgeObservers::default();
+        for id in ids {
+            if usize::from(o.len) < MAX_EDGE_OBSERVERS {
+                o.add(id);
+            }
+        }
+        o.distinct = o.distinct.max(distinct);
+        o
+    }
+
+    /// The observers named, in the order first seen.
+    pub fn ids(&self) -> &[u32] {
+        &self.ids[..usize::from(self.len).min(MAX_EDGE_OBSERVERS)]
+    }
+
+    /// How many distinct observers showed the link: exact up to [`MAX_EDGE_OBSERVERS`], an
+    /// estimate beyond.
+    pub fn distinct(&self) -> u32 {
+        self.distinct
+    }
+}
+
+/// Who heard one copy, for the graph: the observer (the caller's number for it) and the SNR
+/// it reported.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Heard {
+    /// The observer, if known.
+    pub observer: Option<u32>,
+    /// dB as reported; non-finite values are ignored.
+    pub snr: Option<f64>,
 }
 
 /// Most edges a graph holds: far more than a real mesh has links, so only a flood of
@@ -314,6 +412,21 @@ impl Graph {
     pub fn insert(&mut self, a: u64, b: u64, stats: EdgeStats) {
         if a != b && (self.edges.len() < MAX_EDGES || self.edges.contains_key(&ordered(a, b))) {
             self.edges.insert(ordered(a, b), stats);
+        }
+    }
+
+    /// Credits an existing link `a`–`b` with one observation: its observer and its SNR
+    /// (finite values only). A link the graph does not hold (refused when full) is left alone.
+    pub fn observe(&mut self, a: u64, b: u64, heard: Heard) {
+        let Some(e) = self.edges.get_mut(&ordered(a, b)) else {
+            return;
+        };
+        if let Some(o) = heard.observer {
+            e.observers.add(o);
+        }
+        if let Some(snr) = heard.snr.filter(|s| s.is_finite()) {
+            e.snr_sum += snr;
+            e.snr_count = e.snr_count.saturating_add(1);
         }
     }
 
@@ -799,50 +912,67 @@ pub fn naive(dir: &Directory, copy: &Copy<'_>) -> Vec<Option<NodeId>> {
 
 /// Feeds one resolved packet into a neighbor graph: consecutive resolved hops, the last hop
 /// of a flood and its observer, an advert's origin and its first hop, and zero-hop copies
-/// (origin heard by the observer directly, certain). Links count once per packet.
+/// (origin heard by the observer directly, certain). Links count once per packet; each copy
+/// credits every link it shows with its observer and SNR (`heard`, one per copy, in the same
+/// order; a missing entry credits nothing), as CoreScope's per-edge observers and SNR do.
 pub fn add_to_graph(
     graph: &mut Graph,
     dir: &Directory,
     ends: Ends,
     copies: &[Copy<'_>],
     hops: &[Vec<Hop>],
+    heard: &[Heard],
     at: i64,
 ) {
     let id = |n: NodeId| dir.node(n).map(|d| short_id(&d.public_key));
     let mut seen: std::collections::HashSet<(u64, u64)> = std::collections::HashSet::new();
-    let mut add = |graph: &mut Graph, a: Option<u64>, b: Option<u64>, c: f64| {
-        if let (Some(a), Some(b)) = (a, b)
-            && c >= RESOLVED
-            && seen.insert(ordered(a, b))
-        {
-            graph.add(a, b, c, at);
-        }
-    };
+    // The links of one copy, deduplicated (a path may show a link twice).
+    let mut links: Vec<(u64, u64)> = Vec::new();
+    let mut add =
+        |graph: &mut Graph, links: &mut Vec<(u64, u64)>, a: Option<u64>, b: Option<u64>, c: f64| {
+            if let (Some(a), Some(b)) = (a, b)
+                && a != b
+                && c >= RESOLVED
+            {
+                let key = ordered(a, b);
+                if seen.insert(key) {
+                    graph.add(a, b, c, at);
+                }
+                if !links.contains(&key) {
+                    links.push(key);
+                }
+            }
+        };
     let origin = match ends.origin {
         Endpoint::Known(o) => id(o),
         _ => None,
     };
-    for (copy, hs) in copies.iter().zip(hops) {
+    for (i, (copy, hs)) in copies.iter().zip(hops).enumerate() {
+        links.clear();
         let conf = |h: &Hop| h.node.map(|n| (id(n), h.confidence));
         for w in hs.windows(2) {
             if let (Some((a, ca)), Some((b, cb))) = (conf(&w[0]), conf(&w[1])) {
-                add(graph, a, b, ca * cb);
+                add(graph, &mut links, a, b, ca * cb);
             }
         }
         let observer = copy.observer.node.and_then(id);
-        if copy.direct {
-            continue;
-        }
-        match (hs.first(), hs.last()) {
-            (Some(first), Some(last)) => {
-                if let Some((l, c)) = conf(last) {
-                    add(graph, l, observer, c);
+        if !copy.direct {
+            match (hs.first(), hs.last()) {
+                (Some(first), Some(last)) => {
+                    if let Some((l, c)) = conf(last) {
+                        add(graph, &mut links, l, observer, c);
+                    }
+                    if let Some((f, c)) = conf(first) {
+                        add(graph, &mut links, origin, f, c);
+                    }
                 }
-                if let Some((f, c)) = conf(first) {
-                    add(graph, origin, f, c);
-                }
+                _ => add(graph, &mut links, origin, observer, 1.0),
             }
-            _ => add(graph, origin, observer, 1.0),
+        }
+        if let Some(h) = heard.get(i) {
+            for &(a, b) in &links {
+                graph.observe(a, b, *h);
+            }
         }
     }
 }
@@ -1138,7 +1268,7 @@ mod tests {
         ];
         let hops = resolve(&dir, &Graph::new(), Ends::default(), &copies);
         let mut g = Graph::new();
-        add_to_graph(&mut g, &dir, Ends::default(), &copies, &hops, 5);
+        add_to_graph(&mut g, &dir, Ends::default(), &copies, &hops, &[], 5);
         let (a, b, c) = (
             short_id(&key(&[0x10], 1)),
             short_id(&key(&[0x20], 2)),
@@ -1157,6 +1287,108 @@ mod tests {
         }
         assert_eq!(full.len(), MAX_EDGES);
         assert_eq!(full.refused, 10);
+    }
+
+    #[test]
+    fn each_copy_credits_its_links_with_its_observer_and_snr() {
+        let dir = Directory::new([
+            node(&[0x10], 1, true, LAT, 8.0),
+            node(&[0x20], 2, true, LAT + 0.05, 8.0),
+            node(&[0x30], 3, true, LAT + 0.1, 8.0),
+        ]);
+        // Two observers hear the same relays 0x10 → 0x20; observer 7 is node 0x30 itself.
+        let o = ObserverAt {
+            node: Some(2),
+            pos: None,
+        };
+        let copies = [
+            flood(&[0x10, 0x20], o),
+            flood(&[0x10, 0x20], ObserverAt::default()),
+        ];
+        let hops = resolve(&dir, &Graph::new(), Ends::default(), &copies);
+        let heard = [
+            Heard {
+                observer: Some(7),
+                snr: Some(8.0),
+            },
+            Heard {
+                observer: Some(9),
+                snr: Some(-3.0),
+            },
+        ];
+        let mut g = Graph::new();
+        add_to_graph(&mut g, &dir, Ends::default(), &copies, &hops, &heard, 5);
+        let (a, b, c) = (
+            short_id(&key(&[0x10], 1)),
+            short_id(&key(&[0x20], 2)),
+            short_id(&key(&[0x30], 3)),
+        );
+        let ab = g.get(a, b).copied().unwrap();
+        assert_eq!(ab.count, 1, "still once per packet");
+        assert_eq!(ab.observers.ids(), &[7, 9]);
+        assert_eq!(ab.observers.distinct(), 2);
+        assert_eq!(ab.snr_count, 2);
+        assert_eq!(ab.avg_snr(), Some(2.5));
+        // Only the first copy shows the last hop and its observer.
+        let bc = g.get(b, c).copied().unwrap();
+        assert_eq!(bc.observers.ids(), &[7]);
+        assert_eq!(bc.avg_snr(), Some(8.0));
+        // No SNR, a NaN SNR and no observer credit nothing of theirs.
+        let mut g = Graph::new();
+        let heard = [
+            Heard {
+                observer: None,
+                snr: Some(f64::NAN),
+            },
+            Heard::default(),
+        ];
+        add_to_graph(&mut g, &dir, Ends::default(), &copies, &hops, &heard, 5);
+        let ab = g.get(a, b).copied().unwrap();
+        assert_eq!((ab.snr_count, ab.avg_snr()), (0, None));
+        assert!(ab.observers.ids().is_empty());
+        // Observing a link the graph does not hold adds nothing.
+        g.observe(a, 12345, heard[1]);
+        assert!(g.get(a, 12345).is_none());
+    }
+
+    #[test]
+    fn an_edge_names_at_most_eight_observers_and_counts_the_rest() {
+        let mut e = EdgeObservers::default();
+        for round in 0..3 {
+            for id in 0..5u32 {
+                e.add(id);
+            }
+            assert_eq!(
+                e.distinct(),
+                5,
+                "repeats are not new observers (round {round})"
+            );
+        }
+        for id in 5..200u32 {
+            e.add(id);
+            e.add(id);
+        }
+        assert_eq!(
+            e.ids(),
+            &[0, 1, 2, 3, 4, 5, 6, 7],
+            "the first eight, in order"
+        );
+        // 200 distinct observers: the sketch's estimate is rough but of the right size.
+        let d = e.distinct();
+        assert!((100..=320).contains(&d), "{d}");
+        for id in 0..200u32 {
+            e.add(id);
+        }
+        assert_eq!(e.distinct(), d, "nothing new, no change");
+        assert_eq!(
+            std::mem::size_of::<EdgeObservers>(),
+            48,
+            "fixed size per edge"
+        );
+        let p = EdgeObservers::from_parts([3, 3, 4], 40);
+        assert_eq!((p.ids(), p.distinct()), (&[3, 4][..], 40));
+        let p = EdgeObservers::from_parts(0..20, 0);
+        assert_eq!((p.ids().len(), p.distinct()), (8, 8));
     }
 
     #[test]

@@ -4,8 +4,14 @@
 //!
 //! ```json
 //! {"version":1,"generation":N,"writtenAt":"…",
-//!  "edges":[{"a":"<64 hex>","b":"<64 hex>","count":12,"weight":10.8,"last_seen":1764600000000}]}
+//!  "edges":[{"a":"<64 hex>","b":"<64 hex>","count":12,"weight":10.8,"last_seen":1764600000000,
+//!             "snr_sum":41.5,"snr_count":7,"observers":["<observer id>",…],"observer_count":3}]}
 //! ```
+//!
+//! `snr_sum`/`snr_count` (the SNRs of the observations that showed the link), `observers` (at
+//! most [`MAX_EDGE_OBSERVERS`] of their observers' ids) and `observer_count` (how many distinct
+//! observers in all) came later than the rest: a file without them still reads (no samples, no
+//! observers), and the version did not change, since an older writer ignores them.
 //!
 //! Written like the capability snapshot (unique temporary file, fsync, rename, fsync of the
 //! directory: whole or not at all). Read leniently: a malformed edge is skipped and counted,
@@ -36,6 +42,12 @@ pub fn graph_path(data_dir: &Path) -> PathBuf {
     data_dir.join(GRAPH_DIR).join(GRAPH_FILE)
 }
 
+/// Most observer ids one edge may carry in a file (the reader sends at most 8); more make the
+/// edge malformed, so a hostile file cannot make one edge large.
+pub const MAX_EDGE_OBSERVERS: usize = 16;
+/// Longest observer id accepted in a file, bytes.
+pub const MAX_OBSERVER_ID: usize = 256;
+
 /// One undirected link.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GraphEdge {
@@ -49,6 +61,18 @@ pub struct GraphEdge {
     pub weight: f64,
     /// Last seen, Unix ms.
     pub last_seen: i64,
+    /// Sum of the SNRs (dB) of the observations that showed the link.
+    #[serde(default)]
+    pub snr_sum: f64,
+    /// How many SNRs are in `snr_sum` (0: no samples).
+    #[serde(default)]
+    pub snr_count: u32,
+    /// Ids of observers whose observations showed the link (at most [`MAX_EDGE_OBSERVERS`]).
+    #[serde(default)]
+    pub observers: Vec<String>,
+    /// Distinct observers in all (at least `observers.len()` once read).
+    #[serde(default)]
+    pub observer_count: u32,
 }
 
 impl GraphEdge {
@@ -62,6 +86,17 @@ impl GraphEdge {
         }
         if !self.weight.is_finite() || self.weight < 0.0 || self.weight > f64::from(self.count) {
             return Err("weight out of range");
+        }
+        if !self.snr_sum.is_finite() {
+            return Err("snr_sum is not a number");
+        }
+        if self.observers.len() > MAX_EDGE_OBSERVERS
+            || self
+                .observers
+                .iter()
+                .any(|o| o.is_empty() || o.len() > MAX_OBSERVER_ID)
+        {
+            return Err("observers out of range");
         }
         Ok(())
     }
@@ -176,6 +211,9 @@ pub fn read_graph(path: &Path) -> Result<Option<GraphSnapshot>, ReadError> {
             Ok(mut e) if e.valid().is_ok() => {
                 e.a.make_ascii_lowercase();
                 e.b.make_ascii_lowercase();
+                e.observer_count = e
+                    .observer_count
+                    .max(u32::try_from(e.observers.len()).unwrap_or(u32::MAX));
                 edges.push(e);
             }
             _ => skipped += 1,
@@ -200,7 +238,55 @@ mod tests {
             count: 3,
             weight: 2.5,
             last_seen: 42,
+            snr_sum: 12.5,
+            snr_count: 2,
+            observers: vec!["obs-1".into(), "obs-2".into()],
+            observer_count: 2,
         }
+    }
+
+    #[test]
+    fn a_file_from_before_edge_observers_and_snr_still_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = graph_path(dir.path());
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let old = format!(
+            "{{\"version\":1,\"generation\":3,\"writtenAt\":\"x\",\"edges\":[{{\"a\":\"{}\",\
+             \"b\":\"{}\",\"count\":4,\"weight\":3.5,\"last_seen\":9}}]}}",
+            "a".repeat(64),
+            "b".repeat(64)
+        );
+        std::fs::write(&path, old).unwrap();
+        let s = read_graph(&path).unwrap().unwrap();
+        assert_eq!(s.skipped, 0);
+        let e = &s.edges[0];
+        assert_eq!((e.count, e.last_seen), (4, 9));
+        assert_eq!((e.snr_sum, e.snr_count, e.observer_count), (0.0, 0, 0));
+        assert!(e.observers.is_empty());
+    }
+
+    #[test]
+    fn edge_observers_are_bounded_and_counted_at_least_as_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = graph_path(dir.path());
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let mut many = edge('a', 'b');
+        many.observers = (0..17).map(|i| format!("o{i}")).collect();
+        let mut long = edge('a', 'c');
+        long.observers = vec!["x".repeat(MAX_OBSERVER_ID + 1)];
+        let mut empty = edge('a', 'd');
+        empty.observers = vec![String::new()];
+        let mut under = edge('a', 'e');
+        under.observer_count = 0;
+        let file = serde_json::json!({"version": 1, "generation": 7, "writtenAt": "x", "edges": [
+            many, long, empty, under,
+            {"a": "a".repeat(64), "b": "f".repeat(64), "count": 1, "weight": 1.0,
+             "last_seen": 1, "snr_sum": "loud"}]});
+        std::fs::write(&path, file.to_string()).unwrap();
+        let s = read_graph(&path).unwrap().unwrap();
+        assert_eq!(s.skipped, 4);
+        assert_eq!(s.edges.len(), 1);
+        assert_eq!(s.edges[0].observer_count, 2, "raised to the ids named");
     }
 
     #[test]

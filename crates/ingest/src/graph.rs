@@ -43,6 +43,10 @@ pub fn apply(
             count: e.count,
             weight: e.weight,
             last_seen: e.last_seen,
+            snr_sum: e.snr_sum,
+            snr_count: e.snr_count,
+            observers: e.observers,
+            observer_count: e.observer_count,
         })
         .collect();
     match writer.replace_neighbor_edges(&edges) {
@@ -73,6 +77,10 @@ mod tests {
             count,
             weight: f64::from(count) * 0.9,
             last_seen: 1_000,
+            snr_sum: f64::from(count) * 2.5,
+            snr_count: count,
+            observers: vec!["obs \"1\"".into(), "obs-2".into()],
+            observer_count: 3,
         }
     }
 
@@ -121,6 +129,20 @@ mod tests {
             stored(&db),
             vec![(a.clone(), b.clone(), 5)],
             "replaced wholesale"
+        );
+        let r = store::Reader::open(&db).unwrap();
+        let extra: (f64, u32, String, u32) = r
+            .conn()
+            .query_row(
+                "SELECT snr_sum, snr_count, observers, observer_count FROM neighbor_edges",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .unwrap();
+        assert_eq!(
+            extra,
+            (12.5, 5, r#"["obs \"1\"","obs-2"]"#.to_owned(), 3),
+            "SNR and observers persisted, ids as a JSON array"
         );
         p.publish(&[]).unwrap();
         apply(&mut w, dir.path(), &mut last, &stats);

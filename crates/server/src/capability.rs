@@ -168,12 +168,35 @@ pub fn cold_index(c: &Connection) -> rusqlite::Result<CapIndex> {
     })
 }
 
+/// Every observer's index and id (`observers`): edges name observers by index in memory and
+/// by id on disk and in answers.
+fn observer_ids(c: &Connection) -> rusqlite::Result<HashMap<u32, String>> {
+    let mut out = HashMap::new();
+    let mut stmt = c.prepare("SELECT idx, id FROM observers")?;
+    let mut q = stmt.query([])?;
+    while let Some(r) = q.next()? {
+        let idx = r.get::<_, i64>(0)?;
+        if let (Ok(idx), Ok(id)) = (u32::try_from(idx), r.get_ref(1)?.as_str()) {
+            out.insert(idx, id.to_owned());
+        }
+    }
+    Ok(out)
+}
+
 /// The neighbor graph the writer persisted (empty when there is none, or when the database
-/// predates the table).
+/// predates the table), with each edge's SNR and observers (ids no longer in `observers`,
+/// retired since, are left out).
 pub fn persisted_graph(c: &Connection) -> Graph {
     let mut graph = Graph::new();
-    let Ok(mut stmt) = c.prepare("SELECT a, b, count, weight, last_seen FROM neighbor_edges")
-    else {
+    let by_id: HashMap<String, u32> = observer_ids(c)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(idx, id)| (id, idx))
+        .collect();
+    let Ok(mut stmt) = c.prepare(
+        "SELECT a, b, count, weight, last_seen, snr_sum, snr_count, observers, observer_count
+         FROM neighbor_edges",
+    ) else {
         return graph;
     };
     let Ok(mut rows) = stmt.query([]) else {
@@ -205,6 +228,27 @@ pub fn persisted_graph(c: &Connection) -> Graph {
                     .clamp(0, i64::from(u32::MAX)) as u32,
                 weight: r.get::<_, f64>(3).unwrap_or(0.0),
                 last_seen: r.get::<_, i64>(4).unwrap_or(0),
+                snr_sum: r
+                    .get::<_, f64>(5)
+                    .ok()
+                    .filter(|s| s.is_finite())
+                    .unwrap_or(0.0),
+                snr_count: r
+                    .get::<_, i64>(6)
+                    .unwrap_or(0)
+                    .clamp(0, i64::from(u32::MAX)) as u32,
+                observers: hops::EdgeObservers::from_parts(
+                    r.get_ref(7)
+                        .ok()
+                        .and_then(|v| v.as_str().ok())
+                        .and_then(|s| serde_json::from_str::<Vec<String>>(s).ok())
+                        .unwrap_or_default()
+                        .iter()
+                        .filter_map(|id| by_id.get(id).copied()),
+                    r.get::<_, i64>(8)
+                        .unwrap_or(0)
+                        .clamp(0, i64::from(u32::MAX)) as u32,
+                ),
             },
         );
     }
@@ -232,6 +276,23 @@ pub fn graph_edges(topo: &Topology) -> Vec<handoff::GraphEdge> {
                 count: e.count,
                 weight: e.weight.min(f64::from(e.count)),
                 last_seen: e.last_seen,
+                snr_sum: if e.snr_sum.is_finite() {
+                    e.snr_sum
+                } else {
+                    0.0
+                },
+                snr_count: if e.snr_sum.is_finite() {
+                    e.snr_count
+                } else {
+                    0
+                },
+                observers: e
+                    .observers
+                    .ids()
+                    .iter()
+                    .filter_map(|o| topo.observer_ids.get(o).cloned())
+                    .collect(),
+                observer_count: e.observers.distinct(),
             })
         })
         .collect();
@@ -259,16 +320,11 @@ fn new_topology(
         roles.push(row.map(|r| r.role.clone()).unwrap_or_default());
         keys.push(key);
     }
-    let mut observer_node = HashMap::new();
-    let mut stmt = c.prepare("SELECT idx, id FROM observers")?;
-    let mut q = stmt.query([])?;
-    while let Some(r) = q.next()? {
-        let idx = r.get::<_, i64>(0)?;
-        let id = r.get_ref(1)?.as_str().unwrap_or("").to_ascii_lowercase();
-        if let (Ok(idx), Some(n)) = (u32::try_from(idx), dir.id_of_hex(&id)) {
-            observer_node.insert(idx, n);
-        }
-    }
+    let observer_ids = observer_ids(c)?;
+    let observer_node = observer_ids
+        .iter()
+        .filter_map(|(idx, id)| Some((*idx, dir.id_of_hex(&id.to_ascii_lowercase())?)))
+        .collect();
     Ok(Topology {
         dir,
         keys,
@@ -276,6 +332,7 @@ fn new_topology(
         roles,
         graph,
         observer_node,
+        observer_ids,
         stats: Default::default(),
     })
 }
@@ -345,7 +402,8 @@ pub fn compute_after(
     let mut stmt = c.prepare(
         "SELECT o.received_at, o.observer_idx, o.head, t.hash, t.payload_type, t.from_pubkey,
                 o.transmission_id,
-                CASE WHEN t.payload_type IN (0, 1, 2, 7, 8) THEN t.raw END
+                CASE WHEN t.payload_type IN (0, 1, 2, 7, 8) THEN t.raw END,
+                o.snr
          FROM observations o INDEXED BY observations_received
          JOIN transmissions t ON t.id = o.transmission_id
          WHERE o.received_at >= ?1",
@@ -410,8 +468,27 @@ pub fn compute_after(
             .filter(|(c, _)| c.is_some())
             .map(|(_, h)| h)
             .collect();
+        // Who heard each present copy, and how well: the graph's per-edge observers and SNR.
+        let heard: Vec<analytics::hops::Heard> = g
+            .copies
+            .iter()
+            .zip(&copies)
+            .filter(|(_, c)| c.is_some())
+            .map(|(p, _)| analytics::hops::Heard {
+                observer: Some(p.observer),
+                snr: p.snr,
+            })
+            .collect();
         let at = g.copies.last().map_or(0, |p| p.received_at);
-        analytics::hops::add_to_graph(graph, &topo.dir, ends, &present, &solved_present, at);
+        analytics::hops::add_to_graph(
+            graph,
+            &topo.dir,
+            ends,
+            &present,
+            &solved_present,
+            &heard,
+            at,
+        );
     };
     let mut rows = stmt.query([since])?;
     while let Some(r) = rows.next()? {
@@ -420,6 +497,7 @@ pub fn compute_after(
             received_at,
             observer: r.get::<_, i64>(1)? as u32,
             head: r.get_ref(2)?.as_blob().unwrap_or(&[]).to_vec(),
+            snr: r.get::<_, Option<f64>>(8).ok().flatten(),
         };
         let id: i64 = r.get(6)?;
         let done = grouper.push(id, pending, || {

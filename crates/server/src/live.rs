@@ -285,6 +285,7 @@ fn new_observations(
                     received_at: r.get(1)?,
                     observer: u32::try_from(r.get::<_, i64>(14)?).unwrap_or(u32::MAX),
                     head: head.clone(),
+                    snr,
                 }],
             },
             id,

@@ -29,6 +29,9 @@ pub struct Topology {
     pub graph: Graph,
     /// Observer index → the observer's node, when it adverts.
     pub observer_node: HashMap<u32, NodeId>,
+    /// Observer index → its id: the graph's edges name observers by index
+    /// ([`analytics::hops::EdgeObservers`]), answers and the handoff file by id.
+    pub observer_ids: HashMap<u32, String>,
     /// What the last cycle did.
     pub stats: CycleStats,
 }
@@ -42,6 +45,7 @@ impl Default for Topology {
             roles: Vec::new(),
             graph: Graph::new(),
             observer_node: HashMap::new(),
+            observer_ids: HashMap::new(),
             stats: CycleStats::default(),
         }
     }
@@ -189,6 +193,9 @@ pub struct Pending {
     pub observer: u32,
     /// Frame head.
     pub head: Vec<u8>,
+    /// SNR as the observer reported it, dB: credited to the neighbor-graph links the copy
+    /// shows (only the capability cycle needs it; on-demand resolution may leave it out).
+    pub snr: Option<f64>,
 }
 
 /// One packet's copies, gathered from the stream.

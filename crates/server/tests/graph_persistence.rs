@@ -1,6 +1,7 @@
 //! The neighbor graph survives a restart: the reader's cycle builds it from resolved hops and
 //! publishes it (`<data-dir>/neighbor-graph/graph.json`), the writer persists it
-//! (`neighbor_edges`), and a reader started afterwards serves it before its first cycle.
+//! (`neighbor_edges`), and a reader started afterwards serves it before its first cycle, with
+//! each edge's observers and SNR.
 
 use std::time::Duration;
 
@@ -35,6 +36,9 @@ async fn the_neighbor_graph_is_published_persisted_and_served_after_a_restart() 
         item_sea(&c_advert, OBS_A, now - 3_000),
         // The companion's advert as relayed by R1 then R2.
         item_sea(&advert_through(&c_advert, &[p1, p2]), OBS_B, now - 2_000),
+        // The same packet through the same relays, heard worse by OBS_A.
+        heard_by(OBS_A, "SEA", 1.0, -100.0)
+            .item(&advert_through(&c_advert, &[p1, p2]), now - 1_900),
     ])
     .unwrap();
 
@@ -44,13 +48,28 @@ async fn the_neighbor_graph_is_published_persisted_and_served_after_a_restart() 
     let r1_r2 = g
         .get(short(&k1), short(&k2))
         .expect("R1–R2 relayed next to each other");
-    assert_eq!(r1_r2.count, 1);
+    assert_eq!(r1_r2.count, 1, "one packet, however many copies");
+    let named: Vec<&str> = r1_r2
+        .observers
+        .ids()
+        .iter()
+        .map(|o| idx.topology.observer_ids[o].as_str())
+        .collect();
+    assert_eq!(named, vec![OBS_B, OBS_A], "in the order heard");
+    assert_eq!(r1_r2.avg_snr(), Some((7.25 + 1.0) / 2.0));
     assert!(
         g.get(short(&kc), short(&k1)).is_some(),
         "the advert's origin and its first hop"
     );
     let edges = server::capability::graph_edges(&idx.topology);
     assert_eq!(edges.len(), g.len());
+    let (a, b) = if k1 < k2 { (&k1, &k2) } else { (&k2, &k1) };
+    let handed = edges.iter().find(|e| &e.a == a && &e.b == b).unwrap();
+    assert_eq!(
+        (handed.snr_sum, handed.snr_count, handed.observer_count),
+        (8.25, 2, 2)
+    );
+    assert_eq!(handed.observers, vec![OBS_B.to_owned(), OBS_A.to_owned()]);
 
     // Published, then persisted by the writer.
     handoff::GraphPublisher::new(dir.path())
@@ -68,6 +87,11 @@ async fn the_neighbor_graph_is_published_persisted_and_served_after_a_restart() 
     assert!(!cold.complete);
     let served = cold.topology.graph.get(short(&k1), short(&k2)).copied();
     assert_eq!(served.map(|e| e.count), Some(1));
+    assert_eq!(
+        served,
+        Some(*r1_r2),
+        "count, weight, SNR and observers as computed"
+    );
     assert_eq!(cold.topology.graph.len(), g.len());
 
     // And the running reader publishes it itself.
@@ -85,7 +109,6 @@ async fn the_neighbor_graph_is_published_persisted_and_served_after_a_restart() 
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     let published = published.expect("the cycle publishes the graph");
-    let (a, b) = if k1 < k2 { (&k1, &k2) } else { (&k2, &k1) };
     assert!(
         published.edges.iter().any(|e| &e.a == a && &e.b == b),
         "{published:?}"

@@ -388,7 +388,8 @@ async fn neighbor_graph_and_node_neighbors() {
         ("weight", "integer"),
         ("score", "number"),
         ("bidirectional", "boolean"),
-        ("avg_snr", "null"),
+        ("avg_snr", "number"),
+        ("observer_count", "integer"),
         ("ambiguous", "boolean"),
         ("last_seen", "string"),
         ("distance_km", "number"),
@@ -396,6 +397,11 @@ async fn neighbor_graph_and_node_neighbors() {
         has(e, k, ty);
     }
     assert_eq!(e["weight"], 6);
+    // Every copy was heard by ObsN at SNR 6.5 (`item_in`).
+    assert_eq!(
+        (e["avg_snr"].as_f64(), e["observer_count"].as_u64()),
+        (Some(6.5), Some(1))
+    );
     assert!(e["distance_km"].as_f64().unwrap() < 10.0);
     assert!(
         !edges

@@ -56,6 +56,10 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "neighbor_edges_v1",
         apply: neighbor_edges_v1,
     },
+    Migration {
+        name: "neighbor_edges_v2",
+        apply: neighbor_edges_v2,
+    },
 ];
 
 /// The schema version this build writes and reads.
@@ -356,6 +360,27 @@ fn neighbor_edges_v1(c: &Connection) -> rusqlite::Result<()> {
             PRIMARY KEY (a, b)
         ) WITHOUT ROWID",
     )
+}
+
+/// Per-edge observers and SNR (CoreScope's `observers` and `avg_snr` on a link), so that a
+/// restarted reader serves them with the graph: `snr_sum`/`snr_count` over the observations
+/// that showed the link, `observers` a JSON array of (at most 8) observer ids, and
+/// `observer_count` the distinct observers in all. Rows from v1 get no samples and no
+/// observers until the next graph replaces them.
+fn neighbor_edges_v2(c: &Connection) -> rusqlite::Result<()> {
+    for (column, decl) in [
+        ("snr_sum", "REAL NOT NULL DEFAULT 0"),
+        ("snr_count", "INTEGER NOT NULL DEFAULT 0"),
+        ("observers", "TEXT NOT NULL DEFAULT '[]'"),
+        ("observer_count", "INTEGER NOT NULL DEFAULT 0"),
+    ] {
+        if !has_column(c, "neighbor_edges", column)? {
+            c.execute_batch(&format!(
+                "ALTER TABLE neighbor_edges ADD COLUMN {column} {decl}"
+            ))?;
+        }
+    }
+    Ok(())
 }
 
 /// Nodes whose latest advert placed them outside the geo filter (CoreScope's `foreign`).

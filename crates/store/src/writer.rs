@@ -1114,7 +1114,19 @@ pub struct NeighborEdge {
     pub weight: f64,
     /// Unix ms.
     pub last_seen: i64,
+    /// Sum of the SNRs (dB) of the observations that showed the link.
+    pub snr_sum: f64,
+    /// How many SNRs are summed (0: no samples).
+    pub snr_count: u32,
+    /// Ids of observers whose observations showed the link (the writer keeps at most
+    /// [`MAX_STORED_EDGE_OBSERVERS`]).
+    pub observers: Vec<String>,
+    /// Distinct observers in all.
+    pub observer_count: u32,
 }
+
+/// Most observer ids stored per link: the reader sends 8, and a row never grows beyond this.
+pub const MAX_STORED_EDGE_OBSERVERS: usize = 16;
 
 /// What applying a snapshot did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -1145,8 +1157,9 @@ impl Writer {
         let mut stored = 0;
         {
             let mut stmt = tx.prepare_cached(
-                "INSERT OR REPLACE INTO neighbor_edges (a, b, count, weight, last_seen)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                "INSERT OR REPLACE INTO neighbor_edges
+                   (a, b, count, weight, last_seen, snr_sum, snr_count, observers, observer_count)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             )?;
             let key = |k: &str| k.len() == 64 && k.bytes().all(|b| b.is_ascii_hexdigit());
             for e in edges {
@@ -1155,7 +1168,29 @@ impl Writer {
                     continue;
                 }
                 let (a, b) = if a < b { (a, b) } else { (b, a) };
-                stmt.execute(params![a, b, e.count, e.weight, e.last_seen])?;
+                // A sum that is not a number says nothing: no samples.
+                let (snr_sum, snr_count) = if e.snr_sum.is_finite() {
+                    (e.snr_sum, e.snr_count)
+                } else {
+                    (0.0, 0)
+                };
+                let observers = &e.observers[..e.observers.len().min(MAX_STORED_EDGE_OBSERVERS)];
+                let observers_json =
+                    serde_json::to_string(observers).unwrap_or_else(|_| "[]".to_owned());
+                let observer_count = e
+                    .observer_count
+                    .max(u32::try_from(observers.len()).unwrap_or(u32::MAX));
+                stmt.execute(params![
+                    a,
+                    b,
+                    e.count,
+                    e.weight,
+                    e.last_seen,
+                    snr_sum,
+                    snr_count,
+                    observers_json,
+                    observer_count
+                ])?;
                 stored += 1;
             }
         }

@@ -921,3 +921,63 @@ fn a_batch_waits_for_another_writer_instead_of_failing() {
     assert_eq!(out.new_transmissions, 1);
     release.join().unwrap();
 }
+
+/// `neighbor_edges_v2`: a graph persisted before edges had observers and SNR keeps its rows
+/// (no samples, no observers), and a new graph stores both.
+#[test]
+fn neighbor_edges_gain_observers_and_snr_without_losing_older_rows() {
+    use store::NeighborEdge;
+    let (d, mut w) = open();
+    let path = d.path().join("data/meshlens.db");
+    let edge = |a: &str, b: &str| NeighborEdge {
+        a: a.repeat(32),
+        b: b.repeat(32),
+        count: 3,
+        weight: 2.5,
+        last_seen: 77,
+        snr_sum: -4.5,
+        snr_count: 2,
+        observers: (0..20).map(|i| format!("obs-{i}")).collect(),
+        observer_count: 5,
+    };
+    assert_eq!(w.replace_neighbor_edges(&[edge("a1", "b2")]).unwrap(), 1);
+    // Back to the v1 shape, as a database written by an older build.
+    for column in ["snr_sum", "snr_count", "observers", "observer_count"] {
+        w.conn()
+            .execute_batch(&format!("ALTER TABLE neighbor_edges DROP COLUMN {column}"))
+            .unwrap();
+    }
+    w.conn()
+        .pragma_update(None, "user_version", SCHEMA_VERSION - 1)
+        .unwrap();
+    drop(w);
+    let mut w = Writer::open(&path, 1).unwrap();
+    let row = |w: &Writer| -> (i64, f64, i64, String, i64) {
+        w.conn()
+            .query_row(
+                "SELECT count, snr_sum, snr_count, observers, observer_count FROM neighbor_edges",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+            )
+            .unwrap()
+    };
+    assert_eq!(
+        row(&w),
+        (3, 0.0, 0, "[]".to_owned(), 0),
+        "kept, without samples"
+    );
+    w.replace_neighbor_edges(&[edge("a1", "b2")]).unwrap();
+    let (_, sum, n, observers, distinct) = row(&w);
+    assert_eq!(
+        (sum, n, distinct),
+        (-4.5, 2, 16),
+        "at least as many as stored"
+    );
+    let ids: Vec<String> = serde_json::from_str(&observers).unwrap();
+    assert_eq!(
+        ids.len(),
+        store::MAX_STORED_EDGE_OBSERVERS,
+        "bounded per row"
+    );
+    assert_eq!(ids[0], "obs-0");
+}

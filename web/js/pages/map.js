@@ -34,12 +34,16 @@ function pctOf(p) {
   return typeof p === 'number' && Number.isFinite(p) ? `${Math.round(p * 100)} %` : '—';
 }
 
-/** A link's tooltip: both ends by name (text nodes), packets, confidence and distance. */
+/** A link's tooltip: both ends by name (text nodes), packets, confidence, distance, and the
+ * mean SNR and observer count of the observations that showed it (when known). */
 function linkTip(e, a, b) {
+  const observers = typeof e.observer_count === 'number' && e.observer_count > 0
+    ? ` · ${num(e.observer_count)} observer${e.observer_count === 1 ? '' : 's'}` : '';
   return h('span', { class: 'link-tip' },
     h('strong', null, a.name || shortKey(a.public_key)), ' ↔ ', h('strong', null, b.name || shortKey(b.public_key)),
     h('br'), `${num(e.weight)} packets · confidence ${pctOf(e.score)}`,
-    typeof e.distance_km === 'number' ? ` · ${e.distance_km.toFixed(1)} km` : '');
+    typeof e.distance_km === 'number' ? ` · ${e.distance_km.toFixed(1)} km` : '',
+    typeof e.avg_snr === 'number' ? ` · SNR ${e.avg_snr.toFixed(1)} dB` : '', observers);
 }
 
 function popupFor(n, legacy, bridge) {

@@ -144,6 +144,11 @@ function neighborsPanel(d) {
       { key: 'count', label: 'Packets', cls: 'num', render: (x) => num(x.count) },
       { key: 'confidence', label: 'Confidence', cls: 'num', render: (x) => (typeof x.confidence === 'number' ? `${Math.round(x.confidence * 100)} %` : '—') },
       { key: 'distance_km', label: 'Distance', cls: 'num', render: (x) => (typeof x.distance_km === 'number' ? `${x.distance_km.toFixed(1)} km` : '—') },
+      // The link's mean SNR as its observers reported it, and how many observers heard it
+      // (their ids, the first 8, as the cell's title: text, never markup).
+      { key: 'avg_snr', label: 'Avg SNR', cls: 'num', render: (x) => (typeof x.avg_snr === 'number' ? `${x.avg_snr.toFixed(1)} dB` : '—') },
+      { key: 'observer_count', label: 'Observers', cls: 'num',
+        render: (x) => h('span', { class: 'neighbor-observers', title: (Array.isArray(x.observers) ? x.observers : []).map(String).join('\n') }, num(x.observer_count ?? (Array.isArray(x.observers) ? x.observers.length : 0))) },
       { key: 'last_seen', label: 'Last heard', value: (x) => ms(x.last_seen),
         render: (x) => (x.last_seen ? h('time', { datetime: iso(x.last_seen), title: dateTime(x.last_seen) }, ago(x.last_seen)) : '—') },
     ],
@@ -151,7 +156,7 @@ function neighborsPanel(d) {
   t.setRows(list);
   return h('div', null,
     h('p', { class: 'muted' }, `${num(d.total_observations ?? 0)} packets showed these links. `,
-      'A neighbor is a node heard right before or after this one on a path, both hops resolved; confidence is how sure the resolver was.'),
+      'A neighbor is a node heard right before or after this one on a path, both hops resolved; confidence is how sure the resolver was; SNR is the mean of the observations that showed the link.'),
     t.el);
 }
 

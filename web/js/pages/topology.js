@@ -68,6 +68,8 @@ function linksPanel(g) {
       { key: 'weight', label: 'Packets', cls: 'num', render: (e) => barred(e.weight, max) },
       { key: 'score', label: 'Confidence', cls: 'num', render: (e) => pctOf(e.score) },
       { key: 'distance_km', label: 'Distance', cls: 'num', render: (e) => (typeof e.distance_km === 'number' ? `${e.distance_km.toFixed(1)} km` : '—') },
+      { key: 'avg_snr', label: 'Avg SNR', cls: 'num', render: (e) => (typeof e.avg_snr === 'number' ? `${e.avg_snr.toFixed(1)} dB` : '—') },
+      { key: 'observer_count', label: 'Observers', cls: 'num', render: (e) => (typeof e.observer_count === 'number' ? num(e.observer_count) : '—') },
       { key: 'last_seen', label: 'Last heard', value: (e) => ms(e.last_seen),
         render: (e) => (e.last_seen ? h('time', { datetime: iso(e.last_seen), title: dateTime(e.last_seen) }, ago(e.last_seen)) : '—') },
     ],

@@ -156,7 +156,7 @@ pub fn run(cfg: &SimConfig, roles: &RoleMix, steps: usize) -> Run {
                 mb_unknown += hs.iter().filter(|h| h.candidates.is_empty()).count() as u64;
             }
         }
-        hops::add_to_graph(&mut graph, &dir, e, &copies, &solved, 0);
+        hops::add_to_graph(&mut graph, &dir, e, &copies, &solved, &[], 0);
     }
     let dir = if mb_hops >= 200 {
         dir.clone()

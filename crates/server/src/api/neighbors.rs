@@ -5,8 +5,12 @@
 //! two nodes heard next to each other with hops resolved at [`analytics::hops::RESOLVED`] or more
 //! (consecutive hops, last hop and observer, advert origin and first hop, zero-hop copies),
 //! with how many packets showed it, when last, and a confidence. Edges are between nodes,
-//! never prefixes, so nothing is `ambiguous`; CoreScope's per-edge observers and SNR are not
-//! kept (`observers: []`, `avg_snr: null`, `first_seen: null`).
+//! never prefixes, so nothing is `ambiguous`. As CoreScope's, an edge keeps the observers whose
+//! observations showed it and the mean SNR of those observations (each copy's SNR as its
+//! observer reported it, credited to every link the copy shows): `observers` lists observer
+//! ids (at most [`analytics::hops::MAX_EDGE_OBSERVERS`], the first heard; `observer_count`,
+//! meshlens's own, counts them all), `avg_snr` is null without a sample. `first_seen` is not
+//! kept (null).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -41,6 +45,22 @@ fn edges(topo: &Topology) -> Vec<(NodeId, NodeId, EdgeStats)> {
         .collect()
 }
 
+/// The ids of the observers named on an edge (ids of observers since retired are left out).
+fn observers_json(topo: &Topology, e: &EdgeStats) -> Vec<Value> {
+    e.observers
+        .ids()
+        .iter()
+        .filter_map(|o| topo.observer_ids.get(o))
+        .map(|id| Value::from(id.as_str()))
+        .collect()
+}
+
+/// An edge's mean SNR, dB (to 0.01), or null when no observation reported one.
+fn avg_snr_json(e: &EdgeStats) -> Value {
+    e.avg_snr()
+        .map_or(Value::Null, |s| ((s * 100.0).round() / 100.0).into())
+}
+
 fn opt_str(s: Option<&str>) -> Value {
     s.map_or(Value::Null, |s| s.into())
 }
@@ -55,8 +75,8 @@ fn prefix_of(topo: &Topology, id: NodeId) -> String {
 
 /// `GET /api/nodes/{pubkey}/neighbors?min_count&min_score&include_ambiguous` →
 /// `{node, neighbors: [{pubkey, prefix, name, role, count, score, first_seen, last_seen,
-/// avg_snr, distance_km, observers, ambiguous, confidence}], total_observations}`, the
-/// strongest first.
+/// avg_snr, distance_km, observers, observer_count, ambiguous, confidence}],
+/// total_observations}`, the strongest first.
 pub async fn neighbors(
     State(st): State<Arc<AppState>>,
     Path(key): Path<String>,
@@ -99,9 +119,10 @@ pub async fn neighbors(
                 "confidence": round(e.confidence()),
                 "first_seen": Value::Null,
                 "last_seen": iso(e.last_seen),
-                "avg_snr": Value::Null,
+                "avg_snr": avg_snr_json(e),
                 "distance_km": distance_km(&topo, me, *n),
-                "observers": [],
+                "observers": observers_json(&topo, e),
+                "observer_count": e.observers.distinct(),
                 "ambiguous": false,
             })
         })
@@ -139,10 +160,11 @@ fn bridges_json(topo: &Topology) -> Vec<Value> {
 
 /// `GET /api/analytics/neighbor-graph?min_count=5&min_score=0.1&role` → `{nodes: [{pubkey,
 /// name, role, neighbor_count}], edges: [{source, target, weight, score, bidirectional,
-/// avg_snr, ambiguous, last_seen, distance_km}], stats: {total_nodes, total_edges,
-/// ambiguous_edges, avg_cluster_size, rejected_edges_geo_far}, truncated, bridges}`
-/// (`bridges`, meshlens's own, from [`bridges_json`]). `region` is a 400: edges do not record
-/// their observers.
+/// avg_snr, observer_count, ambiguous, last_seen, distance_km}], stats: {total_nodes,
+/// total_edges, ambiguous_edges, avg_cluster_size, rejected_edges_geo_far}, truncated,
+/// bridges}` (`bridges` and `observer_count`, meshlens's own: ids are left out of the graph,
+/// whose 20,000 edges would carry up to 8 each; ask a node's neighbors for them). `region` is a
+/// 400: an edge names only its first observers, too few to say which regions hear it.
 pub async fn graph(
     State(st): State<Arc<AppState>>,
     Query(q): Query<HashMap<String, String>>,
@@ -193,7 +215,8 @@ pub async fn graph(
                 "weight": e.count,
                 "score": round(e.confidence()),
                 "bidirectional": true,
-                "avg_snr": Value::Null,
+                "avg_snr": avg_snr_json(e),
+                "observer_count": e.observers.distinct(),
                 "ambiguous": false,
                 "last_seen": iso(e.last_seen),
                 "distance_km": distance_km(&topo, *a, *b),
@@ -483,7 +506,7 @@ pub async fn affinity(
                 "lastSeen": iso(e.last_seen),
                 "firstSeen": Value::Null,
                 "score": round(e.confidence()),
-                "observers": [],
+                "observers": observers_json(&topo, e),
                 "ambiguous": false,
                 "resolved": true,
             })

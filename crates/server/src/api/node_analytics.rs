@@ -460,6 +460,7 @@ fn relay_scan(c: &Connection, topo: &Topology, key: &str, since: i64) -> ApiResu
                     observer: u32::try_from(r.get::<_, i64>(0)?).unwrap_or(u32::MAX),
                     head: r.get::<_, Vec<u8>>(1)?,
                     received_at: r.get(2)?,
+                    snr: None,
                 })
             })
             .and_then(|m| m.collect::<Result<Vec<_>, _>>()))?;

@@ -159,6 +159,7 @@ pub fn resolve_tx(c: &Connection, topo: &Topology, tx: i64) -> ApiResult<Option<
                     observer: u32::try_from(r.get::<_, i64>(1)?).unwrap_or(u32::MAX),
                     received_at: r.get(2)?,
                     head: r.get(3)?,
+                    snr: r.get(4)?,
                 },
             ))
         })
@@ -456,6 +457,7 @@ pub fn scan(
             observer: u32::try_from(sql(r.get::<_, i64>(2))?).unwrap_or(u32::MAX),
             received_at: sql(r.get(3))?,
             head: sql(r.get(4))?,
+            snr: sql(r.get(5))?,
         };
         let row = (
             sql(r.get::<_, i64>(0))?,
