@@ -132,10 +132,24 @@ pub fn spawn_tailer(
     stop: Arc<AtomicBool>,
     capability: Arc<crate::capability::CapState>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
+    // The starting point is read before this returns, not on the new thread: a row committed
+    // once the server is up (a socket may already be subscribed) must be sent, however late
+    // the thread gets to run on a loaded machine.
+    let opened = Reader::open(&db).map(|reader| {
+        let c = reader.conn();
+        // It reads only the newest rows, which the WAL and the OS cache hold anyway.
+        let _ = c.pragma_update(None, "cache_size", -crate::db::SCAN_CACHE_KIB);
+        let watermark: i64 = c
+            .query_row("SELECT coalesce(max(id), 0) FROM observations", [], |r| {
+                r.get(0)
+            })
+            .unwrap_or(0);
+        (reader, watermark)
+    });
     std::thread::Builder::new()
         .name("meshlens-live".into())
         .spawn(move || {
-            let reader = match Reader::open(&db) {
+            let (reader, mut watermark) = match opened {
                 Ok(r) => r,
                 Err(e) => {
                     tracing::error!("live feed disabled: {e}");
@@ -143,13 +157,6 @@ pub fn spawn_tailer(
                 }
             };
             let c = reader.conn();
-            // It reads only the newest rows, which the WAL and the OS cache hold anyway.
-            let _ = c.pragma_update(None, "cache_size", -crate::db::SCAN_CACHE_KIB);
-            let mut watermark: i64 = c
-                .query_row("SELECT coalesce(max(id), 0) FROM observations", [], |r| {
-                    r.get(0)
-                })
-                .unwrap_or(0);
             newest.refresh(c);
             let mut version: i64 = -1;
             while !stop.load(Ordering::Relaxed) {

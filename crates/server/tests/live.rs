@@ -48,9 +48,13 @@ async fn ws_at_root_and_any_ui_path_sends_corescope_and_meshlens_keys() {
     // CoreScope's app opens "/"; any other UI path upgrades too, and /ws stays.
     let mut sockets = Vec::new();
     for path in ["/", "/packets", "/ws"] {
-        let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{}{path}", s.addr))
-            .await
-            .unwrap_or_else(|e| panic!("{path}: {e}"));
+        let (ws, _) = tokio::time::timeout(
+            HANG,
+            tokio_tungstenite::connect_async(format!("ws://{}{path}", s.addr)),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("{path}: no handshake"))
+        .unwrap_or_else(|e| panic!("{path}: {e}"));
         sockets.push(ws);
     }
     // Each socket subscribed before its 101, so these commits reach all of them.
