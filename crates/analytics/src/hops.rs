@@ -987,6 +987,25 @@ mod tests {
         k
     }
 
+    /// Three forwarding nodes 0x10, 0x20, 0x30 in a line, and two copies of one packet relayed
+    /// 0x10 → 0x20: one heard by node 0x30 (index 2), one by an observer that is no node.
+    fn three_in_a_line() -> (Directory, [Copy<'static>; 2]) {
+        let dir = Directory::new([
+            node(&[0x10], 1, true, LAT, 8.0),
+            node(&[0x20], 2, true, LAT + 0.05, 8.0),
+            node(&[0x30], 3, true, LAT + 0.1, 8.0),
+        ]);
+        let o = ObserverAt {
+            node: Some(2),
+            pos: None,
+        };
+        let copies = [
+            flood(&[0x10, 0x20], o),
+            flood(&[0x10, 0x20], ObserverAt::default()),
+        ];
+        (dir, copies)
+    }
+
     fn node(first: &[u8], fill: u8, forwards: bool, lat: f64, lon: f64) -> DirNode {
         DirNode {
             public_key: key(first, fill),
@@ -1253,19 +1272,7 @@ mod tests {
 
     #[test]
     fn the_graph_counts_each_link_once_per_packet_and_is_bounded() {
-        let dir = Directory::new([
-            node(&[0x10], 1, true, LAT, 8.0),
-            node(&[0x20], 2, true, LAT + 0.05, 8.0),
-            node(&[0x30], 3, true, LAT + 0.1, 8.0),
-        ]);
-        let o = ObserverAt {
-            node: Some(2),
-            pos: None,
-        };
-        let copies = [
-            flood(&[0x10, 0x20], o),
-            flood(&[0x10, 0x20], ObserverAt::default()),
-        ];
+        let (dir, copies) = three_in_a_line();
         let hops = resolve(&dir, &Graph::new(), Ends::default(), &copies);
         let mut g = Graph::new();
         add_to_graph(&mut g, &dir, Ends::default(), &copies, &hops, &[], 5);
@@ -1291,20 +1298,8 @@ mod tests {
 
     #[test]
     fn each_copy_credits_its_links_with_its_observer_and_snr() {
-        let dir = Directory::new([
-            node(&[0x10], 1, true, LAT, 8.0),
-            node(&[0x20], 2, true, LAT + 0.05, 8.0),
-            node(&[0x30], 3, true, LAT + 0.1, 8.0),
-        ]);
         // Two observers hear the same relays 0x10 → 0x20; observer 7 is node 0x30 itself.
-        let o = ObserverAt {
-            node: Some(2),
-            pos: None,
-        };
-        let copies = [
-            flood(&[0x10, 0x20], o),
-            flood(&[0x10, 0x20], ObserverAt::default()),
-        ];
+        let (dir, copies) = three_in_a_line();
         let hops = resolve(&dir, &Graph::new(), Ends::default(), &copies);
         let heard = [
             Heard {

@@ -88,12 +88,12 @@ async fn answer(st: Arc<AppState>) -> ApiResult<Json<Value>> {
                 let Some(p) = by_id.remove(&id) else { continue };
                 // CoreScope buckets by its payload object's `type` ("CHAN" for a decrypted
                 // channel message), else by the payload type's name.
-                let name = p["decoded_json"]
+                let name = super::corescope::payload(&p["decoded"])["type"]
                     .as_str()
-                    .and_then(|s| serde_json::from_str::<Value>(s).ok())
-                    .and_then(|d| d["type"].as_str().filter(|t| !t.is_empty()).map(str::to_owned))
-                    .or_else(|| p["payload_type_name"].as_str().map(str::to_owned))
-                    .unwrap_or_else(|| "UNKNOWN".into());
+                    .filter(|t| !t.is_empty())
+                    .or_else(|| p["payload_type_name"].as_str())
+                    .unwrap_or("UNKNOWN")
+                    .to_owned();
                 let sample = json!({
                     "hash": p["hash"],
                     "raw_hex": p["raw_hex"],
