@@ -4,6 +4,7 @@
 //! ```sh
 //! cargo bench -p meshlens --bench system -- 200000     # observations (default 200,000)
 //! cargo bench -p meshlens --bench system -- 2000000
+//! MESHLENS_BIN=/path/to/other/meshlens cargo bench -p meshlens --bench system   # A/B
 //! ```
 //! Reports ingest rate and keep-up, peak RSS per observation of the meshlens process, API
 //! p50/p99 under 16 concurrent clients, publish-to-WebSocket latency, restart-to-ready and
@@ -30,7 +31,11 @@ fn free_port() -> u16 {
 }
 
 fn spawn(data: &Path, mqtt: SocketAddr, http: SocketAddr) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_meshlens"))
+    // `MESHLENS_BIN` runs the same load against another build (an A/B of two commits with
+    // one driver).
+    let bin =
+        std::env::var_os("MESHLENS_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_meshlens").into());
+    Command::new(bin)
         .args(["run", "--data-dir"])
         .arg(data)
         .args([
@@ -84,6 +89,26 @@ fn vm_rss(pid: u32) -> u64 {
         })
         .unwrap_or(0)
         / 1024
+}
+
+/// CPU time (user + system) the process has used, in milliseconds: the cost of a phase is
+/// the difference across it, which unlike latency does not depend on what else the machine
+/// runs.
+fn cpu_ms(pid: u32) -> u64 {
+    let ticks = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            // Fields after the command name, which is in parentheses and may contain spaces.
+            let rest = s.get(s.rfind(')')? + 2..)?.to_owned();
+            let f: Vec<u64> = rest
+                .split_whitespace()
+                .map(|x| x.parse().unwrap_or(0))
+                .collect();
+            // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+            Some(f.get(11)? + f.get(12)?)
+        })
+        .unwrap_or(0);
+    ticks * 10 // USER_HZ is 100 on Linux
 }
 
 /// The `i`-th request to endpoint `e` (0–7) of the mix.
@@ -250,6 +275,12 @@ async fn main() {
             println!("RSS after endpoint {e}: {} MiB", vm_rss(pid));
         }
     }
+    // The process's own CPU while idle, then per request under the load: background work
+    // (analytics cycles, maintenance) shows in the first, the cost of an answer in the second.
+    let idle0 = cpu_ms(pid);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let idle = cpu_ms(pid) - idle0;
+    let cpu0 = cpu_ms(pid);
     let mut tasks = Vec::new();
     for c in 0..16usize {
         let (hashes, keys) = (hashes.clone(), keys.clone());
@@ -301,7 +332,36 @@ async fn main() {
         pct(&mut all, 0.99)
     );
 
+    let cpu = cpu_ms(pid) - cpu0;
+    println!(
+        "meshlens CPU: {idle} ms in 2 s idle before the load; {cpu} ms for the 960 requests = {:.0} us/request",
+        cpu as f64 * 1e3 / 960.0
+    );
     println!("RSS after the API load: {} MiB", vm_rss(pid));
+    // What each endpoint costs the process: 400 requests of one endpoint from 4 clients, CPU
+    // time across them (10 ms ticks, so about 3 % resolution at these figures).
+    for e in 0..8usize {
+        let cpu0 = cpu_ms(pid);
+        let mut ts = Vec::new();
+        for c in 0..4usize {
+            let (hashes, keys) = (hashes.clone(), keys.clone());
+            ts.push(tokio::spawn(async move {
+                for r in 0..100usize {
+                    let _ = get(http, &endpoint(e, c * 100 + r, &hashes, &keys)).await;
+                }
+            }));
+        }
+        for t in ts {
+            let _ = t.await;
+        }
+        let name = endpoint(e, 0, &hashes, &keys);
+        let name = name.split('?').next().unwrap_or_default().to_owned();
+        println!(
+            "  CPU per request {:<44} {:5.0} us",
+            name,
+            (cpu_ms(pid) - cpu0) as f64 * 1e3 / 400.0
+        );
+    }
     // Publish-to-WebSocket latency.
     let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{http}/ws"))
         .await

@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use store::rusqlite::Connection;
+use store::rusqlite::config::DbConfig;
 use store::{Reader, rusqlite};
 use tokio::sync::Semaphore;
 
@@ -67,6 +68,9 @@ pub struct PoolConfig {
     pub wait: Duration,
 }
 
+/// Prepared statements kept per connection.
+const STATEMENT_CACHE: usize = 96;
+
 struct Pool {
     conns: Mutex<Vec<Reader>>,
     permits: Arc<Semaphore>,
@@ -78,6 +82,16 @@ impl Pool {
         for _ in 0..size.max(1) {
             let r = Reader::open(path)?;
             r.conn().pragma_update(None, "cache_size", -CACHE_KIB)?;
+            // Plans that do not depend on bound values: otherwise SQLite marks a statement
+            // with a bound `LIMIT` (or a value the planner looked at) for a new prepare
+            // whenever that parameter is bound again, so every cached statement with
+            // `LIMIT ?` was parsed and planned anew on each request.
+            r.conn()
+                .set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
+            // The routes use some 70 distinct statements; rusqlite keeps 16 by default, so a
+            // mix of routes kept evicting each other's.
+            r.conn()
+                .set_prepared_statement_cache_capacity(STATEMENT_CACHE);
             conns.push(r);
         }
         Ok(Pool {
@@ -284,5 +298,32 @@ mod tests {
         release.send(()).unwrap();
         holder.await.unwrap().unwrap();
         db.query(|_| Ok(())).await.unwrap();
+    }
+
+    /// A cached statement with a bound `LIMIT`, run again with other values, is not
+    /// prepared again (SQLite does so for every new binding unless plans are kept stable).
+    #[tokio::test]
+    async fn a_cached_statement_is_not_prepared_again_for_new_bindings() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("meshlens.db");
+        drop(store::Writer::open(&path, 0).unwrap());
+        let db = Db::open(&path, 1, Duration::from_secs(120)).unwrap();
+        let reprepared = db
+            .query(|c| {
+                let q = "SELECT id FROM observations WHERE transmission_id = ?1
+                         ORDER BY received_at, id LIMIT ?2 OFFSET ?3";
+                for (tx, limit, offset) in [(1, 10, 0), (2, 50, 5), (3, 200, 100), (4, 7, 1)] {
+                    let mut stmt = sql(c.prepare_cached(q))?;
+                    let n = sql(stmt
+                        .query_map([tx, limit, offset], |r| r.get::<_, i64>(0))
+                        .map(|rows| rows.count()))?;
+                    assert_eq!(n, 0);
+                }
+                let stmt = sql(c.prepare_cached(q))?;
+                Ok(stmt.get_status(store::rusqlite::StatementStatus::RePrepare))
+            })
+            .await
+            .unwrap();
+        assert_eq!(reprepared, 0);
     }
 }

@@ -117,7 +117,7 @@ pub struct AppState {
     /// The fixed parts of packet objects, as JSON bytes, by transmission.
     frame_json: api::packet_json::FrameJsonCache,
     /// The frame-derived part of channel messages, by transmission.
-    message_cache: api::packet_json::FrameCache<Value>,
+    message_cache: api::packet_json::FrameCache<Box<[u8]>>,
     capability: Arc<capability::CapState>,
     channels_cache: tokio::sync::Mutex<Option<(u64, Value)>>,
     ui: web::UiConfig,

@@ -96,6 +96,37 @@ fn migrations_run_once_and_add_the_capability_columns() {
     assert_eq!(mode, "wal");
 }
 
+/// A page of the node list (`/api/nodes`' default order) is a range of an index: no sort of
+/// the table for the page, and no second sort for the ties by key.
+#[test]
+fn the_node_list_order_is_an_index_range() {
+    let (_dir, w) = open();
+    let plan: Vec<String> = w
+        .conn()
+        .prepare(
+            "EXPLAIN QUERY PLAN SELECT public_key, name FROM nodes
+             ORDER BY last_seen DESC, public_key LIMIT 50 OFFSET 500",
+        )
+        .unwrap()
+        .query_map([], |r| r.get::<_, String>(3))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let plan = plan.join("; ");
+    assert!(plan.contains("INDEX nodes_last_seen_key"), "{plan}");
+    assert!(!plan.contains("TEMP B-TREE"), "{plan}");
+    // And a `last_seen` range (silent nodes, recent nodes) still uses it.
+    let range: String = w
+        .conn()
+        .query_row(
+            "EXPLAIN QUERY PLAN SELECT count(*) FROM nodes WHERE last_seen < 5",
+            [],
+            |r| r.get(3),
+        )
+        .unwrap();
+    assert!(range.contains("nodes_last_seen_key"), "{range}");
+}
+
 #[test]
 fn dedup_by_hash_and_one_observation_per_observer_and_path() {
     let (_d, mut w) = open();
@@ -947,8 +978,17 @@ fn neighbor_edges_gain_observers_and_snr_without_losing_older_rows() {
             .execute_batch(&format!("ALTER TABLE neighbor_edges DROP COLUMN {column}"))
             .unwrap();
     }
+    // Whatever came after it, the migration runs again from its own version.
+    let v2: i64 = w
+        .conn()
+        .query_row(
+            "SELECT version FROM schema_migrations WHERE name = 'neighbor_edges_v2'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
     w.conn()
-        .pragma_update(None, "user_version", SCHEMA_VERSION - 1)
+        .pragma_update(None, "user_version", v2 - 1)
         .unwrap();
     drop(w);
     let mut w = Writer::open(&path, 1).unwrap();

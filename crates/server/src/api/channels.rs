@@ -6,11 +6,13 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
+use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use store::rusqlite::params_from_iter;
 use store::time::iso;
 
 use super::Params;
+use super::packet_json::{put, put_key};
 use super::packets::{FirstObs, TxRow, first_observations, tx_row};
 use crate::AppState;
 use crate::db::sql;
@@ -173,28 +175,58 @@ fn message_json(p: &Value) -> Value {
     })
 }
 
-/// The message object of transmission `r`. What depends on its frame alone (the decrypted
-/// text, sender, hops) is kept per transmission in a bounded cache: a channel page decrypts
-/// and decodes nothing it has shown before.
-fn message_of(st: &AppState, r: &TxRow, first: &FirstObs) -> Value {
-    let fixed = st.message_cache.get_or(r.id(), r.raw(), || {
-        let pkt = r.to_json_lean(st, None);
-        let m = message_json(&pkt);
-        let bytes = m.to_string().len();
-        (m, bytes)
-    });
-    let mut m = Value::clone(&fixed);
+/// The keys of a message object that depend on its frame alone (the decrypted text,
+/// sender, hops), as a JSON fragment `,"sender_timestamp":…,"hops":…`, kept per transmission
+/// in a bounded cache: a channel page decrypts and decodes nothing it has shown before.
+fn frame_fragment(st: &AppState, r: &TxRow) -> Arc<Box<[u8]>> {
+    st.message_cache.get_or(r.id(), r.raw(), || {
+        let m = message_json(&r.to_json_lean(st, None));
+        let mut out = Vec::with_capacity(256);
+        for k in [
+            "sender_timestamp",
+            "sender",
+            "message",
+            "text",
+            "full_text",
+            "encrypted",
+            "hop_count",
+            "hash_size",
+        ] {
+            put_key(&mut out, k);
+            put(&mut out, &m[k]);
+        }
+        put_key(&mut out, "hops");
+        put(&mut out, &m["hop_count"].as_i64().unwrap_or(0));
+        let n = out.len();
+        (out.into_boxed_slice(), n)
+    })
+}
+
+/// Writes the message object of transmission `r` (first observation `first`): the keys of
+/// [`message_json`] and CoreScope's that need the row and its observations.
+fn write_message(out: &mut Vec<u8>, st: &AppState, r: &TxRow, first: &FirstObs) {
     let seen = store::time::iso(r.first_seen());
-    m["timestamp"] = seen.clone().into();
-    m["first_seen"] = seen.into();
-    m["observation_count"] = r.observation_count().into();
-    m["packetId"] = r.id().into();
-    m["repeats"] = r.observation_count().into();
+    out.extend_from_slice(b"{\"hash\":");
+    put(out, r.hash());
+    put_key(out, "packetHash");
+    put(out, r.hash());
+    put_key(out, "timestamp");
+    put(out, &seen);
+    put_key(out, "first_seen");
+    put(out, &seen);
+    out.extend_from_slice(&frame_fragment(st, r));
+    put_key(out, "observation_count");
+    put(out, &r.observation_count());
+    put_key(out, "packetId");
+    put(out, &r.id());
+    put_key(out, "repeats");
+    put(out, &r.observation_count());
+    put_key(out, "observers");
     let who = first.observer_name().or(first.observer_id());
-    m["observers"] = json!(who.into_iter().collect::<Vec<_>>());
-    m["hops"] = m["hop_count"].as_i64().unwrap_or(0).into();
-    m["snr"] = first.snr().into();
-    m
+    put(out, &who.into_iter().collect::<Vec<_>>());
+    put_key(out, "snr");
+    put(out, &first.snr());
+    out.push(b'}');
 }
 
 /// Messages counted per channel: a full count at most once a minute (retention deletes old
@@ -256,7 +288,7 @@ pub async fn messages(
     State(st): State<Arc<AppState>>,
     Path(channel): Path<String>,
     Query(q): Query<HashMap<String, String>>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Response> {
     let p = Params(q);
     let limit = p.limit(50, MAX_MESSAGES)?;
     let offset = p.offset()?;
@@ -269,7 +301,7 @@ pub async fn messages(
     let state = st.clone();
     // Read, decrypted and built on the blocking thread that holds the connection: decoding
     // a page of messages on an async worker would hold up every other connection.
-    let (messages, total) = st
+    let (mut body, total) = st
         .db
         .query(move |c| {
             let (clause, codes) = region.clone().unwrap_or_default();
@@ -296,22 +328,31 @@ pub async fn messages(
             let ids: Vec<i64> = rows.iter().map(TxRow::id).collect();
             let firsts = first_observations(c, &ids)?;
             let none = FirstObs::default();
-            // Read newest first (the page), listed oldest first (CoreScope's order).
-            let messages: Vec<Value> = rows
-                .iter()
-                .rev()
-                .map(|r| {
-                    let first = firsts.get(&r.id()).unwrap_or(&none);
-                    message_of(&state, r, first)
-                })
-                .collect();
-            Ok((messages, total))
+            // Read newest first (the page), listed oldest first (CoreScope's order), each
+            // message written straight to bytes.
+            let mut out = Vec::with_capacity(rows.len() * 512 + 64);
+            out.extend_from_slice(b"{\"messages\":[");
+            for (i, r) in rows.iter().rev().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_message(&mut out, &state, r, firsts.get(&r.id()).unwrap_or(&none));
+            }
+            Ok((out, total))
         })
         .await?;
     if total == 0 {
         return Err(ApiError::NotFound("no messages on this channel".into()));
     }
-    Ok(Json(
-        json!({"messages": messages, "total": total, "limit": limit, "offset": offset}),
-    ))
+    body.extend_from_slice(
+        format!("],\"total\":{total},\"limit\":{limit},\"offset\":{offset}}}").as_bytes(),
+    );
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            axum::http::HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response())
 }

@@ -48,25 +48,38 @@ pub const FLEET_WINDOW_MS: i64 = 7 * 86_400_000;
 /// `clock_skew_count_24h`, `clock_last_naive_at`, from the stored columns as of `now_ms`. An
 /// event older than [`NAIVE_DECAY_MS`] no longer flags the observer (false, null, 0, null),
 /// so the flag clears by itself without the reader writing anything.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct NaiveClock {
+    /// A naive-clock event in the last [`NAIVE_DECAY_MS`].
+    pub clock_naive: bool,
+    /// Its skew (seconds), while flagged.
+    pub clock_skew_seconds: Option<i64>,
+    /// Events in the last day, while flagged (else 0).
+    pub clock_skew_count_24h: i64,
+    /// When the last one was seen, while flagged.
+    pub clock_last_naive_at: Option<String>,
+}
+
+/// [`NaiveClock`] of the stored columns, as of `now_ms`.
 pub fn naive_clock(
     now_ms: i64,
     skew_seconds: Option<i64>,
     count_24h: Option<i64>,
     last_naive_at: Option<i64>,
-) -> [(&'static str, Value); 4] {
+) -> NaiveClock {
     match last_naive_at.filter(|at| now_ms.saturating_sub(*at) <= NAIVE_DECAY_MS) {
-        Some(at) => [
-            ("clock_naive", true.into()),
-            ("clock_skew_seconds", skew_seconds.into()),
-            ("clock_skew_count_24h", count_24h.unwrap_or(0).into()),
-            ("clock_last_naive_at", iso(at).into()),
-        ],
-        None => [
-            ("clock_naive", false.into()),
-            ("clock_skew_seconds", Value::Null),
-            ("clock_skew_count_24h", 0.into()),
-            ("clock_last_naive_at", Value::Null),
-        ],
+        Some(at) => NaiveClock {
+            clock_naive: true,
+            clock_skew_seconds: skew_seconds,
+            clock_skew_count_24h: count_24h.unwrap_or(0),
+            clock_last_naive_at: Some(iso(at)),
+        },
+        None => NaiveClock {
+            clock_naive: false,
+            clock_skew_seconds: None,
+            clock_skew_count_24h: 0,
+            clock_last_naive_at: None,
+        },
     }
 }
 

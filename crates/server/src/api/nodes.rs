@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
+use axum::response::IntoResponse;
 use axum::response::Response;
 use serde_json::{Value, json};
 use store::rusqlite::{Connection, Row, ToSql, params_from_iter};
@@ -474,7 +475,7 @@ pub async fn search(
 pub async fn detail(
     State(st): State<Arc<AppState>>,
     Path(key): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<axum::response::Response> {
     // A CoreScope path meshlens does not serve (`/api/nodes/clock-skew`, …) is not a
     // malformed key: 404, as for any unknown endpoint.
     if key.contains('-') {
@@ -524,6 +525,32 @@ pub async fn detail(
     let mut node = row.to_json(&sizes, &cap, &battery);
     node["active"] = active.into();
     node["multi_byte"] = crate::capability::detail(cap.get(&row.public_key));
-    let recent: Vec<Value> = adverts.iter().map(|a| a.to_json(&st)).collect();
-    Ok(Json(json!({"node": node, "recentAdverts": recent})))
+    // The adverts are packet objects, written from the per-frame fragments the packet list
+    // caches (the same object as `/api/packets/{hash}` without its observations).
+    let mut out = Vec::with_capacity(1024 + adverts.len() * 1536);
+    out.extend_from_slice(b"{\"node\":");
+    super::packet_json::put(&mut out, &node);
+    out.extend_from_slice(b",\"recentAdverts\":[");
+    for (i, a) in adverts.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        a.write_open(
+            &mut out,
+            &st.frame_json,
+            &st.decode_no_verify,
+            &st.signatures,
+            None,
+        );
+        out.push(b'}');
+    }
+    out.extend_from_slice(b"]}");
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            axum::http::HeaderValue::from_static("application/json"),
+        )],
+        out,
+    )
+        .into_response())
 }

@@ -24,7 +24,6 @@ use std::sync::atomic::Ordering;
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
-use serde_json::{Value, json};
 use store::rusqlite::Row;
 use store::time::iso;
 
@@ -46,53 +45,93 @@ const COLUMNS: &str = "ob.idx, ob.id, ob.name, ob.iata, ob.status, ob.model, ob.
 /// The observers with their own node (a lookup on its primary key per observer).
 const FROM: &str = "observers ob LEFT JOIN nodes n ON n.public_key = ob.id";
 
-fn observer_json(r: &Row<'_>) -> store::rusqlite::Result<(i64, Value)> {
+/// One observer of the list or the detail, serialized as it stands (no `Value` tree: the
+/// list is 30-odd keys per observer, and building them as maps was most of its cost).
+#[derive(serde::Serialize)]
+#[allow(missing_docs)] // the keys are the API's, documented in the OpenAPI document
+pub struct ObserverItem {
+    #[serde(skip)]
+    idx: i64,
+    id: String,
+    name: Option<String>,
+    iata: Option<String>,
+    status: Option<String>,
+    model: Option<String>,
+    firmware: Option<String>,
+    client_version: Option<String>,
+    radio: Option<String>,
+    battery_mv: Option<i64>,
+    uptime_secs: Option<i64>,
+    noise_floor: Option<f64>,
+    tx_air_secs: Option<i64>,
+    rx_air_secs: Option<i64>,
+    recv_errors: Option<i64>,
+    first_seen: Option<String>,
+    last_seen: Option<String>,
+    last_packet_at: Option<String>,
+    last_status_at: Option<String>,
+    packet_count: i64,
+    queue_len: Option<i64>,
+    debug_flags: Option<i64>,
+    status_timestamp: Option<String>,
+    status_received_at: Option<String>,
+    lat: Option<f64>,
+    lon: Option<f64>,
+    #[serde(rename = "nodeRole")]
+    node_role: Option<String>,
+    /// The naive-clock fields, with CoreScope's 24-hour decay (`clock_skew::naive_clock`).
+    #[serde(flatten)]
+    clock: super::clock_skew::NaiveClock,
+    #[serde(rename = "packetsLastHour")]
+    packets_last_hour: i64,
+}
+
+fn observer_item(r: &Row<'_>) -> store::rusqlite::Result<ObserverItem> {
     let t = |i: usize| -> store::rusqlite::Result<Option<String>> {
         Ok(r.get::<_, Option<i64>>(i)?.map(iso))
     };
-    Ok((
-        r.get(0)?,
-        json!({
-            "id": r.get::<_, String>(1)?,
-            "name": r.get::<_, Option<String>>(2)?,
-            "iata": r.get::<_, Option<String>>(3)?,
-            "status": r.get::<_, Option<String>>(4)?,
-            "model": r.get::<_, Option<String>>(5)?,
-            "firmware": r.get::<_, Option<String>>(6)?,
-            "client_version": r.get::<_, Option<String>>(7)?,
-            "radio": r.get::<_, Option<String>>(8)?,
-            "battery_mv": r.get::<_, Option<i64>>(9)?,
-            "uptime_secs": r.get::<_, Option<i64>>(10)?,
-            "noise_floor": r.get::<_, Option<f64>>(11)?,
-            "tx_air_secs": r.get::<_, Option<i64>>(12)?,
-            "rx_air_secs": r.get::<_, Option<i64>>(13)?,
-            "recv_errors": r.get::<_, Option<i64>>(14)?,
-            "first_seen": t(15)?,
-            "last_seen": t(16)?,
-            "last_packet_at": t(17)?,
-            "last_status_at": t(18)?,
-            "packet_count": r.get::<_, i64>(19)?,
-            "queue_len": r.get::<_, Option<i64>>(20)?,
-            "debug_flags": r.get::<_, Option<i64>>(21)?,
-            "status_timestamp": t(22)?,
-            "status_received_at": t(23)?,
-            "lat": r.get::<_, Option<f64>>(24)?,
-            "lon": r.get::<_, Option<f64>>(25)?,
-            "nodeRole": r.get::<_, Option<String>>(26)?,
-            "clock_naive": null,
-            "clock_skew_seconds": null,
-            "clock_skew_count_24h": null,
-            "clock_last_naive_at": null,
-        }),
-    ))
-    // The naive-clock fields, with CoreScope's 24-hour decay (`clock_skew::naive_clock`).
-    .and_then(|(idx, mut v)| {
-        let (skew, count, at) = (r.get(27)?, r.get(28)?, r.get(29)?);
-        for (k, x) in super::clock_skew::naive_clock(crate::now_ms(), skew, count, at) {
-            v[k] = x;
-        }
-        Ok((idx, v))
+    Ok(ObserverItem {
+        idx: r.get(0)?,
+        id: r.get(1)?,
+        name: r.get(2)?,
+        iata: r.get(3)?,
+        status: r.get(4)?,
+        model: r.get(5)?,
+        firmware: r.get(6)?,
+        client_version: r.get(7)?,
+        radio: r.get(8)?,
+        battery_mv: r.get(9)?,
+        uptime_secs: r.get(10)?,
+        noise_floor: r.get(11)?,
+        tx_air_secs: r.get(12)?,
+        rx_air_secs: r.get(13)?,
+        recv_errors: r.get(14)?,
+        first_seen: t(15)?,
+        last_seen: t(16)?,
+        last_packet_at: t(17)?,
+        last_status_at: t(18)?,
+        packet_count: r.get(19)?,
+        queue_len: r.get(20)?,
+        debug_flags: r.get(21)?,
+        status_timestamp: t(22)?,
+        status_received_at: t(23)?,
+        lat: r.get(24)?,
+        lon: r.get(25)?,
+        node_role: r.get(26)?,
+        clock: super::clock_skew::naive_clock(crate::now_ms(), r.get(27)?, r.get(28)?, r.get(29)?),
+        packets_last_hour: 0,
     })
+}
+
+/// The list's envelope.
+#[derive(serde::Serialize)]
+#[allow(missing_docs)]
+pub struct ObserverPage {
+    observers: Vec<ObserverItem>,
+    total: i64,
+    limit: i64,
+    offset: i64,
+    server_time: String,
 }
 
 /// Observations per observer in the last hour: one range of the `(observer_idx,
@@ -159,7 +198,7 @@ pub async fn warm(st: Arc<AppState>) {
 pub async fn list(
     State(st): State<Arc<AppState>>,
     Query(q): Query<HashMap<String, String>>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<ObserverPage>> {
     let p = super::Params(q);
     let limit = p.limit(MAX_OBSERVERS, MAX_OBSERVERS)?;
     let offset = p.offset()?;
@@ -183,32 +222,32 @@ pub async fn list(
                  LIMIT ?1 OFFSET ?2"
             )))?;
             let rows = sql(stmt
-                .query_map([limit, offset], observer_json)
+                .query_map([limit, offset], observer_item)
                 .and_then(|m| m.collect::<Result<Vec<_>, _>>()))?;
             let observers = rows
                 .into_iter()
-                .map(|(idx, mut v)| {
-                    v["packetsLastHour"] = hour.get(&idx).copied().unwrap_or(0).into();
-                    v
+                .map(|mut o| {
+                    o.packets_last_hour = hour.get(&o.idx).copied().unwrap_or(0);
+                    o
                 })
                 .collect::<Vec<_>>();
             Ok((observers, total))
         })
         .await?;
-    Ok(Json(json!({
-        "observers": observers,
-        "total": total,
-        "limit": limit,
-        "offset": offset,
-        "server_time": iso(crate::now_ms()),
-    })))
+    Ok(Json(ObserverPage {
+        observers,
+        total,
+        limit,
+        offset,
+        server_time: iso(crate::now_ms()),
+    }))
 }
 
 /// `GET /api/observers/{id}`.
 pub async fn detail(
     State(st): State<Arc<AppState>>,
     Path(id): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<ObserverItem>> {
     let id = id.trim().to_ascii_lowercase();
     if id.is_empty() || id.len() > 64 {
         return Err(ApiError::BadRequest(
@@ -222,11 +261,11 @@ pub async fn detail(
             match c.query_row(
                 &format!("SELECT {COLUMNS} FROM {FROM} WHERE ob.id = ?1"),
                 [&id],
-                observer_json,
+                observer_item,
             ) {
-                Ok((idx, mut v)) => {
-                    v["packetsLastHour"] = hour.get(&idx).copied().unwrap_or(0).into();
-                    Ok(Some(v))
+                Ok(mut o) => {
+                    o.packets_last_hour = hour.get(&o.idx).copied().unwrap_or(0);
+                    Ok(Some(o))
                 }
                 Err(store::rusqlite::Error::QueryReturnedNoRows) => Ok(None),
                 Err(e) => Err(e.into()),
