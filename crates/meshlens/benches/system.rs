@@ -80,15 +80,29 @@ fn vm_hwm(pid: u32) -> u64 {
 }
 
 fn vm_rss(pid: u32) -> u64 {
+    status_kib(pid, "VmRSS:") / 1024
+}
+
+/// A field of `/proc/<pid>/status` in KiB (0 when unreadable).
+fn status_kib(pid: u32, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
+                .find(|l| l.starts_with(field))
                 .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
         })
         .unwrap_or(0)
-        / 1024
+}
+
+/// RSS split into the process's own memory (heap, stacks) and mapped file pages (mostly the
+/// binary's code, which grows with features and is shared with the page cache).
+fn rss_split(pid: u32) -> String {
+    format!(
+        "{:.1} MiB anonymous + {:.1} MiB file",
+        status_kib(pid, "RssAnon:") as f64 / 1024.0,
+        status_kib(pid, "RssFile:") as f64 / 1024.0
+    )
 }
 
 /// CPU time (user + system) the process has used, in milliseconds: the cost of a phase is
@@ -161,7 +175,7 @@ async fn main() {
     let mut child = spawn(dir.path(), mqtt, http);
     let pid = child.id();
     wait_ready(http).await;
-    println!("RSS at start: {} MiB", vm_rss(pid));
+    println!("RSS at start: {} MiB ({})", vm_rss(pid), rss_split(pid));
     println!(
         "system benchmark: {target} observations offered at {rate}/s into `meshlens run` (pid {pid})"
     );
@@ -240,7 +254,7 @@ async fn main() {
         sent as f64 / published.as_secs_f64(),
         lag.as_secs_f64() * 1e3
     );
-    println!("RSS after ingest: {} MiB", vm_rss(pid));
+    println!("RSS after ingest: {} MiB ({})", vm_rss(pid), rss_split(pid));
     // Wait for a capability cycle over the full data (analytics run every 60 s by default).
     let (_, stats) = get(http, "/api/stats").await;
     let total_obs = json_num(&stats, "totalObservations").unwrap_or(stored);
@@ -337,31 +351,11 @@ async fn main() {
         "meshlens CPU: {idle} ms in 2 s idle before the load; {cpu} ms for the 960 requests = {:.0} us/request",
         cpu as f64 * 1e3 / 960.0
     );
-    println!("RSS after the API load: {} MiB", vm_rss(pid));
-    // What each endpoint costs the process: 400 requests of one endpoint from 4 clients, CPU
-    // time across them (10 ms ticks, so about 3 % resolution at these figures).
-    for e in 0..8usize {
-        let cpu0 = cpu_ms(pid);
-        let mut ts = Vec::new();
-        for c in 0..4usize {
-            let (hashes, keys) = (hashes.clone(), keys.clone());
-            ts.push(tokio::spawn(async move {
-                for r in 0..100usize {
-                    let _ = get(http, &endpoint(e, c * 100 + r, &hashes, &keys)).await;
-                }
-            }));
-        }
-        for t in ts {
-            let _ = t.await;
-        }
-        let name = endpoint(e, 0, &hashes, &keys);
-        let name = name.split('?').next().unwrap_or_default().to_owned();
-        println!(
-            "  CPU per request {:<44} {:5.0} us",
-            name,
-            (cpu_ms(pid) - cpu0) as f64 * 1e3 / 400.0
-        );
-    }
+    println!(
+        "RSS after the API load: {} MiB ({})",
+        vm_rss(pid),
+        rss_split(pid)
+    );
     // Publish-to-WebSocket latency.
     let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{http}/ws"))
         .await
@@ -418,6 +412,31 @@ async fn main() {
     );
 
     let hwm = vm_hwm(pid);
+    // (after the peak is read, so the peak stays comparable with earlier runs)
+    // What each endpoint costs the process: 400 requests of one endpoint from 4 clients, CPU
+    // time across them (10 ms ticks, so about 3 % resolution at these figures).
+    for e in 0..8usize {
+        let cpu0 = cpu_ms(pid);
+        let mut ts = Vec::new();
+        for c in 0..4usize {
+            let (hashes, keys) = (hashes.clone(), keys.clone());
+            ts.push(tokio::spawn(async move {
+                for r in 0..100usize {
+                    let _ = get(http, &endpoint(e, c * 100 + r, &hashes, &keys)).await;
+                }
+            }));
+        }
+        for t in ts {
+            let _ = t.await;
+        }
+        let name = endpoint(e, 0, &hashes, &keys);
+        let name = name.split('?').next().unwrap_or_default().to_owned();
+        println!(
+            "  CPU per request {:<44} {:5.0} us",
+            name,
+            (cpu_ms(pid) - cpu0) as f64 * 1e3 / 400.0
+        );
+    }
     let db_bytes: u64 = ["meshlens.db", "meshlens.db-wal"]
         .iter()
         .map(|f| std::fs::metadata(dir.path().join(f)).map_or(0, |m| m.len()))

@@ -155,7 +155,23 @@ async fn observer_clocks() {
     // A naive event decays after a day: the same fields, a day and a minute later.
     let later = local_at + 3 + 86_400_000 + 60_000;
     let f = server::api::clock_skew::naive_clock(later, Some(7200), Some(4), Some(local_at + 3));
-    assert_eq!(f[0], ("clock_naive", json!(false)));
+    assert!(!f.clock_naive, "{f:?}");
+    assert_eq!(
+        (
+            f.clock_skew_seconds,
+            f.clock_skew_count_24h,
+            f.clock_last_naive_at
+        ),
+        (None, 0, None)
+    );
+    // And a minute before the day is over it still flags the observer.
+    let f = server::api::clock_skew::naive_clock(
+        local_at + 3 + 86_400_000 - 60_000,
+        Some(7200),
+        Some(4),
+        Some(local_at + 3),
+    );
+    assert!(f.clock_naive && f.clock_skew_seconds == Some(7200) && f.clock_skew_count_24h == 4);
 }
 
 /// A repeater advert signed by `seed` carrying `timestamp`.

@@ -1160,7 +1160,9 @@ mod tests {
         let mut items = Vec::new();
         let mut seed = 7u64;
         let mut next = move || {
-            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             seed >> 33
         };
         for tx in 0..300u64 {
@@ -1219,7 +1221,10 @@ mod tests {
             assert_eq!(got, want);
         }
         let many = first_observations(c, &all).unwrap();
-        assert!(many.values().any(|f| f.iatas.len() >= 3 && f.observer_count >= 5));
+        assert!(
+            many.values()
+                .any(|f| f.iatas.len() >= 3 && f.observer_count >= 5)
+        );
     }
 
     /// The bytes written for a page row and the `Value` of the other routes are the same
