@@ -50,7 +50,10 @@ fn spawn(data: &Path, mqtt: SocketAddr, http: SocketAddr) -> Child {
             "--analytics-interval",
             &std::env::var("ANALYTICS_INTERVAL").unwrap_or_else(|_| "60s".into()),
         ])
-        .env("MESHLENS_LOG", "warn")
+        .env(
+            "MESHLENS_LOG",
+            std::env::var("MESHLENS_LOG").unwrap_or_else(|_| "warn".into()),
+        )
         .envs(
             std::env::var("MESHLENS_MALLOC_ARENA_MAX")
                 .ok()

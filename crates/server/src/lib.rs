@@ -134,6 +134,9 @@ pub struct AppState {
     observers_hour: std::sync::Mutex<Option<(Instant, Arc<HourCounts>)>>,
     /// Whether a background refresh of `observers_hour` is running.
     observers_refreshing: AtomicBool,
+    /// Held while `observers_hour` is counted with no usable answer, so requests arriving
+    /// together wait for one count instead of each running its own.
+    observers_counting: tokio::sync::Mutex<()>,
     /// The HTTP side's limits, host check, budgets and counters.
     http: http::Guards,
     /// See [`ServerConfig::admin_key`].
@@ -493,6 +496,7 @@ impl Server {
             traffic_cache: Default::default(),
             observers_hour: Default::default(),
             observers_refreshing: AtomicBool::new(false),
+            observers_counting: tokio::sync::Mutex::new(()),
             hash_sizes_cache: Default::default(),
             message_counts: Default::default(),
             analytics_answers: Default::default(),
