@@ -17,8 +17,9 @@ use std::path::{Path, PathBuf};
 pub use records::{Advert, ClockReading, Delivery, Observer, PacketRecord, Rejected, Role, Status};
 pub use schema::{MIGRATIONS, SCHEMA_VERSION};
 pub use writer::{
-    ApplyCounts, BatchOutcome, CapabilityUpdate, Item, MAX_STORED_EDGE_OBSERVERS,
-    METRICS_BUCKET_MS, NeighborEdge, Writer, hash_hex, metrics_bucket, node_is_active,
+    ApplyCounts, BatchOutcome, CHECKPOINT_WAIT, CapabilityUpdate, Checkpoint, Item,
+    MAX_STORED_EDGE_OBSERVERS, METRICS_BUCKET_MS, NeighborEdge, Writer, hash_hex, metrics_bucket,
+    node_is_active,
 };
 
 pub use rusqlite;

@@ -274,7 +274,40 @@ fn retention_deletes_old_packets_in_chunks() {
         .unwrap();
     assert_eq!(out.new_transmissions, 1);
     w.incremental_vacuum(100).unwrap();
-    w.checkpoint().unwrap();
+    assert_eq!(w.checkpoint().unwrap(), store::Checkpoint::Complete);
+}
+
+/// A reader holding an older snapshot defers the truncating checkpoint (what it allows is
+/// still copied) instead of holding the writer for the busy timeout; once it has finished,
+/// the next checkpoint completes and the WAL is empty.
+#[test]
+fn a_long_reader_defers_the_checkpoint() {
+    let (dir, mut w) = open();
+    let path = dir.path().join("data/meshlens.db");
+    w.write_batch(&[Item::Packet(packet(1, "a", 10, &[]))])
+        .unwrap();
+    let reader = Reader::open(&path).unwrap();
+    reader.conn().execute_batch("BEGIN").unwrap();
+    let seen: i64 = reader
+        .conn()
+        .query_row("SELECT count(*) FROM transmissions", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(seen, 1);
+    // Newer frames than the reader's snapshot.
+    w.write_batch(&[Item::Packet(packet(2, "a", 20, &[]))])
+        .unwrap();
+    assert_eq!(
+        w.checkpoint_waiting(std::time::Duration::ZERO).unwrap(),
+        store::Checkpoint::Deferred
+    );
+    // The writer goes on meanwhile.
+    w.write_batch(&[Item::Packet(packet(3, "a", 30, &[]))])
+        .unwrap();
+    reader.conn().execute_batch("COMMIT").unwrap();
+    assert_eq!(w.checkpoint().unwrap(), store::Checkpoint::Complete);
+    let wal = std::fs::metadata(dir.path().join("data/meshlens.db-wal")).map_or(0, |m| m.len());
+    assert_eq!(wal, 0, "truncated");
+    assert_eq!(count(&w, "SELECT count(*) FROM transmissions"), 3);
 }
 
 #[test]
