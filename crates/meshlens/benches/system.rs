@@ -391,6 +391,22 @@ async fn main() {
             }
         })
     };
+    // How long the writer's current step has lasted (the `meshlens_writer_busy_seconds` gauge
+    // of `/metrics`), sampled every 50 ms: tells a stalled writer from a stalled feed.
+    let sampler = tokio::spawn(async move {
+        let mut longest = 0f64;
+        for _ in 0..80 {
+            let (_, body) = get(http, "/metrics").await;
+            let busy = body
+                .lines()
+                .find_map(|l| l.strip_prefix("meshlens_writer_busy_seconds "))
+                .and_then(|v| v.trim().parse::<f64>().ok())
+                .unwrap_or(0.0);
+            longest = longest.max(busy);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        longest
+    });
     let mut lat = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(20);
     while lat.len() < 300 && Instant::now() < deadline {
@@ -407,6 +423,9 @@ async fn main() {
         }
     }
     let _ = pubs.await;
+    if let Ok(secs) = sampler.await {
+        println!("  longest writer step seen during it: {:.0} ms", secs * 1e3);
+    }
     println!(
         "publish-to-WebSocket: {} of 300; p50 {:.1} ms, p99 {:.1} ms",
         lat.len(),
