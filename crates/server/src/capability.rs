@@ -570,11 +570,10 @@ pub fn snapshot_entries(report: &CapabilityReport) -> Vec<handoff::Entry> {
 }
 
 /// Puts the calling thread at the lowest scheduling priority (nice 19; on Linux a thread has
-/// its own). The cycle is background work that streams the whole window: about 10 s of one
-/// core at 2,000,000 observations, during which API answers and the live feed on a two-core
-/// machine waited behind it (API p99 124 ms, publish to WebSocket p99 906 ms in the system
-/// benchmark). At nice 19 they take the CPU first and the cycle takes what is left.
-pub fn lower_priority() {
+/// its own). The cycle is background work that streams the whole window, 6–20 s of one core
+/// at 2,000,000 observations, and API answers on a two-core machine queued behind it; at
+/// nice 19 they take the CPU first and the cycle takes what is left (BENCHMARKS.md, session 7).
+fn lower_priority() {
     #[cfg(target_os = "linux")]
     if let Err(e) = rustix::process::setpriority_process(Some(rustix::thread::gettid()), 19) {
         tracing::debug!("the capability cycle keeps its priority: {e}");

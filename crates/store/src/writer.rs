@@ -736,8 +736,8 @@ impl Writer {
     /// [`CHECKPOINT_WAIT`] for readers of an older snapshot. A reader that holds one longer (the
     /// capability cycle reads its whole window in one transaction: seconds at millions of
     /// observations) defers the truncation to the next checkpoint, and this one copies what
-    /// that reader allows. It used to wait the full busy timeout, and the writer committed
-    /// nothing meanwhile: the live feed stalled for up to a second at 2,000,000 observations.
+    /// that reader allows. It used to wait the full busy timeout (5 s), committing nothing
+    /// meanwhile.
     pub fn checkpoint(&mut self) -> Result<Checkpoint> {
         self.checkpoint_waiting(CHECKPOINT_WAIT)
     }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use serde_json::{Value, json};
 use store::rusqlite::params_from_iter;
 use store::time::iso;
@@ -347,12 +347,5 @@ pub async fn messages(
     body.extend_from_slice(
         format!("],\"total\":{total},\"limit\":{limit},\"offset\":{offset}}}").as_bytes(),
     );
-    Ok((
-        [(
-            axum::http::header::CONTENT_TYPE,
-            axum::http::HeaderValue::from_static("application/json"),
-        )],
-        body,
-    )
-        .into_response())
+    Ok(super::json_response(body))
 }

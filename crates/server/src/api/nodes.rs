@@ -11,7 +11,6 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
-use axum::response::IntoResponse;
 use axum::response::Response;
 use serde_json::{Value, json};
 use store::rusqlite::{Connection, Row, ToSql, params_from_iter};
@@ -475,7 +474,7 @@ pub async fn search(
 pub async fn detail(
     State(st): State<Arc<AppState>>,
     Path(key): Path<String>,
-) -> ApiResult<axum::response::Response> {
+) -> ApiResult<Response> {
     // A CoreScope path meshlens does not serve (`/api/nodes/clock-skew`, …) is not a
     // malformed key: 404, as for any unknown endpoint.
     if key.contains('-') {
@@ -545,12 +544,5 @@ pub async fn detail(
         out.push(b'}');
     }
     out.extend_from_slice(b"]}");
-    Ok((
-        [(
-            axum::http::header::CONTENT_TYPE,
-            axum::http::HeaderValue::from_static("application/json"),
-        )],
-        out,
-    )
-        .into_response())
+    Ok(super::json_response(out))
 }

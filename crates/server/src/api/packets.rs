@@ -253,6 +253,20 @@ impl FirstObs {
     }
 }
 
+/// The rows of `select` (ending in `IN`) for `ids`, which come from the database, never from
+/// a request, and so are written into the SQL as a list of integers.
+fn rows_by_ids<T>(
+    c: &Connection,
+    select: &str,
+    ids: impl Iterator<Item = i64>,
+    row: impl FnMut(&Row<'_>) -> store::rusqlite::Result<T>,
+) -> ApiResult<Vec<T>> {
+    let list = ids.map(|i| i.to_string()).collect::<Vec<_>>().join(",");
+    let mut stmt = sql(c.prepare(&format!("{select} ({list})")))?;
+    let rows = sql(stmt.query_map([], row))?;
+    rows.map(sql).collect()
+}
+
 /// [`FirstObs`] of each transmission in `ids`, for a whole page at once (the first
 /// observation is the one stored first, whose frame is `transmissions.raw`). The ids come from
 /// the database, never from the request, so they are written into the SQL as integers.
@@ -272,68 +286,50 @@ pub fn first_observations(
     if ids.is_empty() {
         return Ok(out);
     }
-    let list =
-        |v: &mut dyn Iterator<Item = i64>| v.map(|i| i.to_string()).collect::<Vec<_>>().join(",");
     // Per transmission: the smallest observation id and the distinct observers.
     let mut by_tx: HashMap<i64, (i64, BTreeSet<i64>)> = HashMap::with_capacity(ids.len());
-    {
-        let mut stmt = sql(c.prepare(&format!(
-            "SELECT transmission_id, id, observer_idx FROM observations
-             INDEXED BY sqlite_autoindex_observations_1
-             WHERE transmission_id IN ({})",
-            list(&mut ids.iter().copied())
-        )))?;
-        let rows = sql(stmt.query_map([], |r| {
+    let copies = rows_by_ids(
+        c,
+        "SELECT transmission_id, id, observer_idx FROM observations WHERE transmission_id IN",
+        ids.iter().copied(),
+        |r| {
             Ok((
                 r.get::<_, i64>(0)?,
                 r.get::<_, i64>(1)?,
                 r.get::<_, i64>(2)?,
             ))
-        }))?;
-        for row in rows {
-            let (tx, id, observer) = sql(row)?;
-            let e = by_tx.entry(tx).or_insert((id, BTreeSet::new()));
-            e.0 = e.0.min(id);
-            e.1.insert(observer);
-        }
+        },
+    )?;
+    for (tx, id, observer) in copies {
+        let e = by_tx.entry(tx).or_insert((id, BTreeSet::new()));
+        e.0 = e.0.min(id);
+        e.1.insert(observer);
     }
     if by_tx.is_empty() {
         return Ok(out);
     }
     // The first observations' signal.
-    let mut signal: HashMap<i64, (i64, Option<f64>, Option<f64>)> = HashMap::new();
-    {
-        let mut stmt = sql(c.prepare(&format!(
-            "SELECT id, observer_idx, snr, rssi FROM observations WHERE id IN ({})",
-            list(&mut by_tx.values().map(|(first, _)| *first))
-        )))?;
-        let rows = sql(stmt.query_map([], |r| {
-            Ok((r.get::<_, i64>(0)?, (r.get(1)?, r.get(2)?, r.get(3)?)))
-        }))?;
-        for row in rows {
-            let (id, s) = sql(row)?;
-            signal.insert(id, s);
-        }
-    }
+    let signal: HashMap<i64, (i64, Option<f64>, Option<f64>)> = rows_by_ids(
+        c,
+        "SELECT id, observer_idx, snr, rssi FROM observations WHERE id IN",
+        by_tx.values().map(|(first, _)| *first),
+        |r| Ok((r.get(0)?, (r.get(1)?, r.get(2)?, r.get(3)?))),
+    )?
+    .into_iter()
+    .collect();
     // The observers named by any of them.
     let observers: BTreeSet<i64> = by_tx
         .values()
         .flat_map(|(_, o)| o.iter().copied())
         .collect();
-    let mut named: HashMap<i64, (String, Option<String>, Option<String>)> = HashMap::new();
-    {
-        let mut stmt = sql(c.prepare(&format!(
-            "SELECT idx, id, name, iata FROM observers WHERE idx IN ({})",
-            list(&mut observers.iter().copied())
-        )))?;
-        let rows = sql(stmt.query_map([], |r| {
-            Ok((r.get::<_, i64>(0)?, (r.get(1)?, r.get(2)?, r.get(3)?)))
-        }))?;
-        for row in rows {
-            let (idx, o) = sql(row)?;
-            named.insert(idx, o);
-        }
-    }
+    let named: HashMap<i64, (String, Option<String>, Option<String>)> = rows_by_ids(
+        c,
+        "SELECT idx, id, name, iata FROM observers WHERE idx IN",
+        observers.into_iter(),
+        |r| Ok((r.get(0)?, (r.get(1)?, r.get(2)?, r.get(3)?))),
+    )?
+    .into_iter()
+    .collect();
     for (tx, (first, seen)) in by_tx {
         let (observer, snr, rssi) = signal.get(&first).copied().unwrap_or((-1, None, None));
         let who = named.get(&observer);
